@@ -1,0 +1,1 @@
+"""The admin API: one small Klein class per resource, declared schemas, one error mapping."""

@@ -1,0 +1,1 @@
+"""``oauthproxyctl``: the command-line client of the admin API."""

@@ -1,0 +1,1 @@
+"""Docker services with port allocation, and named external services."""

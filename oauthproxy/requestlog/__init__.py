@@ -1,0 +1,1 @@
+"""The request log: records built per request, written to Redis in batches."""

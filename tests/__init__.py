@@ -1,0 +1,1 @@
+"""oauthproxy's trial tests; ``tests/integration`` runs real components on loopback."""

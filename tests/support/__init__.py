@@ -1,0 +1,1 @@
+"""Test fixtures that start real components (redis-server, Pebble, HAProxy, backends) on loopback."""

@@ -1,0 +1,10 @@
+"""twistd plugin: ``twistd oauthproxy`` (see :mod:`oauthproxy.tap`)."""
+
+from twisted.application.service import ServiceMaker
+
+oauthproxy = ServiceMaker(
+    "oauthproxy",
+    "oauthproxy.tap",
+    "Reverse proxy with ACME certificates and an OAuth 2.1 authorization server",
+    "oauthproxy",
+)
