@@ -5,11 +5,26 @@ options override the environment, which overrides a ``.env`` file in the working
 directory, which overrides the defaults below.  An invalid value raises
 :class:`~oauthproxy.errors.ConfigError` naming the setting, and ``twistd``
 refuses to start with that one-line message.
+
+:data:`SETTINGS` says where each field comes from (option, environment names)
+and which parser of :mod:`oauthproxy.config_parsers` checks it; a new field needs
+a row there.  ``oauthproxyctl`` reads its own settings through
+:func:`load_client_settings`.
 """
 
 from __future__ import annotations
 
-from attrs import frozen
+import os
+import re
+from collections.abc import Iterator, Mapping
+from typing import Any
+
+from attrs import field, fields, frozen
+
+from oauthproxy import config_parsers as parsers
+from oauthproxy.config_parsers import Parser
+from oauthproxy.errors import ConfigError
+from oauthproxy.storage.address import parse_redis_url
 
 LETSENCRYPT_PRODUCTION = "https://acme-v02.api.letsencrypt.org/directory"
 LETSENCRYPT_STAGING = "https://acme-staging-v02.api.letsencrypt.org/directory"
@@ -33,12 +48,12 @@ class Config:
     # storage
     #: None = start and supervise an embedded redis-server in data_dir
     redis_url: str | None = None
-    redis_password: str | None = None
+    redis_password: str | None = field(default=None, repr=False)
     #: seconds any single Redis call may take
     redis_timeout: float = 5.0
     data_dir: str = "oauthproxy-data"
     #: 32-byte key (urlsafe base64) encrypting private keys at rest; None = data_dir/secret.key
-    secret_key_b64: str | None = None
+    secret_key_b64: str | None = field(default=None, repr=False)
 
     # identity of this deployment
     base_domain: str | None = None
@@ -54,16 +69,18 @@ class Config:
     renewal_check_interval: float = 86400.0
     renewal_threshold_days: float = 30.0
     cert_gen_max_workers: int = 5
+    #: seconds an ACME order's cluster lock outlives a daemon killed mid-order
+    acme_lock_ttl: float = 60.0
 
     # GitHub (upstream identity provider)
     github_client_id: str | None = None
-    github_client_secret: str | None = None
+    github_client_secret: str | None = field(default=None, repr=False)
     github_base_url: str = "https://github.com"
     github_api_url: str = "https://api.github.com"
 
     # OAuth authorization server
     oauth_jwt_algorithm: str = "RS256"
-    oauth_jwt_private_key_b64: str | None = None
+    oauth_jwt_private_key_b64: str | None = field(default=None, repr=False)
     oauth_access_token_lifetime: int = 1800
     oauth_refresh_token_lifetime: int = 31536000
     oauth_session_timeout: int = 300
@@ -84,3 +101,259 @@ class Config:
     log_level: str = "info"
     #: "text" or "json" (one JSON object per line)
     log_format: str = "text"
+    #: record every gateway request in the request log (Redis)
+    request_log: bool = True
+    #: seconds request-log records are kept (the seed's 24 hours)
+    request_log_retention: float = 86400.0
+
+    # lifecycle
+    #: seconds SIGTERM waits for open connections to finish before closing them
+    drain_timeout: float = 10.0
+    #: the redis-server binary supervised when redis_url is None
+    redis_server: str = "redis-server"
+    #: systemd's notification socket (``$NOTIFY_SOCKET``); None = not under systemd
+    notify_socket: str | None = None
+
+
+# --- the settings table ---------------------------------------------------------------
+
+_ENV_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
+
+
+@frozen
+class Setting:
+    """How one :class:`Config` field is read: its option, environment names and parser."""
+
+    field: str
+    option: str | None
+    env: tuple[str, ...]
+    parse: Parser
+
+
+def _s(field: str, option: str | None, env: str | tuple[str, ...], parse: Parser) -> Setting:
+    """Shorthand for the table below."""
+    return Setting(field, option, (env,) if isinstance(env, str) else env, parse)
+
+
+#: Every setting.  Environment names are tried in order (OAUTHPROXY_HTTP before HTTP_PORT).
+SETTINGS: tuple[Setting, ...] = (
+    _s("http_endpoint", "http", ("OAUTHPROXY_HTTP", "HTTP_PORT"), parsers.socket_endpoint),
+    _s("https_endpoint", "https", ("OAUTHPROXY_HTTPS", "HTTPS_PORT"), parsers.socket_endpoint),
+    _s("api_endpoint", "api", "OAUTHPROXY_API", parsers.endpoint),
+    _s("proxy_http_endpoint", "proxy-http", "OAUTHPROXY_PROXY_HTTP", parsers.socket_endpoint),
+    _s("proxy_https_endpoint", "proxy-https", "OAUTHPROXY_PROXY_HTTPS", parsers.socket_endpoint),
+    _s("proxy_trusted_networks", None, "OAUTHPROXY_PROXY_TRUSTED_NETWORKS", parsers.networks),
+    _s("proxy_header_timeout", None, "OAUTHPROXY_PROXY_HEADER_TIMEOUT", parsers.positive_float),
+    _s("redis_url", "redis", "REDIS_URL", parsers.redis_url),
+    _s("redis_password", "redis-password", "REDIS_PASSWORD", parsers.optional_text),
+    _s("redis_timeout", None, "OAUTHPROXY_REDIS_TIMEOUT", parsers.positive_float),
+    _s("data_dir", "data-dir", "OAUTHPROXY_DATA_DIR", parsers.plain_text),
+    _s("secret_key_b64", None, "OAUTHPROXY_SECRET_KEY", parsers.secret_key),
+    _s("base_domain", None, "BASE_DOMAIN", parsers.hostname),
+    _s("admin_email", None, "ADMIN_EMAIL", parsers.email),
+    _s("oauth_issuer", None, "OAUTHPROXY_OAUTH_ISSUER", parsers.optional_url),
+    _s("acme_directory_url", None, "ACME_DIRECTORY_URL", parsers.url),
+    _s("acme_staging_url", None, "ACME_STAGING_URL", parsers.url),
+    _s("acme_ca_bundle", None, "OAUTHPROXY_ACME_CA_BUNDLE", parsers.ca_bundle),
+    _s("renewal_check_interval", None, "RENEWAL_CHECK_INTERVAL", parsers.positive_float),
+    _s("renewal_threshold_days", None, "RENEWAL_THRESHOLD_DAYS", parsers.positive_float),
+    _s("cert_gen_max_workers", None, "CERT_GEN_MAX_WORKERS", parsers.positive_int),
+    _s("acme_lock_ttl", None, "OAUTHPROXY_ACME_LOCK_TTL", parsers.positive_float),
+    _s("github_client_id", None, "GITHUB_CLIENT_ID", parsers.optional_text),
+    _s("github_client_secret", None, "GITHUB_CLIENT_SECRET", parsers.optional_text),
+    _s("github_base_url", None, "OAUTHPROXY_GITHUB_BASE_URL", parsers.url),
+    _s("github_api_url", None, "OAUTHPROXY_GITHUB_API_URL", parsers.url),
+    _s("oauth_jwt_algorithm", None, "OAUTH_JWT_ALGORITHM", parsers.jwt_algorithm),
+    _s("oauth_jwt_private_key_b64", None, "OAUTH_JWT_PRIVATE_KEY_B64", parsers.pem_b64),
+    _s("oauth_access_token_lifetime", None, "OAUTH_ACCESS_TOKEN_LIFETIME", parsers.positive_int),
+    _s("oauth_refresh_token_lifetime", None, "OAUTH_REFRESH_TOKEN_LIFETIME", parsers.positive_int),
+    _s("oauth_session_timeout", None, "OAUTH_SESSION_TIMEOUT", parsers.positive_int),
+    _s("oauth_client_lifetime", None, "OAUTH_CLIENT_LIFETIME", parsers.positive_int),
+    _s("oauth_allowed_github_users", None, "OAUTH_ALLOWED_GITHUB_USERS", parsers.users),
+    _s("max_request_body", None, "OAUTHPROXY_MAX_REQUEST_BODY", parsers.positive_int),
+    _s("max_header_bytes", None, "OAUTHPROXY_MAX_HEADER_BYTES", parsers.positive_int),
+    _s("max_header_count", None, "OAUTHPROXY_MAX_HEADER_COUNT", parsers.positive_int),
+    _s("request_header_timeout", None, "OAUTHPROXY_REQUEST_HEADER_TIMEOUT", parsers.positive_float),
+    _s("idle_timeout", None, "OAUTHPROXY_IDLE_TIMEOUT", parsers.positive_float),
+    _s("log_level", "log-level", "LOG_LEVEL", parsers.log_level),
+    _s("log_format", "log-format", "OAUTHPROXY_LOG_FORMAT", parsers.log_format),
+    _s("request_log", None, "OAUTHPROXY_REQUEST_LOG", parsers.boolean),
+    _s("request_log_retention", None, "OAUTHPROXY_REQUEST_LOG_RETENTION", parsers.positive_float),
+    _s("drain_timeout", None, "OAUTHPROXY_DRAIN_TIMEOUT", parsers.positive_float),
+    _s("redis_server", None, "OAUTHPROXY_REDIS_SERVER", parsers.plain_text),
+    _s("notify_socket", None, "NOTIFY_SOCKET", parsers.optional_text),
+)
+
+#: environment names whose value is a bare port (mapped to ``tcp:<port>``)
+_PORT_VARIABLES = frozenset({"HTTP_PORT", "HTTPS_PORT"})
+
+
+def parse_dotenv(text: str) -> dict[str, str]:
+    """Parse a ``.env`` file: ``NAME=value`` lines, ``#`` comments, optional quotes.
+
+    ``export NAME=value`` is accepted; double-quoted values understand ``\\n``,
+    ``\\"`` and ``\\\\``; single-quoted values are literal; an unquoted value ends
+    at `` #``.  A malformed line raises :class:`ConfigError` naming its number.
+    """
+    result: dict[str, str] = {}
+    # Only \n ends a line: str.splitlines() would also split on \x1c, \u2028 ...
+    for number, raw in enumerate(text.split("\n"), start=1):
+        line = raw.strip()
+        if not line or line.startswith("#"):
+            continue
+        if line.startswith("export "):
+            line = line[len("export ") :].lstrip()
+        name, sep, value = line.partition("=")
+        name = name.strip()
+        if not sep or not _ENV_NAME.match(name):
+            raise ConfigError(f".env line {number}: expected NAME=value", field=".env")
+        result[name] = _dotenv_value(value.strip(), number)
+    return result
+
+
+def _dotenv_value(value: str, number: int) -> str:
+    """One ``.env`` value, unquoted."""
+    if value[:1] in ("'", '"'):
+        quote = value[0]
+        end = _closing_quote(value, quote)
+        if end < 0 or value[end + 1 :].strip()[:1] not in ("", "#"):
+            raise ConfigError(f".env line {number}: unterminated quote", field=".env")
+        inner = value[1:end]
+        if quote == "'":
+            return inner
+        return re.sub(r"\\(.)", lambda m: "\n" if m.group(1) == "n" else m.group(1), inner)
+    comment = re.search(r"\s#", value)
+    return (value[: comment.start()] if comment else value).strip()
+
+
+def _closing_quote(value: str, quote: str) -> int:
+    """Index of the quote closing ``value[0]``, skipping backslash escapes in ``"``."""
+    i = 1
+    while i < len(value):
+        if quote == '"' and value[i] == "\\":
+            i += 2
+            continue
+        if value[i] == quote:
+            return i
+        i += 1
+    return -1
+
+
+def _candidates(
+    setting: Setting,
+    options: Mapping[str, object],
+    environ: Mapping[str, str],
+    dotenv: Mapping[str, str],
+) -> Iterator[tuple[str, str]]:
+    """``(source name, raw text)`` for a setting, most important source first."""
+    if setting.option is not None:
+        value = options.get(setting.option)
+        if value is not None:
+            yield f"--{setting.option}", str(value)
+    for layer in (environ, dotenv):
+        for name in setting.env:
+            if name in layer:
+                yield name, layer[name]
+
+
+def load_config(
+    options: Mapping[str, object],
+    environ: Mapping[str, str],
+    dotenv_text: str | None,
+) -> Config:
+    """Build the :class:`Config`: options > environment > ``.env`` > defaults.
+
+    ``options`` maps option names (``"http"``, ``"data-dir"`` …) to values, None
+    meaning "not given".  Every value is validated; the first invalid one raises
+    :class:`ConfigError` whose ``field`` is the option or variable it came from.
+    """
+    dotenv = parse_dotenv(dotenv_text) if dotenv_text else {}
+    values: dict[str, Any] = {}
+    sources: dict[str, str] = {}
+    for setting in SETTINGS:
+        for source, raw in _candidates(setting, options, environ, dotenv):
+            parse = parsers.port_endpoint if source in _PORT_VARIABLES else setting.parse
+            values[setting.field] = parse(raw, source)
+            sources[setting.field] = source
+            break
+    known = {f.name for f in fields(Config)}
+    config = Config(**{k: v for k, v in values.items() if k in known})
+    _check_redis(config, sources.get("redis_url", "REDIS_URL"))
+    _check_data_dir(config, sources.get("data_dir", "OAUTHPROXY_DATA_DIR"))
+    return config
+
+
+#: sun_path is 108 bytes on Linux, including the terminating NUL
+_MAX_UNIX_PATH = 107
+
+
+def _check_data_dir(config: Config, source: str) -> None:
+    """The embedded Redis' socket (``<data_dir>/redis.sock``) must fit in a unix address."""
+    if config.redis_url is not None:
+        return
+    path = os.path.join(os.path.abspath(config.data_dir), "redis.sock")
+    if len(path.encode("utf-8")) > _MAX_UNIX_PATH:
+        raise ConfigError(
+            f"{source}: {os.path.abspath(config.data_dir)!r} is too long for the embedded "
+            f"Redis socket (at most {_MAX_UNIX_PATH - len('/redis.sock')} bytes)",
+            field=source,
+        )
+
+
+def _check_redis(config: Config, source: str) -> None:
+    """Refuse a non-loopback Redis without a password (ATK-29)."""
+    if config.redis_url is None:
+        return
+    address = parse_redis_url(config.redis_url, config.redis_password)
+    if not address.is_loopback and not address.password:
+        raise ConfigError(
+            f"{source}: Redis at {address.host} is not on loopback and has no password "
+            "(set REDIS_PASSWORD)",
+            field=source,
+        )
+
+
+@frozen
+class ClientSettings:
+    """What ``oauthproxyctl`` needs to reach the admin API."""
+
+    api_url: str = "http://127.0.0.1:9000"
+    token: str | None = None
+
+
+def load_client_settings(
+    options: Mapping[str, object],
+    environ: Mapping[str, str],
+    dotenv_text: str | None,
+) -> ClientSettings:
+    """``--api-url``/``--token`` > ``OAUTHPROXY_URL``/``OAUTHPROXY_TOKEN`` > ``.env``.
+
+    The seed's ``API_URL`` and ``ADMIN_TOKEN`` are read as fallbacks.
+    """
+    dotenv = parse_dotenv(dotenv_text) if dotenv_text else {}
+    url_setting = Setting("api_url", "api-url", ("OAUTHPROXY_URL", "API_URL"), parsers.url)
+    token_setting = Setting(
+        "token", "token", ("OAUTHPROXY_TOKEN", "ADMIN_TOKEN"), parsers.optional_text
+    )
+    values: dict[str, Any] = {}
+    for setting in (url_setting, token_setting):
+        for source, raw in _candidates(setting, options, environ, dotenv):
+            values[setting.field] = setting.parse(raw, source)
+            break
+    return ClientSettings(**values)
+
+
+def process_environment() -> dict[str, str]:
+    """A copy of this process' environment (the only read of ``os.environ``)."""
+    return dict(os.environ)
+
+
+def read_dotenv(directory: str = ".") -> str | None:
+    """The text of ``.env`` in ``directory``, or None when there is none."""
+    try:
+        with open(os.path.join(directory, ".env"), encoding="utf-8") as f:
+            return f.read()
+    except FileNotFoundError:
+        return None
+    except OSError as e:
+        raise ConfigError(f".env: cannot read ({e.strerror})", field=".env") from None

@@ -7,26 +7,42 @@ never changes without its event.  Each interface has an in-memory twin in
 :mod:`oauthproxy.testing` and one contract test suite that runs against both.
 
 Event types are ``<kind>_created``, ``<kind>_updated`` and ``<kind>_deleted`` for the
-kinds ``proxy``, ``route``, ``certificate``, ``token`` and ``service``; an update
-that makes a certificate ``ready`` is published as ``certificate_ready``.
+kinds ``proxy``, ``route``, ``certificate``, ``token``, ``service`` and ``auth_rule``; an update
+that makes a certificate ``ready`` is published as ``certificate_ready``.  The OAuth
+kinds ``oauth_revocation`` and ``oauth_signing_key`` (:class:`IOAuthStore`) follow the
+same rules.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING
 
 from twisted.internet.defer import Deferred
 from zope.interface import Attribute, Interface
 
 from oauthproxy.model import (
     ApiToken,
+    AuthRule,
     Certificate,
+    Claims,
     Event,
     ExternalService,
+    OAuthAccessToken,
     Proxy,
     Route,
     Snapshot,
 )
+
+if TYPE_CHECKING:
+    from oauthproxy.oauth.records import (
+        AuthorizationCode,
+        LoginSession,
+        OAuthClient,
+        RefreshTokenRecord,
+        TokenFamily,
+    )
+    from oauthproxy.requestlog.record import RequestRecord
 
 
 class IProxyStore(Interface):
@@ -130,6 +146,107 @@ class IServiceStore(Interface):
         """Remove a service; ``NotFound`` if there is none."""
 
 
+class IAuthRuleStore(Interface):
+    """Admin API endpoint auth rules keyed by config_id (event kind ``auth_rule``)."""
+
+    def get(config_id: str) -> Deferred[AuthRule | None]:
+        """The rule, or None."""
+
+    def list() -> Deferred[list[AuthRule]]:
+        """Every rule, sorted by config_id."""
+
+    def create(rule: AuthRule) -> Deferred[None]:
+        """Store a new rule; ``Conflict`` if the id is taken."""
+
+    def update(rule: AuthRule) -> Deferred[None]:
+        """Replace an existing rule; ``NotFound`` if there is none."""
+
+    def delete(config_id: str) -> Deferred[None]:
+        """Remove a rule; ``NotFound`` if there is none."""
+
+
+class IAccessTokenVerifier(Interface):
+    """Verifies OAuth access tokens for ``auth_type: oauth`` (in memory, synchronous)."""
+
+    def verify(token: str) -> Claims | None:
+        """The claims of ``token`` if it is a valid, unexpired access token of ours, else None."""
+
+
+class IOAuthStore(Interface):
+    """State of the OAuth authorization server (:mod:`oauthproxy.storage.oauth`).
+
+    ``revocations`` (OAuthRevocation by jti) and ``signing_keys`` (OAuthSigningKey by
+    kid) are record stores of the mirrored kinds ``oauth_revocation`` and
+    ``oauth_signing_key``: writes publish events, so every daemon's snapshot has them.
+    Everything else is operational state without events; codes, login sessions,
+    refresh tokens, families and access-token records expire by themselves.
+    """
+
+    revocations = Attribute("record store (get/list/create/update/delete) of OAuthRevocation")
+    signing_keys = Attribute("record store (get/list/create/update/delete) of OAuthSigningKey")
+
+    def get_client(client_id: str) -> Deferred[OAuthClient | None]:
+        """The client (``last_used_at`` merged in), or None."""
+
+    def list_clients() -> Deferred[list[OAuthClient]]:
+        """Every client, sorted by client_id."""
+
+    def register_client(client: OAuthClient, cap: int) -> Deferred[OAuthClient | None]:
+        """Store a new client atomically (ATK-28).
+
+        A stored client with the same non-empty ``metadata_key`` is returned instead
+        (idempotent DCR); None when ``cap`` clients exist already.
+        """
+
+    def put_client(client: OAuthClient) -> Deferred[None]:
+        """Store or replace a client (pre-registered, CIMD cache, RFC 7592 update)."""
+
+    def delete_client(client_id: str) -> Deferred[bool]:
+        """Remove a client; whether there was one."""
+
+    def touch_client(client_id: str, when: float) -> Deferred[None]:
+        """Record a use of the client (keeps the reaper away)."""
+
+    def put_code(code: AuthorizationCode) -> Deferred[None]:
+        """Store an authorization code until its ``expires_at``."""
+
+    def redeem_code(code_hash: str, now: float) -> Deferred[AuthorizationCode | None]:
+        """Mark the code used, atomically; the record with ``used_at`` of an earlier use."""
+
+    def put_session(session: LoginSession) -> Deferred[None]:
+        """Store a login session (GitHub leg) until its ``expires_at``."""
+
+    def take_session(state: str) -> Deferred[LoginSession | None]:
+        """The session for ``state``, removed atomically (single use), or None."""
+
+    def put_family(family: TokenFamily, expires_at: float) -> Deferred[None]:
+        """Store or replace a token family, kept until ``expires_at``."""
+
+    def get_family(family_id: str) -> Deferred[TokenFamily | None]:
+        """The family, or None."""
+
+    def list_families() -> Deferred[list[TokenFamily]]:
+        """Every live family, sorted by creation time."""
+
+    def put_refresh(record: RefreshTokenRecord) -> Deferred[None]:
+        """Store or replace a refresh token record until its ``expires_at``."""
+
+    def get_refresh(token_hash: str) -> Deferred[RefreshTokenRecord | None]:
+        """The refresh token record, or None."""
+
+    def revoke_family(family_id: str, now: float) -> Deferred[TokenFamily | None]:
+        """Mark the family revoked and drop its refresh tokens; the family, or None."""
+
+    def put_access_token(record: OAuthAccessToken) -> Deferred[None]:
+        """Remember an issued access token until its ``expires_at``."""
+
+    def list_access_tokens() -> Deferred[list[OAuthAccessToken]]:
+        """Every unexpired issued access token, sorted by issue time."""
+
+    def reap(now: float) -> Deferred[int]:
+        """Drop expired families, refresh tokens and access-token records; how many."""
+
+
 class IEventLog(Interface):
     """The ``events`` stream, read side."""
 
@@ -166,6 +283,16 @@ class ILocks(Interface):
         """Release the lock if still held with this fencing token."""
 
 
+class IAccountKeyStore(Interface):
+    """ACME account keys, one per directory URL, encrypted at rest."""
+
+    def get(directory_url: str) -> Deferred[str | None]:
+        """The account's private key PEM for this directory, or None."""
+
+    def put(directory_url: str, key_pem: str) -> Deferred[None]:
+        """Store (or replace) the account key for this directory."""
+
+
 class IStorage(Interface):
     """The whole store, as handed to components by ``tap.makeService``."""
 
@@ -177,6 +304,10 @@ class IStorage(Interface):
     events = Attribute("IEventLog")
     challenges = Attribute("IChallengeStore")
     locks = Attribute("ILocks")
+    accounts = Attribute("IAccountKeyStore")
+    auth_rules = Attribute("IAuthRuleStore")
+    oauth = Attribute("IOAuthStore")
+    request_log = Attribute("IRequestLogStore")
 
     def ping() -> Deferred[bool]:
         """True if the store answered within its timeout, False otherwise (never errbacks)."""
@@ -196,4 +327,43 @@ class ISnapshotSource(Interface):
 
         Returns a function that unsubscribes.  The listener is also called once at
         once with the current snapshot.
+        """
+
+
+class IRequestLogStore(Interface):
+    """The request log: records kept ``retention`` seconds, found by index and time.
+
+    Indexes are those of :func:`oauthproxy.requestlog.record.index_entries`:
+    ``all`` and ``errors`` (value ``""``), ``ip``, ``host``, ``status`` (``"2xx"``...),
+    ``user`` and ``client``.  Records older than the newest written minus
+    ``retention`` drop out of the indexes.
+    """
+
+    retention = Attribute("float: seconds a record is kept")
+
+    def write(records: Sequence[RequestRecord]) -> Deferred[None]:
+        """Store a batch of records with their indexes, visitor counts and follow stream."""
+
+    def get(correlation_id: str) -> Deferred[RequestRecord | None]:
+        """The record with this correlation id, or None."""
+
+    def find(
+        index: str, value: str, since: float, until: float, offset: int, count: int
+    ) -> Deferred[list[RequestRecord]]:
+        """Up to ``count`` records of the index in ``[since, until]``, newest first, after
+        skipping ``offset``."""
+
+    def count(index: str, value: str, since: float, until: float) -> Deferred[int]:
+        """How many records of the index lie in ``[since, until]``."""
+
+    def hosts(since: float) -> Deferred[list[str]]:
+        """Hosts with a request at or after ``since``, sorted."""
+
+    def visitors(host: str, days: Sequence[str]) -> Deferred[int]:
+        """Estimated distinct client IPs of ``host`` over the UTC ``days`` (``YYYY-MM-DD``)."""
+
+    def recent(after: str | None, count: int) -> Deferred[tuple[list[RequestRecord], str]]:
+        """Records written after the cursor ``after``, oldest first, and the next cursor.
+
+        ``after=None`` gives the newest ``count`` records (what ``logs follow`` shows first).
         """

@@ -18,7 +18,9 @@ Conventions:
 
 from __future__ import annotations
 
-from typing import Literal
+import json
+from collections.abc import Mapping
+from typing import Any, Literal
 
 from attrs import field, frozen
 
@@ -50,6 +52,63 @@ class ProxyAuth:
     excluded_paths: tuple[str, ...] = ()
 
 
+#: extra top-level metadata fields: (name, JSON text) pairs, sorted by name
+JsonFields = tuple[tuple[str, str], ...]
+
+
+def json_fields(value: Mapping[str, Any]) -> JsonFields:
+    """Extra metadata fields as stored: a JSON object's members become sorted pairs.
+
+    Kept as JSON text so that the records stay hashable and immutable.
+    """
+    return tuple(sorted((name, json.dumps(item, sort_keys=True)) for name, item in value.items()))
+
+
+@frozen
+class ResourceSettings:
+    """A proxy's RFC 9728 protected-resource settings (``/proxy/targets/{hostname}/resource``)."""
+
+    #: the resource URI (on the proxy's own host); None = ``https://<hostname>``
+    resource: str | None = None
+    #: issuers listed in the document; empty = this daemon's authorization server
+    authorization_servers: tuple[str, ...] = ()
+    scopes_supported: tuple[str, ...] = ()
+    #: only "header": tokens in query strings or bodies are ignored (MCP-16)
+    bearer_methods_supported: tuple[str, ...] = ("header",)
+    resource_name: str | None = None
+    resource_documentation: str | None = None
+    #: extra top-level fields (made by :func:`json_fields`); never replace standard ones
+    custom_metadata: JsonFields = ()
+
+    @property
+    def custom_fields(self) -> dict[str, Any]:
+        """``custom_metadata`` as a JSON object."""
+        return {name: json.loads(text) for name, text in self.custom_metadata}
+
+
+@frozen
+class AuthServerOverrides:
+    """A proxy's authorization-server metadata overrides (``…/{hostname}/oauth-server``)."""
+
+    issuer: str | None = None
+    scopes_supported: tuple[str, ...] | None = None
+    grant_types_supported: tuple[str, ...] | None = None
+    response_types_supported: tuple[str, ...] | None = None
+    token_endpoint_auth_methods_supported: tuple[str, ...] | None = None
+    claims_supported: tuple[str, ...] | None = None
+    #: kept from the seed's settings; PKCE S256 is required regardless (BCP-2)
+    pkce_required: bool = True
+    #: extra top-level fields (made by :func:`json_fields`); never replace standard ones
+    custom_metadata: JsonFields = ()
+    #: True: the lists above replace the server's; False: scopes and claims add to them
+    override_defaults: bool = True
+
+    @property
+    def custom_fields(self) -> dict[str, Any]:
+        """``custom_metadata`` as a JSON object."""
+        return {name: json.loads(text) for name, text in self.custom_metadata}
+
+
 @frozen
 class Proxy:
     """A virtual host: requests for ``hostname`` go to ``target_url`` (or a matching route)."""
@@ -77,6 +136,14 @@ class Proxy:
     owner: str = ADMIN_TOKEN_NAME
     created_at: float = 0.0
     updated_at: float = 0.0
+    #: RFC 9728 settings of this protected resource; None = the defaults
+    oauth_resource: ResourceSettings | None = None
+    #: authorization-server metadata served for this proxy; None = the server's own
+    oauth_server: AuthServerOverrides | None = None
+    #: a GitHub OAuth app used instead of the global one for logins to this proxy
+    github_client_id: str | None = None
+    #: plaintext only in memory; the storage layer encrypts it at rest
+    github_client_secret: str | None = field(default=None, repr=False)
 
 
 @frozen
@@ -134,9 +201,19 @@ class Certificate:
     error: str | None = None
     retry_at: float | None = None
     failures: int = 0
+    #: (identifier, time) of the recent failed authorizations, so that every daemon,
+    #: also after a restart, keeps within the CA's limit per identifier and hour
+    failed_authorizations: tuple[tuple[str, float], ...] = ()
     owner: str = ADMIN_TOKEN_NAME
     created_at: float = 0.0
     updated_at: float = 0.0
+    #: when the current chain was stored (our clock, not the CA's): renewal never
+    #: comes sooner than a minimum interval after it, whatever the dates say
+    issued_at: float | None = None
+    #: the ACME order in flight (its URL and the account URL that placed it), kept
+    #: so that the next attempt after a daemon died mid-order resumes that order
+    order_url: str | None = None
+    order_account_url: str | None = None
 
 
 @frozen
@@ -163,6 +240,87 @@ class ExternalService:
     owner: str = ADMIN_TOKEN_NAME
     created_at: float = 0.0
     updated_at: float = 0.0
+
+
+@frozen
+class AuthRule:
+    """An admin API endpoint auth rule (``/auth/endpoints``): who may call matching paths.
+
+    ``path_pattern`` is matched against the request's canonical path (no query);
+    ``*`` matches any run of characters, ``/`` included.  The highest ``priority``
+    matching rule decides; ties go to the lower ``config_id``.
+    """
+
+    config_id: str
+    path_pattern: str
+    #: upper-case HTTP methods, or ``("*",)`` for every method
+    methods: tuple[str, ...] = ("*",)
+    auth_type: AuthType = "bearer"
+    oauth_scopes: tuple[str, ...] = ()
+    oauth_allowed_users: tuple[str, ...] = ()
+    priority: int = 50
+    description: str = ""
+    owner: str = ADMIN_TOKEN_NAME
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+
+@frozen
+class Claims:
+    """What a verified OAuth access token says (``IAccessTokenVerifier.verify``)."""
+
+    #: the GitHub login of the user the token was issued to
+    username: str
+    scopes: tuple[str, ...] = ()
+    subject: str = ""
+    client_id: str = ""
+    audience: tuple[str, ...] = ()
+
+
+@frozen
+class OAuthRevocation:
+    """A revoked OAuth access token, by ``jti``, kept until the token would have expired.
+
+    A mirrored kind (``oauth_revocation``): the event tail brings it to every daemon's
+    snapshot, where :class:`~oauthproxy.interfaces.IAccessTokenVerifier` refuses the token.
+    """
+
+    jti: str
+    expires_at: float
+    revoked_at: float = 0.0
+    username: str = ""
+    client_id: str = ""
+    reason: str = ""
+
+
+@frozen
+class OAuthSigningKey:
+    """An RS256 key of the authorization server (mirrored kind ``oauth_signing_key``).
+
+    ``public_jwk`` is the public JWK as JSON text, which every daemon verifies with;
+    ``sealed_private_key`` is the PEM sealed with the storage SecretBox (context: the
+    kid), empty when the key comes from ``OAUTH_JWT_PRIVATE_KEY_B64``.
+    """
+
+    kid: str
+    public_jwk: str
+    sealed_private_key: str = field(default="", repr=False)
+    created_at: float = 0.0
+
+
+@frozen
+class OAuthAccessToken:
+    """An access token we issued (not the token itself): what admin lists and revokes."""
+
+    jti: str
+    family_id: str
+    client_id: str
+    username: str
+    subject: str = ""
+    audience: tuple[str, ...] = ()
+    scopes: tuple[str, ...] = ()
+    issued_at: float = 0.0
+    expires_at: float = 0.0
 
 
 @frozen
@@ -194,3 +352,6 @@ class Snapshot:
     certificates: dict[str, Certificate] = field(factory=dict)
     tokens: dict[str, ApiToken] = field(factory=dict)
     services: dict[str, ExternalService] = field(factory=dict)
+    auth_rules: dict[str, AuthRule] = field(factory=dict)
+    oauth_revocations: dict[str, OAuthRevocation] = field(factory=dict)
+    oauth_signing_keys: dict[str, OAuthSigningKey] = field(factory=dict)

@@ -1,1 +1,1 @@
-"""Test fixtures that start real components (redis-server, Pebble, HAProxy, backends) on loopback."""
+"""Test fixtures: real components (redis-server, Pebble, HAProxy, backends) on loopback."""
