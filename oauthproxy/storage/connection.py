@@ -1,0 +1,185 @@
+"""One guarded txredisapi connection pool: every call has a deadline.
+
+txredisapi queues commands forever while Redis is down and its own
+``replyTimeout`` only starts once a command is sent, so every call made here
+gets ``Deferred.addTimeout`` on the injected reactor and every failure becomes
+:class:`~oauthproxy.errors.StorageUnavailable`.
+
+Blocking reads (``XREAD BLOCK``) would stall whatever shares their connection,
+so they run on a dedicated connection that is thrown away after any failure
+(a cancelled read leaves the connection waiting for a reply nobody wants).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import txredisapi
+from attrs import define, field
+from twisted.internet import defer
+from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.ssl import optionsForClientTLS
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+
+from oauthproxy.errors import StorageUnavailable
+from oauthproxy.storage.address import RedisAddress
+
+#: connections in the shared pool (the blocking reader has its own)
+POOL_SIZE = 4
+
+_log = Logger()
+
+
+@define
+class RedisConnection:
+    """Lazily connected pool plus a dedicated connection for blocking reads.
+
+    Nothing connects until the first call, and a pool that txredisapi gave up
+    on (failed AUTH or SELECT, e.g. while Redis is still loading its data) is
+    replaced on the next call, so the daemon can start before Redis is up and
+    survive its restarts.
+    """
+
+    address: RedisAddress
+    reactor: IReactorTime
+    timeout: float
+    _pool: Any = field(default=None, init=False)
+    _blocking: Any = field(default=None, init=False)
+    _closing: list[Deferred[Any]] = field(factory=list, init=False)
+    _closed: bool = field(default=False, init=False)
+
+    def _connect(self, poolsize: int) -> Any:
+        """Create a lazy txredisapi pool (one connection for ``poolsize=1``)."""
+        a = self.address
+        common: dict[str, Any] = {
+            "dbid": a.db or None,
+            "poolsize": poolsize,
+            "password": a.password,
+            "username": a.username,
+            "connectTimeout": self.timeout,
+            "replyTimeout": self.timeout,
+            "convertNumbers": False,
+        }
+        if a.unix_path is not None:
+            pool = txredisapi.lazyUnixConnectionPool(a.unix_path, **common)
+        else:
+            assert a.host is not None
+            tls = optionsForClientTLS(a.host) if a.tls else False
+            pool = txredisapi.lazyConnectionPool(a.host, a.port, ssl_context_factory=tls, **common)
+        # txredisapi fails this Deferred when Redis refuses AUTH or SELECT.  Nobody
+        # waits on it for a lazy pool, so unhandled it would be reported at garbage
+        # collection, far from here; our calls report the refusal themselves.
+        connected = getattr(pool, "_connected", None)
+        if isinstance(connected, Deferred):
+            connected.addErrback(self._refused)
+        return pool
+
+    def _refused(self, failure: Failure) -> None:
+        """Log that Redis refused our connection (wrong password or database)."""
+        _log.warn("Redis refused the connection: {reason}", reason=failure.getErrorMessage())
+
+    def _discard(self, pool: Any) -> None:
+        """Close a pool we stopped using, remembering the Deferred for :meth:`close`."""
+        d: Deferred[Any] = maybeDeferred(pool.disconnect)
+        d.addErrback(lambda f: _log.failure("closing a Redis connection failed", f))
+        self._closing.append(d)
+
+    def _guard(self, d: Deferred[Any], what: str, seconds: float) -> Deferred[Any]:
+        """Give ``d`` a deadline and turn Redis failures into StorageUnavailable."""
+        d.addTimeout(seconds, self.reactor)
+
+        def translate(failure: Failure) -> Failure:
+            error = failure.value
+            if isinstance(error, txredisapi.ConnectionError) and str(error) == "Not connected":
+                # txredisapi stopped reconnecting this pool; start afresh next time
+                self._reset_pool()
+            if isinstance(error, txredisapi.RedisError):
+                raise StorageUnavailable(f"Redis {what} failed: {error}")
+            if isinstance(error, defer.TimeoutError):
+                raise StorageUnavailable(f"Redis did not answer {what} within {seconds:g}s")
+            return failure
+
+        return d.addErrback(translate)
+
+    def _reset_pool(self) -> None:
+        """Drop the shared pool so that the next call builds a new one."""
+        if self._pool is not None and not self._closed:
+            self._discard(self._pool)
+            self._pool = None
+
+    def _pool_or_fail(self) -> Any:
+        """The shared pool, created on first use."""
+        if self._closed:
+            raise StorageUnavailable("the Redis connection is closed")
+        if self._pool is None:
+            self._pool = self._connect(POOL_SIZE)
+        return self._pool
+
+    def call(self, command: str, *args: object) -> Deferred[Any]:
+        """Run one Redis command; its reply, or StorageUnavailable."""
+        try:
+            pool = self._pool_or_fail()
+        except StorageUnavailable as e:
+            return _failed(e)
+        d = maybeDeferred(pool.execute_command, command, *args)
+        return self._guard(d, command, self.timeout)
+
+    def eval(self, script: str, keys: list[str], args: list[object]) -> Deferred[Any]:
+        """Run a Lua script (by SHA after its first use on a connection)."""
+        try:
+            pool = self._pool_or_fail()
+        except StorageUnavailable as e:
+            return _failed(e)
+        d = maybeDeferred(pool.eval, script, keys, args)
+        return self._guard(d, "script", self.timeout)
+
+    def blocking_call(self, block: float, command: str, *args: object) -> Deferred[Any]:
+        """Run a command that may block up to ``block`` seconds on the dedicated connection."""
+        if self._closed:
+            return _failed(StorageUnavailable("the Redis connection is closed"))
+        if self._blocking is None:
+            self._blocking = self._connect(1)
+        connection = self._blocking
+        d = maybeDeferred(connection.execute_command, command, *args, apply_timeout=False)
+
+        def drop(failure: Failure) -> Failure:
+            if self._blocking is connection:
+                self._blocking = None
+                self._discard(connection)
+            return failure
+
+        d.addErrback(drop)
+        return self._guard(d, command, block + self.timeout)
+
+    def ping(self) -> Deferred[bool]:
+        """True if Redis answered PING in time; never fails."""
+
+        async def ping() -> bool:
+            try:
+                return bool(await self.call("PING") == "PONG")
+            except StorageUnavailable:
+                return False
+
+        return Deferred.fromCoroutine(ping())
+
+    def close(self) -> Deferred[None]:
+        """Close every connection; later calls fail with StorageUnavailable."""
+        if not self._closed:
+            self._closed = True
+            for pool in (self._pool, self._blocking):
+                if pool is not None:
+                    self._discard(pool)
+            self._pool = self._blocking = None
+        pending, self._closing = self._closing, []
+        if not pending:
+            return succeed(None)
+        return gatherResults(pending).addCallback(lambda _: None)
+
+
+def _failed(error: Exception) -> Deferred[Any]:
+    """A Deferred that has already failed with ``error``."""
+    d: Deferred[Any] = Deferred()
+    d.errback(error)
+    return d

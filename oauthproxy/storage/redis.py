@@ -1,0 +1,181 @@
+"""The whole store on Redis: :class:`RedisStorage` and :func:`connect_storage`.
+
+``tap.makeService`` calls :func:`connect_storage` once and hands the result to
+every component as an :class:`~oauthproxy.interfaces.IStorage`.  Connections
+are lazy, so the daemon starts while Redis is still coming up; every call has
+a deadline and fails with :class:`~oauthproxy.errors.StorageUnavailable`.
+"""
+
+from __future__ import annotations
+
+from attrs import define, evolve, frozen
+from twisted.internet.defer import Deferred
+from twisted.internet.interfaces import IReactorTime
+from zope.interface import implementer
+
+from oauthproxy.interfaces import IEventLog, IStorage
+from oauthproxy.model import (
+    ApiToken,
+    AuthRule,
+    Certificate,
+    Event,
+    ExternalService,
+    Proxy,
+    Route,
+)
+from oauthproxy.storage.address import RedisAddress
+from oauthproxy.storage.codec import decode, encode
+from oauthproxy.storage.connection import RedisConnection
+from oauthproxy.storage.coordination import RedisAccountKeyStore, RedisChallengeStore, RedisLocks
+from oauthproxy.storage.crypto import SecretBox, open_certificate
+from oauthproxy.storage.events import (
+    NO_EVENT_ID,
+    READ_COUNT,
+    STREAM_MAXLEN,
+    check_not_trimmed,
+    parse_entries,
+)
+from oauthproxy.storage.keys import DEFAULT_PREFIX, Keys
+from oauthproxy.storage.oauth import RedisOAuthStore
+from oauthproxy.storage.records import (
+    RedisAuthRuleStore,
+    RedisCertificateStore,
+    RedisProxyStore,
+    RedisRouteStore,
+    RedisServiceStore,
+    RedisTokenStore,
+    open_proxy,
+)
+from oauthproxy.storage.requestlog import DEFAULT_RETENTION, RedisRequestLogStore
+
+
+@implementer(IEventLog)
+@define
+class RedisEventLog:
+    """Reads the ``events`` stream; certificate keys come back decrypted."""
+
+    connection: RedisConnection
+    keys: Keys
+    box: SecretBox
+
+    def last_id(self) -> Deferred[str]:
+        """The id of the newest event, ``"0-0"`` when the stream is empty."""
+
+        async def last_id() -> str:
+            reply = await self.connection.call("XREVRANGE", self.keys.events, "+", "-", "COUNT", 1)
+            return str(reply[0][0]) if reply else NO_EVENT_ID
+
+        return Deferred.fromCoroutine(last_id())
+
+    def read(self, after: str, block: float) -> Deferred[list[Event]]:
+        """Events after ``after``, oldest first, waiting up to ``block`` seconds for one.
+
+        :raises EventsTrimmed: if events after ``after`` were trimmed (the
+            reader fell more than ``stream_maxlen`` events behind).
+        """
+
+        async def read() -> list[Event]:
+            args: list[object] = ["COUNT", READ_COUNT]
+            if block > 0:
+                # BLOCK 0 would mean "forever" to Redis
+                args += ["BLOCK", max(1, round(block * 1000))]
+            args += ["STREAMS", self.keys.events, after]
+            reply = await self.connection.blocking_call(block, "XREAD", *args)
+            if not reply:
+                return []
+            events = [self._open(e) for e in parse_entries(reply[0][1])]
+            await self._check_not_trimmed(after)
+            return events
+
+        return Deferred.fromCoroutine(read())
+
+    async def _check_not_trimmed(self, after: str) -> None:
+        """Raise EventsTrimmed if events after ``after`` may have been trimmed."""
+        if after == NO_EVENT_ID:
+            info = await self.connection.call("XINFO", "STREAM", self.keys.events)
+            fields = dict(zip(info[::2], info[1::2], strict=True))
+            # "entries-added" exists from Redis 7 on; older servers are not checked
+            added = int(fields.get("entries-added", 0))
+            check_not_trimmed(after, True, added > int(fields["length"]))
+        else:
+            kept = await self.connection.call("XRANGE", self.keys.events, after, after)
+            check_not_trimmed(after, bool(kept), False)
+
+    def _open(self, event: Event) -> Event:
+        """Decrypt the private key a certificate event carries (or a proxy's secret)."""
+        if event.kind == "proxy" and event.record is not None:
+            proxy = decode(Proxy, event.record)
+            if proxy.github_client_secret is None:
+                return event
+            return evolve(event, record=encode(open_proxy(self.box, proxy)))
+        if event.kind != "certificate" or event.record is None:
+            return event
+        stored = decode(Certificate, event.record)
+        if stored.private_key_pem is None:
+            return event
+        return evolve(event, record=encode(open_certificate(self.box, stored)))
+
+
+@implementer(IStorage)
+@frozen
+class RedisStorage:
+    """Every store of :class:`~oauthproxy.interfaces.IStorage`, over one connection."""
+
+    connection: RedisConnection
+    proxies: RedisProxyStore
+    routes: RedisRouteStore
+    certificates: RedisCertificateStore
+    tokens: RedisTokenStore
+    services: RedisServiceStore
+    events: RedisEventLog
+    challenges: RedisChallengeStore
+    locks: RedisLocks
+    accounts: RedisAccountKeyStore
+    auth_rules: RedisAuthRuleStore
+    oauth: RedisOAuthStore
+    request_log: RedisRequestLogStore
+
+    def ping(self) -> Deferred[bool]:
+        """True if Redis answered within the timeout; never fails."""
+        return self.connection.ping()
+
+    def close(self) -> Deferred[None]:
+        """Close the connections; fires when they are closed."""
+        return self.connection.close()
+
+
+def connect_storage(
+    address: RedisAddress,
+    secret_box: SecretBox,
+    timeout: float,
+    reactor: IReactorTime,
+    key_prefix: str = DEFAULT_PREFIX,
+    stream_maxlen: int = STREAM_MAXLEN,
+    request_log_retention: float = DEFAULT_RETENTION,
+) -> RedisStorage:
+    """A :class:`RedisStorage` for ``address``; nothing connects before the first call.
+
+    :param timeout: seconds any single call may take (``redis_timeout``).
+    :param key_prefix: prefix of every key (tests use their own to isolate).
+    :param stream_maxlen: events the stream keeps, approximately.
+    :param request_log_retention: seconds request-log records are kept.
+    """
+    connection = RedisConnection(address, reactor, timeout)
+    keys = Keys(key_prefix)
+    return RedisStorage(
+        connection=connection,
+        proxies=RedisProxyStore(connection, keys, "proxy", Proxy, stream_maxlen, box=secret_box),
+        routes=RedisRouteStore(connection, keys, "route", Route, stream_maxlen),
+        certificates=RedisCertificateStore(
+            connection, keys, "certificate", Certificate, stream_maxlen, box=secret_box
+        ),
+        tokens=RedisTokenStore(connection, keys, "token", ApiToken, stream_maxlen),
+        services=RedisServiceStore(connection, keys, "service", ExternalService, stream_maxlen),
+        events=RedisEventLog(connection, keys, secret_box),
+        challenges=RedisChallengeStore(connection, keys),
+        locks=RedisLocks(connection, keys),
+        accounts=RedisAccountKeyStore(connection, keys, secret_box),
+        auth_rules=RedisAuthRuleStore(connection, keys, "auth_rule", AuthRule, stream_maxlen),
+        oauth=RedisOAuthStore(connection, keys, stream_maxlen),
+        request_log=RedisRequestLogStore(connection, keys, request_log_retention),
+    )

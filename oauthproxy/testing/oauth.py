@@ -1,0 +1,264 @@
+"""The in-memory twin of :class:`~oauthproxy.interfaces.IOAuthStore`."""
+
+from __future__ import annotations
+
+from typing import TypeVar
+
+from attrs import evolve
+from twisted.internet.defer import Deferred
+from zope.interface import implementer
+
+from oauthproxy.interfaces import (
+    IOAuthStore,
+)
+from oauthproxy.model import (
+    OAuthAccessToken,
+    OAuthRevocation,
+    OAuthSigningKey,
+)
+from oauthproxy.oauth.records import (
+    AuthorizationCode,
+    LoginSession,
+    OAuthClient,
+    RefreshTokenRecord,
+    TokenFamily,
+)
+from oauthproxy.storage.codec import decode, encode
+from oauthproxy.testing.memory import MemoryRecordStore, MemoryState
+
+T = TypeVar("T")
+
+
+@implementer(IOAuthStore)
+class MemoryOAuthStore:
+    """:class:`~oauthproxy.interfaces.IOAuthStore` in memory, like the Redis one.
+
+    Codes and login sessions expire on the state's clock; families, refresh tokens and
+    access-token records stay until :meth:`reap` drops the expired ones, as on Redis.
+    """
+
+    def __init__(self, state: MemoryState) -> None:
+        """Empty OAuth state sharing ``state`` (clock, availability, events)."""
+        self.state = state
+        self.revocations: MemoryRecordStore[OAuthRevocation] = MemoryRecordStore(
+            state, "oauth_revocation", OAuthRevocation
+        )
+        self.signing_keys: MemoryRecordStore[OAuthSigningKey] = MemoryRecordStore(
+            state, "oauth_signing_key", OAuthSigningKey
+        )
+        self.clients: dict[str, str] = {}
+        self.client_keys: dict[str, str] = {}
+        self.client_used: dict[str, float] = {}
+        #: code hash -> (JSON, expiry), (time of first use, expiry)
+        self.codes: dict[str, tuple[str, float]] = {}
+        self.codes_used: dict[str, tuple[float, float]] = {}
+        self.sessions: dict[str, tuple[str, float]] = {}
+        #: collection -> key -> (JSON, expiry)
+        self.expiring: dict[str, dict[str, tuple[str, float]]] = {
+            "families": {},
+            "refresh": {},
+            "access": {},
+        }
+
+    def _client(self, text: str) -> OAuthClient:
+        """A client with its last use merged in."""
+        client = decode(OAuthClient, text)
+        used = self.client_used.get(client.client_id)
+        if used is None or (client.last_used_at is not None and client.last_used_at >= used):
+            return client
+        return evolve(client, last_used_at=used)
+
+    def get_client(self, client_id: str) -> Deferred[OAuthClient | None]:
+        """The client, or None."""
+        return self.state.run(
+            lambda: None if client_id not in self.clients else self._client(self.clients[client_id])
+        )
+
+    def list_clients(self) -> Deferred[list[OAuthClient]]:
+        """Every client, sorted by client_id."""
+        return self.state.run(
+            lambda: sorted(
+                (self._client(t) for t in self.clients.values()), key=lambda c: c.client_id
+            )
+        )
+
+    def register_client(self, client: OAuthClient, cap: int) -> Deferred[OAuthClient | None]:
+        """Store a new client unless an identical one exists or the cap is reached."""
+
+        def register() -> OAuthClient | None:
+            holder = self.client_keys.get(client.metadata_key) if client.metadata_key else None
+            if holder is not None and holder in self.clients:
+                return decode(OAuthClient, self.clients[holder])
+            if len(self.clients) >= cap:
+                return None
+            self.clients[client.client_id] = encode(client)
+            if client.metadata_key:
+                self.client_keys[client.metadata_key] = client.client_id
+            return client
+
+        return self.state.run(register)
+
+    def put_client(self, client: OAuthClient) -> Deferred[None]:
+        """Store or replace a client."""
+
+        def put() -> None:
+            self.clients[client.client_id] = encode(client)
+
+        return self.state.run(put)
+
+    def delete_client(self, client_id: str) -> Deferred[bool]:
+        """Remove a client; whether it existed."""
+
+        def delete() -> bool:
+            text = self.clients.pop(client_id, None)
+            if text is None:
+                return False
+            self.client_used.pop(client_id, None)
+            key = decode(OAuthClient, text).metadata_key
+            if key:
+                self.client_keys.pop(key, None)
+            return True
+
+        return self.state.run(delete)
+
+    def touch_client(self, client_id: str, when: float) -> Deferred[None]:
+        """Record a use of the client."""
+
+        def touch() -> None:
+            self.client_used[client_id] = when
+
+        return self.state.run(touch)
+
+    def put_code(self, code: AuthorizationCode) -> Deferred[None]:
+        """Store a code until it expires."""
+        expires = self.state.clock.seconds() + (code.expires_at - code.issued_at)
+
+        def put() -> None:
+            self.codes[code.code_hash] = (encode(code), expires)
+
+        return self.state.run(put)
+
+    def redeem_code(self, code_hash: str, now: float) -> Deferred[AuthorizationCode | None]:
+        """Mark the code used; the record carries ``used_at`` of an earlier redemption."""
+
+        def redeem() -> AuthorizationCode | None:
+            text = self.state.live(self.codes, code_hash)
+            if text is None:
+                return None
+            record = decode(AuthorizationCode, text)
+            used = self.state.live(self.codes_used, code_hash)
+            if used is not None:
+                return evolve(record, used_at=used)
+            self.codes_used[code_hash] = (now, self.codes[code_hash][1])
+            return record
+
+        return self.state.run(redeem)
+
+    def put_session(self, session: LoginSession) -> Deferred[None]:
+        """Store a login session until it expires."""
+        expires = self.state.clock.seconds() + (session.expires_at - session.created_at)
+
+        def put() -> None:
+            self.sessions[session.state] = (encode(session), expires)
+
+        return self.state.run(put)
+
+    def take_session(self, state: str) -> Deferred[LoginSession | None]:
+        """The session for ``state``, removed at once."""
+
+        def take() -> LoginSession | None:
+            text = self.state.live(self.sessions, state)
+            self.sessions.pop(state, None)
+            return None if text is None else decode(LoginSession, text)
+
+        return self.state.run(take)
+
+    def _put(self, collection: str, key: str, record: object, expires_at: float) -> Deferred[None]:
+        """Store ``record`` in ``collection`` until ``expires_at``."""
+
+        def put() -> None:
+            self.expiring[collection][key] = (encode(record), expires_at)
+
+        return self.state.run(put)
+
+    def _get(self, collection: str, key: str, cls: type[T]) -> Deferred[T | None]:
+        """The record under ``key`` not yet reaped, or None."""
+
+        def get() -> T | None:
+            entry = self.expiring[collection].get(key)
+            return None if entry is None else decode(cls, entry[0])
+
+        return self.state.run(get)
+
+    def _list(self, collection: str, cls: type[T]) -> list[T]:
+        """Every record of ``collection`` not yet reaped."""
+        return [decode(cls, text) for text, _ in self.expiring[collection].values()]
+
+    def put_family(self, family: TokenFamily, expires_at: float) -> Deferred[None]:
+        """Store or replace a family until ``expires_at``."""
+        return self._put("families", family.family_id, family, expires_at)
+
+    def get_family(self, family_id: str) -> Deferred[TokenFamily | None]:
+        """The family, or None."""
+        return self._get("families", family_id, TokenFamily)
+
+    def list_families(self) -> Deferred[list[TokenFamily]]:
+        """Every stored family, oldest first."""
+        return self.state.run(
+            lambda: sorted(
+                self._list("families", TokenFamily), key=lambda f: (f.created_at, f.family_id)
+            )
+        )
+
+    def put_refresh(self, record: RefreshTokenRecord) -> Deferred[None]:
+        """Store or replace a refresh token record until it expires."""
+        return self._put("refresh", record.token_hash, record, record.expires_at)
+
+    def get_refresh(self, token_hash: str) -> Deferred[RefreshTokenRecord | None]:
+        """The record, or None."""
+        return self._get("refresh", token_hash, RefreshTokenRecord)
+
+    def revoke_family(self, family_id: str, now: float) -> Deferred[TokenFamily | None]:
+        """Mark the family revoked and drop its refresh tokens."""
+
+        def revoke() -> TokenFamily | None:
+            refresh = self.expiring["refresh"]
+            for key, (text, _) in list(refresh.items()):
+                if decode(RefreshTokenRecord, text).family_id == family_id:
+                    del refresh[key]
+            entry = self.expiring["families"].get(family_id)
+            if entry is None:
+                return None
+            family = decode(TokenFamily, entry[0])
+            if family.revoked_at is None:
+                family = evolve(family, revoked_at=now)
+                self.expiring["families"][family_id] = (encode(family), entry[1])
+            return family
+
+        return self.state.run(revoke)
+
+    def put_access_token(self, record: OAuthAccessToken) -> Deferred[None]:
+        """Remember an issued access token until it expires."""
+        return self._put("access", record.jti, record, record.expires_at)
+
+    def list_access_tokens(self) -> Deferred[list[OAuthAccessToken]]:
+        """Every issued access token record not yet reaped, oldest first."""
+        return self.state.run(
+            lambda: sorted(
+                self._list("access", OAuthAccessToken), key=lambda r: (r.issued_at, r.jti)
+            )
+        )
+
+    def reap(self, now: float) -> Deferred[int]:
+        """Drop expired families, refresh tokens and access-token records."""
+
+        def reap() -> int:
+            total = 0
+            for entries in self.expiring.values():
+                for key, (_, expires_at) in list(entries.items()):
+                    if expires_at <= now:
+                        del entries[key]
+                        total += 1
+            return total
+
+        return self.state.run(reap)
