@@ -1,0 +1,361 @@
+"""The authorization server's machine-facing endpoints, mixed into ``OAuthServer``.
+
+``/token`` (authorization_code with PKCE S256, O21-1..3; refresh_token rotation with
+reuse detection that revokes the family, O21-9, BCP-4; ``Cache-Control: no-store``),
+``/register`` and ``/register/{client_id}`` (RFC 7591/7592, idempotent, capped, ATK-28),
+``/introspect`` (RFC 7662: confidential clients, or the admin API token as bearer),
+``/revoke`` (RFC 7009: 200 even for unknown tokens).  ``/jwks`` and ``/verify`` are in
+:mod:`oauthproxy.oauth.resource_verify`.  Routes live on :data:`oauth_app`, the Klein
+app of :class:`~oauthproxy.oauth.server.OAuthServer`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import json
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from joserfc.jwk import RSAKey
+from klein import Klein
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.server import Request
+
+from oauthproxy.interfaces import IOAuthStore, ISnapshotSource
+from oauthproxy.model import OAuthAccessToken
+from oauthproxy.oauth import grants
+from oauthproxy.oauth.access import allowed_resources, parse_scope, user_allowed
+from oauthproxy.oauth.challenges import bearer_token
+from oauthproxy.oauth.errors import (
+    InvalidClient,
+    InvalidClientMetadata,
+    InvalidGrant,
+    InvalidRequest,
+    InvalidToken,
+    OAuth2Error,
+    TemporarilyUnavailable,
+    UnsupportedGrantType,
+)
+from oauthproxy.oauth.records import OAuthClient, TokenFamily, token_hash
+from oauthproxy.oauth.registration import (
+    check_registration_token,
+    new_client,
+    registration_response,
+    updated_client,
+    validate_client_metadata,
+)
+from oauthproxy.oauth.resource_http import (
+    MAX_BODY,
+    OAuthSettings,
+    form_params,
+    render_oauth_error,
+    set_header,
+    single,
+)
+from oauthproxy.oauth.revocation import Revoker
+from oauthproxy.oauth.tokens import introspection_response, mint_access_token
+from oauthproxy.oauth.verifier import SnapshotVerifier
+
+#: the Klein app of the authorization server (routes of both modules)
+oauth_app = Klein()
+
+
+def _json(request: Request, body: object, status: int = 200) -> bytes:
+    """A JSON answer that no cache keeps."""
+    request.setResponseCode(status)
+    set_header(request, "Content-Type", "application/json")
+    set_header(request, "Cache-Control", "no-store")
+    return json.dumps(body).encode("utf-8")
+
+
+class TokenEndpoints:
+    """The endpoints of the module docstring; ``OAuthServer`` provides the attributes."""
+
+    settings: OAuthSettings
+    store: IOAuthStore
+    snapshots: ISnapshotSource
+    clock: IReactorTime
+    signing_key: RSAKey
+    verifier: SnapshotVerifier
+    revoker: Revoker
+
+    async def client(self, client_id: str | None) -> OAuthClient | None:
+        """A pre-registered or stored client (provided by ``OAuthServer``)."""
+        raise NotImplementedError
+
+    def protected_resources(self) -> dict[str, tuple[str, ...]]:
+        """Resource URI -> allowlist (provided by ``OAuthServer``)."""
+        raise NotImplementedError
+
+    async def authenticated_client(
+        self, request: Request, form: Mapping[str, Sequence[str]]
+    ) -> OAuthClient:
+        """The client of a token-side request, authenticated (Basic or body, O21-11)."""
+        basic = grants.parse_basic_auth(request.getHeader("authorization"))
+        if basic is not None:
+            if single(form, "client_secret") is not None:
+                raise InvalidRequest("use one client authentication method", "client_secret")
+            client_id, basic_secret = basic
+            secret: str | None = basic_secret
+        else:
+            client_id = single(form, "client_id") or ""
+            secret = single(form, "client_secret")
+        client = await self.client(client_id)
+        return grants.authenticate_client(client, secret=secret, now=self.clock.seconds())
+
+    async def mint(
+        self, family: TokenFamily, scopes: tuple[str, ...], audience: tuple[str, ...]
+    ) -> tuple[str, int]:
+        """Sign an access token of ``family`` and remember its jti: ``(token, expires_in)``."""
+        lifetime = self.settings.access_token_lifetime
+        token, claims = mint_access_token(
+            self.signing_key,
+            issuer=self.settings.base,
+            subject=family.user.subject,
+            username=family.user.username,
+            audience=audience,
+            scopes=scopes,
+            client_id=family.client_id,
+            now=self.clock.seconds(),
+            lifetime=lifetime,
+        )
+        await self.store.put_access_token(
+            OAuthAccessToken(
+                jti=claims.jti,
+                family_id=family.family_id,
+                client_id=family.client_id,
+                username=family.user.username,
+                subject=family.user.subject,
+                audience=claims.audience,
+                scopes=claims.scopes,
+                issued_at=claims.issued_at,
+                expires_at=claims.expires_at,
+            )
+        )
+        return token, lifetime
+
+    @oauth_app.route("/token", methods=["POST"])
+    async def token(self, request: Request) -> bytes:
+        """The token endpoint; a failure that proves theft revokes the family (O21-6)."""
+        try:
+            form = form_params(request)
+            client = await self.authenticated_client(request, form)
+            grant_type = single(form, "grant_type")
+            if grant_type == "authorization_code":
+                body = await self._code_grant(client, form)
+            elif grant_type == "refresh_token":
+                body = await self._refresh_grant(client, form)
+            else:
+                raise UnsupportedGrantType("only authorization_code and refresh_token")
+        except OAuth2Error as error:
+            if error.revoke_family is not None:
+                await self.revoker.revoke_family(error.revoke_family, "token reuse")
+            set_header(request, "Cache-Control", "no-store")
+            return render_oauth_error(request, error)
+        for name, value in grants.TOKEN_RESPONSE_HEADERS:
+            set_header(request, name, value)
+        return json.dumps(body).encode("utf-8")
+
+    async def _code_grant(
+        self, client: OAuthClient, form: Mapping[str, Sequence[str]]
+    ) -> dict[str, object]:
+        """Redeem a code (single use, bound to client, URI and PKCE challenge)."""
+        code = single(form, "code")
+        if not code:
+            raise InvalidRequest("code is required", "code")
+        now = self.clock.seconds()
+        record = await self.store.redeem_code(token_hash(code), now)
+        redemption = grants.redeem_code(
+            record,
+            client=client,
+            code_verifier=single(form, "code_verifier"),
+            redirect_uri=single(form, "redirect_uri"),
+            resources=form.get("resource", ()),
+            now=now,
+        )
+        family = redemption.family
+        token, expires_in = await self.mint(family, family.scopes, redemption.audience)
+        refresh = None
+        if "refresh_token" in client.grant_types:
+            lifetime = self.settings.refresh_token_lifetime
+            refresh, refresh_record = grants.new_refresh_token(
+                family, scopes=family.scopes, now=now, lifetime=lifetime
+            )
+            await self.store.put_family(family, now + lifetime)
+            await self.store.put_refresh(refresh_record)
+        else:
+            # no refresh token: the session lasts as long as its access token
+            await self.store.put_family(family, now + expires_in)
+        await self.store.touch_client(client.client_id, now)
+        return grants.token_response(
+            token, expires_in=expires_in, scopes=family.scopes, refresh_token=refresh
+        )
+
+    async def _refresh_grant(
+        self, client: OAuthClient, form: Mapping[str, Sequence[str]]
+    ) -> dict[str, object]:
+        """Rotate a refresh token; the user's allowlists are applied again."""
+        value = single(form, "refresh_token")
+        if not value:
+            raise InvalidRequest("refresh_token is required", "refresh_token")
+        record = await self.store.get_refresh(token_hash(value))
+        family = None if record is None else await self.store.get_family(record.family_id)
+        allowed: set[str] = {self.settings.base}
+        if family is not None:
+            if not user_allowed(family.user, self.settings.allowed_users):
+                raise InvalidGrant("the user may no longer log in", "refresh_token")
+            # the allowlists may have changed since the login (MCP-11)
+            allowed |= allowed_resources(
+                family.user, self.protected_resources(), self.settings.allowed_users
+            )
+        now = self.clock.seconds()
+        rotation = grants.rotate_refresh_token(
+            record,
+            family,
+            client=client,
+            requested_scopes=parse_scope(single(form, "scope")),
+            resources=form.get("resource", ()),
+            allowed=allowed,
+            now=now,
+            lifetime=self.settings.refresh_token_lifetime,
+        )
+        await self.store.put_refresh(rotation.rotated)
+        await self.store.put_refresh(rotation.new_record)
+        await self.store.put_family(rotation.family, rotation.new_record.expires_at)
+        token, expires_in = await self.mint(rotation.family, rotation.scopes, rotation.audience)
+        await self.store.touch_client(client.client_id, now)
+        return grants.token_response(
+            token, expires_in=expires_in, scopes=rotation.scopes, refresh_token=rotation.new_token
+        )
+
+    @oauth_app.route("/register", methods=["POST"])
+    async def register(self, request: Request) -> bytes:
+        """RFC 7591 registration: identical public metadata maps to one client (ATK-28)."""
+        try:
+            metadata = validate_client_metadata(_json_body(request))
+            now = self.clock.seconds()
+            secret = None if metadata.is_public else grants.new_secret()
+            registration_token = grants.new_secret()
+            client = new_client(
+                metadata,
+                client_id=grants.new_secret(),
+                now=now,
+                client_secret=secret,
+                registration_token=registration_token,
+            )
+            stored = await self.store.register_client(client, self.settings.max_clients)
+            if stored is None:
+                raise TemporarilyUnavailable("too many registered clients")
+        except OAuth2Error as error:
+            return render_oauth_error(request, error)
+        if stored.client_id != client.client_id:
+            # the same public client again: its id, no new credentials
+            return _json(request, registration_response(stored), 201)
+        uri = f"{self.settings.base}/register/{client.client_id}"
+        body = registration_response(
+            client,
+            client_secret=secret,
+            registration_token=registration_token,
+            registration_client_uri=uri,
+        )
+        return _json(request, body, 201)
+
+    async def _managed(self, request: Request, client_id: str) -> OAuthClient:
+        """The client an RFC 7592 request may manage (its registration access token)."""
+        client = await self.store.get_client(client_id)
+        token = bearer_token(request.getHeader("authorization"))
+        return check_registration_token(client, token)
+
+    @oauth_app.route("/register/<client_id>", methods=["GET", "PUT", "DELETE"])
+    async def manage(self, request: Request, client_id: str) -> bytes:
+        """RFC 7592: read, update or delete one's own registration."""
+        try:
+            client = await self._managed(request, client_id)
+            if request.method == b"DELETE":
+                await self.store.delete_client(client.client_id)
+                request.setResponseCode(204)
+                return b""
+            if request.method == b"PUT":
+                client = updated_client(client, validate_client_metadata(_json_body(request)))
+                await self.store.put_client(client)
+        except OAuth2Error as error:
+            return render_oauth_error(request, error)
+        uri = f"{self.settings.base}/register/{client.client_id}"
+        return _json(request, registration_response(client, registration_client_uri=uri))
+
+    def admin_bearer(self, request: Request) -> bool:
+        """Whether the request carries the admin API token (``bearer`` introspection auth)."""
+        value = bearer_token(request.getHeader("authorization"))
+        if value is None:
+            return False
+        digest = token_hash(value)
+        return any(
+            t.is_admin and hmac.compare_digest(t.token_hash, digest)
+            for t in self.snapshots.current.tokens.values()
+        )
+
+    @oauth_app.route("/introspect", methods=["POST"])
+    async def introspect(self, request: Request) -> bytes:
+        """RFC 7662 for confidential clients; nothing about why a token is inactive."""
+        try:
+            form = form_params(request)
+            if not self.admin_bearer(request):
+                client = await self.authenticated_client(request, form)
+                if client.is_public:
+                    raise InvalidClient("introspection needs a confidential client")
+            token = single(form, "token")
+            if not token:
+                raise InvalidRequest("token is required", "token")
+        except OAuth2Error as error:
+            return render_oauth_error(request, error)
+        try:
+            claims = self.verifier.check(token, None)
+        except InvalidToken:
+            claims = None
+        return _json(request, introspection_response(claims))
+
+    @oauth_app.route("/revoke", methods=["POST"])
+    async def revoke(self, request: Request) -> bytes:
+        """RFC 7009: revoke a refresh token (its family) or an access token; 200 always."""
+        try:
+            form = form_params(request)
+            client = await self.authenticated_client(request, form)
+            token = single(form, "token")
+            if not token:
+                raise InvalidRequest("token is required", "token")
+        except OAuth2Error as error:
+            return render_oauth_error(request, error)
+        record = await self.store.get_refresh(token_hash(token))
+        if record is not None and record.client_id == client.client_id:
+            await self.revoker.revoke_family(record.family_id, "revoked by the client")
+        else:
+            await self._revoke_access_token(token, client)
+        set_header(request, "Cache-Control", "no-store")
+        return b""
+
+    async def _revoke_access_token(self, token: str, client: OAuthClient) -> None:
+        """Revoke an access token of ``client`` (someone else's is ignored, RFC 7009 §2.1)."""
+        try:
+            claims = self.verifier.check(token, None)
+        except InvalidToken:
+            return
+        if claims.client_id != client.client_id:
+            return
+        for issued in await self.store.list_access_tokens():
+            if issued.jti == claims.jti:
+                await self.revoker.revoke_access_token(issued, "revoked by the client")
+                return
+
+
+def _json_body(request: Request) -> Any:
+    """A JSON request body (RFC 7591 registration); malformed is invalid_client_metadata."""
+    kind = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
+    if kind != "application/json":
+        raise InvalidClientMetadata("the body must be application/json")
+    raw = request.content.read(MAX_BODY + 1) if request.content is not None else b""
+    if len(raw) > MAX_BODY:
+        raise InvalidClientMetadata("the body is too large")
+    try:
+        return json.loads(raw)
+    except ValueError:
+        raise InvalidClientMetadata("the body is not JSON") from None

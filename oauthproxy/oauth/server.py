@@ -1,0 +1,411 @@
+"""The OAuth 2.1 authorization server as a Klein resource: the browser-facing endpoints.
+
+:class:`OAuthServer` glues the pure modules of :mod:`oauthproxy.oauth` to the store,
+the snapshot, GitHub and HTTP.  It has a Klein ``app``, so it mounts on the admin API
+listener (``AdminAPI.resource(server)``), and :meth:`OAuthServer.resource` is a plain
+``IResource`` for the gateway's auth hostname.  This module holds ``/authorize``, the
+consent step (MCP-20), ``/callback`` and discovery; the token, registration,
+introspection, revocation, JWKS and ``/verify`` endpoints are in
+:mod:`oauthproxy.oauth.resource_tokens`, registered on the same Klein app.
+
+Every URL we hand out comes from :class:`OAuthSettings` (configuration), never from the
+request's ``Host`` (ATK-8).  OAuth errors are rendered in one place,
+:func:`render_oauth_error` (RFC 6749 §5.2 / RFC 6750 JSON) and :meth:`OAuthServer.answer`
+(authorization responses: an error page, or a redirect with ``iss`` to a trusted
+client only, O21-5, O21-16, ATK-3, ATK-24).  Pages carry ``frame-ancestors 'none'``
+and ``X-Frame-Options: DENY`` (O21-13); cookies are ``__Host-`` (ATK-23).
+"""
+
+from __future__ import annotations
+
+import json
+from typing import ClassVar, cast
+
+from attrs import define, evolve, field
+from joserfc.jwk import RSAKey
+from klein import Klein
+from klein.resource import KleinResource
+from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
+from twisted.python.failure import Failure
+from twisted.web.iweb import IRequest
+from twisted.web.resource import IResource
+from twisted.web.server import Request
+from werkzeug.exceptions import HTTPException
+
+from oauthproxy.errors import StorageUnavailable
+from oauthproxy.interfaces import IOAuthStore, ISnapshotSource
+from oauthproxy.model import AuthServerOverrides
+from oauthproxy.oauth import consent, proxies
+from oauthproxy.oauth.access import allowed_resources, resolve_audience, user_allowed
+from oauthproxy.oauth.authorize import (
+    REDIRECT_STATUS,
+    ErrorPage,
+    ErrorRedirect,
+    check_authorization_request,
+    client_is_trusted,
+    error_response,
+    success_redirect,
+)
+from oauthproxy.oauth.cimd import is_metadata_document_client_id
+from oauthproxy.oauth.errors import (
+    AccessDenied,
+    InvalidRequest,
+    OAuth2Error,
+    ServerError,
+    TemporarilyUnavailable,
+)
+from oauthproxy.oauth.github import GitHubClient, GitHubError, authorize_url
+from oauthproxy.oauth.grants import issue_code
+from oauthproxy.oauth.metadata import (
+    AS_WELL_KNOWN,
+    OIDC_WELL_KNOWN,
+    authorization_server_metadata,
+)
+from oauthproxy.oauth.pkce import s256_challenge
+from oauthproxy.oauth.records import AuthorizationRequest, LoginSession, OAuthClient
+from oauthproxy.oauth.resource_cimd import MetadataDocumentFetcher
+from oauthproxy.oauth.resource_http import (
+    OAuthSettings,
+    cookie,
+    error_page,
+    form_params,
+    page_headers,
+    query_params,
+    render_oauth_error,
+    set_header,
+    single,
+)
+from oauthproxy.oauth.resource_tokens import TokenEndpoints, oauth_app
+from oauthproxy.oauth.resource_verify import VerifyEndpoints
+from oauthproxy.oauth.revocation import Revoker
+from oauthproxy.oauth.verifier import SnapshotVerifier
+
+
+@define
+class OAuthServer(TokenEndpoints, VerifyEndpoints):
+    """The authorization server's endpoints; see the module docstring."""
+
+    app: ClassVar[Klein] = oauth_app
+    log: ClassVar[Logger] = Logger()
+
+    settings: OAuthSettings
+    store: IOAuthStore
+    snapshots: ISnapshotSource
+    clock: IReactorTime
+    github: GitHubClient
+    signing_key: RSAKey
+    #: fetches client ID metadata documents; None = CIMD clients are not supported
+    documents: MetadataDocumentFetcher | None = None
+    verifier: SnapshotVerifier = field(init=False)
+    revoker: Revoker = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        """Build the verifier and the revoker over the same store and snapshot."""
+        self.verifier = SnapshotVerifier(self.snapshots, self.clock, self.settings.base)
+        self.revoker = Revoker(self.store, self.clock, self.settings.client_lifetime)
+
+    def resource(self) -> IResource:
+        """This server as a plain Twisted resource (the gateway's auth hostname)."""
+        return KleinResource(self.app)
+
+    # what the snapshot says
+
+    def protected_resources(self) -> dict[str, tuple[str, ...]]:
+        """Each OAuth-protected proxy's resource URI -> its user allowlist."""
+        return proxies.protected_resources(self.snapshots.current.proxies.values())
+
+    def scopes_supported(self) -> tuple[str, ...]:
+        """The configured scopes plus every scope a proxy requires or advertises."""
+        extra = proxies.proxy_scopes(self.snapshots.current.proxies.values())
+        return tuple(dict.fromkeys((*self.settings.scopes_supported, *extra)))
+
+    def upstream(self, auth: AuthorizationRequest) -> GitHubClient:
+        """The GitHub client for this login: a requested proxy's own app, else the global."""
+        app = proxies.github_app_for(
+            self.snapshots.current.proxies.values(), auth.resources, self.settings.github
+        )
+        return self.github if app == self.github.app else evolve(self.github, app=app)
+
+    async def client(self, client_id: str | None) -> OAuthClient | None:
+        """A pre-registered or stored client, or None."""
+        if not client_id:
+            return None
+        for client in self.settings.static_clients:
+            if client.client_id == client_id:
+                return client
+        if is_metadata_document_client_id(client_id):
+            return await self.document_client(client_id)
+        found: OAuthClient | None = await self.store.get_client(client_id)
+        return found
+
+    async def document_client(self, url: str) -> OAuthClient | None:
+        """A CIMD client (MCP-7): cached while its document allows, else fetched."""
+        if self.documents is None:
+            return None
+        now = self.clock.seconds()
+        cached: OAuthClient | None = await self.store.get_client(url)
+        if cached is not None and cached.source == "cimd" and cached.cache_expires_at > now:
+            return cached
+        try:
+            fetched = await self.documents.fetch(url)
+        except OAuth2Error as error:
+            self.log.info("client metadata document {url} refused: {error}", url=url, error=error)
+            return None
+        if fetched.cache_expires_at > now:
+            await self.store.put_client(fetched)
+        return fetched
+
+    # authorization responses
+
+    def answer(self, request: Request, outcome: ErrorPage | ErrorRedirect | str) -> bytes:
+        """Send an authorization response: a redirect (a URL or ErrorRedirect) or a page."""
+        if isinstance(outcome, ErrorPage):
+            return error_page(request, outcome.error)
+        location = outcome.location if isinstance(outcome, ErrorRedirect) else outcome
+        request.setResponseCode(REDIRECT_STATUS)
+        set_header(request, "Location", location)
+        set_header(request, "Cache-Control", "no-store")
+        set_header(request, "Referrer-Policy", "no-referrer")
+        return b""
+
+    def fail(
+        self, request: Request, error: OAuth2Error, auth: AuthorizationRequest, trusted: bool
+    ) -> bytes:
+        """An error after the request was validated: to the client only if trusted."""
+        return self.answer(
+            request,
+            error_response(
+                error,
+                issuer=self.settings.base,
+                redirect_uri=auth.redirect_uri,
+                state=auth.state,
+                trusted=trusted,
+            ),
+        )
+
+    @oauth_app.route("/authorize", methods=["GET"])
+    async def authorize(self, request: Request) -> bytes:
+        """Validate the request, then the consent page or straight to GitHub (MCP-20)."""
+        params = query_params(request)
+        client = await self.client(next(iter(params.get("client_id", [])), None))
+        now = self.clock.seconds()
+        approved = client is not None and consent.is_approved(
+            self.settings.secret,
+            cookie(request, consent.CONSENT_COOKIE),
+            client.client_id,
+            now=now,
+        )
+        outcome = check_authorization_request(
+            params,
+            client,
+            issuer=self.settings.base,
+            scopes_supported=self.scopes_supported(),
+            # the issuer itself is a resource too: tokens for this server (admin API rules)
+            known_resources={*self.protected_resources(), self.settings.base},
+            approved=approved,
+        )
+        if not isinstance(outcome, AuthorizationRequest):
+            return self.answer(request, outcome)
+        assert client is not None
+        try:
+            # resources of proxies with different GitHub apps: refuse before any login
+            self.upstream(outcome)
+        except OAuth2Error as error:
+            return self.fail(request, error, outcome, client_is_trusted(client, approved))
+        if approved:
+            return await self.to_github(request, outcome)
+        pending = consent.new_login_session(outcome, now=now, lifetime=self.settings.login_timeout)
+        await self.store.put_session(pending)
+        page_headers(request)
+        return consent.render_consent_page(
+            consent.consent_view(client, outcome),
+            action=f"{self.settings.path}/authorize/consent",
+            request_id=pending.state,
+            csrf=consent.csrf_token(self.settings.secret, pending.state, client.client_id),
+        )
+
+    @oauth_app.route("/authorize/consent", methods=["POST"])
+    async def decide(self, request: Request) -> bytes:
+        """The consent form: approve (cookie, then GitHub) or deny; CSRF-checked."""
+        try:
+            form = form_params(request)
+            request_id = single(form, "request_id") or ""
+            pending = await self.store.take_session(request_id) if request_id else None
+            if pending is None or pending.expires_at <= self.clock.seconds():
+                raise AccessDenied("the consent form is invalid or expired", "request_id")
+            client_id = pending.request.client_id
+            consent.check_csrf(
+                self.settings.secret, request_id, client_id, single(form, "csrf_token")
+            )
+        except OAuth2Error as error:
+            return error_page(request, error)
+        if single(form, "decision") != "approve":
+            # the client is not trusted yet: tell the user here, send nothing to it
+            return error_page(request, AccessDenied("you denied the request"))
+        approval = consent.approve(
+            self.settings.secret,
+            cookie(request, consent.CONSENT_COOKIE),
+            client_id,
+            now=self.clock.seconds(),
+        )
+        request.responseHeaders.addRawHeader(
+            b"Set-Cookie",
+            consent.host_cookie(
+                consent.CONSENT_COOKIE, approval, int(consent.CONSENT_MAX_AGE)
+            ).encode("ascii"),
+        )
+        return await self.to_github(request, pending.request)
+
+    async def to_github(self, request: Request, auth: AuthorizationRequest) -> bytes:
+        """Start the GitHub leg: a single-use state bound to this browser (ATK-23)."""
+        session = consent.new_login_session(
+            auth, now=self.clock.seconds(), lifetime=self.settings.login_timeout
+        )
+        await self.store.put_session(session)
+        binding = consent.login_binding(self.settings.secret, session.state)
+        request.responseHeaders.addRawHeader(
+            b"Set-Cookie",
+            consent.host_cookie(
+                consent.LOGIN_COOKIE, binding, int(self.settings.login_timeout)
+            ).encode("ascii"),
+        )
+        return self.answer(
+            request,
+            authorize_url(
+                self.upstream(auth).app,
+                redirect_uri=self.settings.callback_url,
+                state=session.state,
+                code_challenge=s256_challenge(session.upstream_verifier),
+            ),
+        )
+
+    @oauth_app.route("/callback", methods=["GET"])
+    async def callback(self, request: Request) -> bytes:
+        """GitHub sent the user back: check state, identify, apply allowlists, issue a code."""
+        params = query_params(request)
+        try:
+            state = single(params, "state")
+            stored = await self.store.take_session(state) if state else None
+            session = consent.check_callback_state(
+                stored,
+                state,
+                now=self.clock.seconds(),
+                secret=self.settings.secret,
+                binding_cookie=cookie(request, consent.LOGIN_COOKIE),
+            )
+        except OAuth2Error as error:
+            return error_page(request, error)
+        request.responseHeaders.addRawHeader(
+            b"Set-Cookie", consent.host_cookie(consent.LOGIN_COOKIE, "", 0).encode("ascii")
+        )
+        auth = session.request
+        # the user approved this client (consent) before we sent them to GitHub
+        client = await self.client(auth.client_id)
+        trusted = client is not None and client_is_trusted(client, True)
+        try:
+            return await self.finish_login(request, session, single(params, "code"))
+        except OAuth2Error as error:
+            return self.fail(request, error, auth, trusted)
+
+    async def finish_login(
+        self, request: Request, session: LoginSession, code: str | None
+    ) -> bytes:
+        """Exchange GitHub's code, check the allowlists, redirect with our code and ``iss``."""
+        auth = session.request
+        if not code:
+            raise AccessDenied("GitHub did not authorize the login")
+        entries = [*self.settings.allowed_users]
+        resources = self.protected_resources()
+        for allowlist in resources.values():
+            entries += allowlist
+        memberships = any(e.startswith(("org:", "team:")) for e in entries)
+        try:
+            github = self.upstream(auth)
+            token = await github.exchange_code(
+                code,
+                redirect_uri=self.settings.callback_url,
+                code_verifier=session.upstream_verifier,
+            )
+            user = await github.identity(token, memberships=memberships)
+        except GitHubError as error:
+            self.log.warn("GitHub login failed: {error}", error=error)
+            raise ServerError("the login with GitHub failed") from None
+        if not user_allowed(user, self.settings.allowed_users):
+            raise AccessDenied("this GitHub user may not log in here")
+        # without RFC 8707 resources the token is for this server only (its issuer)
+        allowed = allowed_resources(user, resources, self.settings.allowed_users)
+        audience = resolve_audience(
+            auth.resources, allowed={*allowed, self.settings.base}, default=(self.settings.base,)
+        )
+        now = self.clock.seconds()
+        value, record = issue_code(auth, user, audience=audience, now=now)
+        await self.store.put_code(record)
+        await self.store.touch_client(auth.client_id, now)
+        return self.answer(request, success_redirect(auth, value, self.settings.base))
+
+    # failures outside the protocol, rendered as OAuth errors in one place
+
+    @oauth_app.handle_errors(HTTPException)
+    def unrouted(self, request: IRequest, failure: Failure) -> bytes:
+        """No such endpoint or method (404, 405): a plain JSON error, nothing logged."""
+        code = getattr(failure.value, "code", None) or 404
+        answer = cast(Request, request)
+        answer.setResponseCode(code)
+        set_header(answer, "Content-Type", "application/json")
+        return json.dumps({"error": "not_found" if code == 404 else "invalid_request"}).encode()
+
+    @oauth_app.handle_errors(StorageUnavailable)
+    def unavailable(self, request: IRequest, failure: Failure) -> bytes:
+        """The store is down: 503 ``temporarily_unavailable``, the client may retry."""
+        self.log.warn("OAuth endpoint without storage: {error}", error=failure.value)
+        error = TemporarilyUnavailable("try again shortly")
+        return render_oauth_error(cast(Request, request), error)
+
+    @oauth_app.handle_errors(Exception)
+    def crashed(self, request: IRequest, failure: Failure) -> bytes:
+        """A bug: logged with its traceback, answered 500 ``server_error`` without details."""
+        self.log.failure("OAuth endpoint failed", failure=failure)
+        return render_oauth_error(cast(Request, request), ServerError("internal error"))
+
+    # discovery
+
+    def metadata(self, request: Request, overrides: AuthServerOverrides | None = None) -> bytes:
+        """The RFC 8414 document (MCP-4, MCP-5, MCP-12), with a proxy's overrides if given."""
+        document = authorization_server_metadata(
+            self.settings.base,
+            scopes_supported=self.scopes_supported(),
+            client_id_metadata_documents=self.documents is not None,
+            overrides=overrides,
+        )
+        set_header(request, "Content-Type", "application/json")
+        set_header(request, "Cache-Control", "public, max-age=300")
+        return json.dumps(document).encode("utf-8")
+
+    def proxy_metadata(self, request: Request, hostname: str) -> bytes:
+        """The document served at a proxy's own well-known URLs (its ``oauth_server``)."""
+        proxy = self.snapshots.current.proxies.get(hostname.lower())
+        if proxy is None:
+            request.setResponseCode(404)
+            set_header(request, "Content-Type", "application/json")
+            return b'{"error":"not_found"}'
+        return self.metadata(request, proxy.oauth_server)
+
+    @oauth_app.route(f"/.well-known/{AS_WELL_KNOWN}", methods=["GET"])
+    @oauth_app.route(f"/.well-known/{OIDC_WELL_KNOWN}", methods=["GET"])
+    def well_known(self, request: Request) -> bytes:
+        """Metadata at the root well-known URLs (host-only issuer)."""
+        if self.settings.path:
+            return render_oauth_error(request, InvalidRequest("no such metadata document"))
+        return self.metadata(request)
+
+    @oauth_app.route(f"/.well-known/{AS_WELL_KNOWN}/<path:rest>", methods=["GET"])
+    @oauth_app.route(f"/.well-known/{OIDC_WELL_KNOWN}/<path:rest>", methods=["GET"])
+    @oauth_app.route(f"/<path:rest>/.well-known/{OIDC_WELL_KNOWN}", methods=["GET"])
+    def inserted_well_known(self, request: Request, rest: str) -> bytes:
+        """Path-inserted metadata URLs (RFC 8414 §3.1, MCP-4) for an issuer with a path."""
+        if "/" + rest.strip("/") != self.settings.path:
+            request.setResponseCode(404)
+            set_header(request, "Content-Type", "application/json")
+            return b'{"error":"not_found"}'
+        return self.metadata(request)

@@ -1,0 +1,221 @@
+"""The OAuthServer resource end to end in memory: login, tokens, refresh, revocation."""
+
+from __future__ import annotations
+
+from attrs import evolve
+from treq.testing import StubTreq
+from twisted.trial.unittest import SynchronousTestCase
+
+from tests.oauth.server_harness import (
+    ISSUER,
+    REDIRECT,
+    RESOURCE,
+    VERIFIER,
+    Answer,
+    OAuthHarness,
+)
+from tests.support.fake_github import FakeUser
+
+
+class LoginFlowTests(SynchronousTestCase):
+    """Authorize -> consent -> GitHub -> callback -> code -> token."""
+
+    def setUp(self) -> None:
+        self.h = OAuthHarness(self)
+        self.h.add_proxy("mcp.example.test")
+        self.client_id = self.h.register()["client_id"]
+
+    def test_login_redirects_with_code_state_and_iss(self) -> None:
+        """MCP-20, MCP-12, ATK-24: after consent and GitHub, the client gets code, state, iss."""
+        params = self.h.login(self.client_id, resource=RESOURCE)
+        self.assertEqual(params["iss"], ISSUER)
+        self.assertEqual(params["state"], "client-state")
+        self.assertTrue(params["code"])
+
+    def test_code_exchange_issues_audience_bound_token(self) -> None:
+        """MCP-11, O21-1: the code with the PKCE verifier gives a token for the resource."""
+        tokens = self.h.tokens(self.client_id, resource=RESOURCE)
+        claims = self.h.server.verifier.check(tokens["access_token"], RESOURCE)
+        self.assertEqual(claims.username, "alice")
+        self.assertEqual(claims.audience, (RESOURCE,))
+        self.assertTrue(tokens["refresh_token"])
+
+    def test_token_response_is_not_cached(self) -> None:
+        """O21-8: the token response carries Cache-Control: no-store."""
+        code = self.h.login(self.client_id)["code"]
+        answer = self.h.token(
+            grant_type="authorization_code",
+            code=code,
+            client_id=self.client_id,
+            redirect_uri=REDIRECT,
+            code_verifier=VERIFIER,
+        )
+        self.assertEqual(answer.header("cache-control"), "no-store")
+
+    def test_wrong_verifier_is_invalid_grant(self) -> None:
+        """ATK-20, O21-3: a wrong PKCE verifier is refused."""
+        code = self.h.login(self.client_id)["code"]
+        answer = self.h.token(
+            grant_type="authorization_code",
+            code=code,
+            client_id=self.client_id,
+            redirect_uri=REDIRECT,
+            code_verifier="x" * 43,
+        )
+        self.assertEqual((answer.status, answer.json()["error"]), (400, "invalid_grant"))
+
+    def test_code_replay_revokes_the_first_token(self) -> None:
+        """O21-6: redeeming a code twice revokes what the first redemption issued."""
+        code = self.h.login(self.client_id, resource=RESOURCE)["code"]
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": self.client_id,
+            "redirect_uri": REDIRECT,
+            "code_verifier": VERIFIER,
+        }
+        first = self.h.token(**form).json()
+        self.assertEqual(self.h.token(**form).json()["error"], "invalid_grant")
+        self.assertIsNone(self.h.server.verifier.verify(first["access_token"]))
+
+    def test_user_off_the_allowlist_is_denied(self) -> None:
+        """Acceptance: a user not on OAUTH_ALLOWED_GITHUB_USERS gets no code."""
+        h = OAuthHarness(self, user=FakeUser(7, "mallory"), allowed_users=("alice",))
+        client_id = h.register()["client_id"]
+        page = h.call("GET", h.authorize_query(client_id))
+        to_github = h.consent(page)
+        callback = h.github_redirect(to_github)
+        back = h.call(
+            "GET",
+            callback.replace("https://auth.example.test", ""),
+            cookies={"__Host-oauthproxy-login": to_github.cookies()["__Host-oauthproxy-login"]},
+        )
+        self.assertEqual(back.status, 303)
+        self.assertIn("error=access_denied", back.header("location") or "")
+
+    def test_resource_path_maps_to_the_proxy_resource(self) -> None:
+        """MCP-3, MCP-11: a resource below a proxy's URL gives that proxy's audience."""
+        tokens = self.h.tokens(self.client_id, resource=RESOURCE + "/mcp")
+        claims = self.h.server.verifier.check(tokens["access_token"], RESOURCE)
+        self.assertEqual(claims.audience, (RESOURCE,))
+
+    def test_unknown_resource_is_invalid_target(self) -> None:
+        """RFC 8707: a resource we do not protect is refused (a page: client not approved)."""
+        page = self.h.call("GET", self.h.authorize_query(self.client_id, resource="https://x.test"))
+        self.assertIsNone(page.header("location"))
+        self.assertIn(b"invalid_target", page.body)
+
+    def test_approved_client_goes_straight_to_github(self) -> None:
+        """MCP-20: once the user approved the client (cookie), /authorize skips the page."""
+        self.h.login(self.client_id)
+        again = self.h.call("GET", self.h.authorize_query(self.client_id))
+        self.assertEqual(again.status, 303)
+        self.assertTrue((again.header("location") or "").startswith("https://github.test/"))
+
+
+class RefreshTests(SynchronousTestCase):
+    """Refresh token rotation and reuse detection."""
+
+    def setUp(self) -> None:
+        self.h = OAuthHarness(self)
+        self.h.add_proxy("mcp.example.test")
+        self.client_id = self.h.register()["client_id"]
+        self.first = self.h.tokens(self.client_id, resource=RESOURCE)
+
+    def refresh(self, token: str) -> dict[str, str]:
+        """POST a refresh grant."""
+        answer = self.h.token(
+            grant_type="refresh_token", refresh_token=token, client_id=self.client_id
+        )
+        result: dict[str, str] = answer.json()
+        return result
+
+    def test_refresh_rotates_the_token(self) -> None:
+        """O21-9, MCP-14: a refresh returns a new access and a new refresh token."""
+        second = self.refresh(self.first["refresh_token"])
+        self.assertNotEqual(second["refresh_token"], self.first["refresh_token"])
+        self.assertIsNotNone(self.h.server.verifier.verify(second["access_token"]))
+
+    def test_reuse_after_grace_revokes_the_family(self) -> None:
+        """BCP-4, ATK-22, MCP-17: reuse of a rotated token revokes the whole family."""
+        second = self.refresh(self.first["refresh_token"])
+        self.h.clock.advance(60)
+        self.assertEqual(self.refresh(self.first["refresh_token"])["error"], "invalid_grant")
+        self.assertEqual(self.refresh(second["refresh_token"])["error"], "invalid_grant")
+        self.assertIsNone(self.h.server.verifier.verify(second["access_token"]))
+
+
+class MoreRefreshTests(SynchronousTestCase):
+    """Refresh edge cases: concurrency grace and allowlists applied again."""
+
+    def setUp(self) -> None:
+        """Alice logged in for the protected proxy."""
+        self.h = OAuthHarness(self)
+        self.h.add_proxy("mcp.example.test")
+        self.client_id = self.h.register()["client_id"]
+        self.first = self.h.tokens(self.client_id, resource=RESOURCE)
+
+    def refresh(self, token: str) -> Answer:
+        """POST a refresh grant."""
+        return self.h.token(
+            grant_type="refresh_token", refresh_token=token, client_id=self.client_id
+        )
+
+    def test_concurrent_refreshes_within_grace_both_succeed(self) -> None:
+        """BCP-4: two refreshes of one token within the grace window both succeed."""
+        one = self.refresh(self.first["refresh_token"])
+        two = self.refresh(self.first["refresh_token"])
+        self.assertEqual((one.status, two.status), (200, 200))
+
+    def test_user_removed_from_allowlist_loses_the_resource(self) -> None:
+        """MCP-11: a refresh re-applies the proxy's allowlist."""
+        proxy = self.successResultOf(self.h.storage.proxies.get("mcp.example.test"))
+        assert proxy is not None and proxy.auth is not None
+        auth = evolve(proxy.auth, required_users=("bob",))
+        self.successResultOf(self.h.storage.proxies.update(evolve(proxy, auth=auth)))
+        answer = self.refresh(self.first["refresh_token"])
+        self.assertEqual(answer.json()["error"], "invalid_target")
+
+
+class ConsentTests(SynchronousTestCase):
+    """The consent page (MCP-20) and error handling of /authorize."""
+
+    def setUp(self) -> None:
+        self.h = OAuthHarness(self)
+        self.client_id = self.h.register()["client_id"]
+
+    def test_consent_page_cannot_be_framed(self) -> None:
+        """O21-13, O21-14: frame-ancestors 'none', X-Frame-Options DENY, no CORS header."""
+        page = self.h.call("GET", self.h.authorize_query(self.client_id))
+        self.assertIn("frame-ancestors 'none'", page.header("content-security-policy") or "")
+        self.assertEqual(page.header("x-frame-options"), "DENY")
+        self.assertIsNone(page.header("access-control-allow-origin"))
+
+    def test_forged_csrf_token_is_refused(self) -> None:
+        """ATK-23: a consent form with a wrong CSRF token does not reach GitHub."""
+        page = self.h.call("GET", self.h.authorize_query(self.client_id))
+        forged = page.body.replace(b'name="csrf_token" value="', b'name="csrf_token" value="x')
+        answer = self.h.consent(type(page)(page.status, page.headers, forged))
+        self.assertEqual(answer.status, 403)
+        self.assertIsNone(answer.header("location"))
+
+    def test_unknown_client_gets_a_page_not_a_redirect(self) -> None:
+        """O21-5, ATK-3: an unknown client's redirect_uri is never used."""
+        answer = self.h.call("GET", self.h.authorize_query("no-such-client"))
+        self.assertIsNone(answer.header("location"))
+        self.assertEqual(answer.header("x-frame-options"), "DENY")
+
+    def test_provoked_error_of_unapproved_client_is_not_redirected(self) -> None:
+        """O21-16, BCP-7: invalid_scope for an unapproved DCR client shows a page."""
+        answer = self.h.call("GET", self.h.authorize_query(self.client_id, scope="bogus"))
+        self.assertIsNone(answer.header("location"))
+
+    def test_callback_without_binding_cookie_is_refused(self) -> None:
+        """ATK-23: a state used from another browser (no login cookie) is refused."""
+        to_github = self.h.consent(self.h.call("GET", self.h.authorize_query(self.client_id)))
+        callback = self.h.github_redirect(to_github)
+        # another browser: a client without the cookies the first one received
+        self.h.treq = StubTreq(self.h.server.resource())  # type: ignore[no-untyped-call]
+        answer = self.h.call("GET", callback.replace("https://auth.example.test", ""))
+        self.assertEqual(answer.status, 403)
+        self.assertIsNone(answer.header("location"))
