@@ -1,0 +1,168 @@
+# twisted.web is untyped; mypy strict would flag every call into it
+# mypy: disable-error-code="no-untyped-call"
+"""The gateway's HTTP/1.1 channel: a head deadline, and early dispatch of requests with a body.
+
+:class:`GatewayChannel` is the ``HTTPChannel`` that :class:`~oauthproxy.gateway.site.GatewaySite`
+builds (inside twisted.web's generic wrapper, which still negotiates h2).  It adds:
+
+- the **header deadline** (ATK-18): a request head must arrive within ``header_timeout``
+  seconds of its first byte, else 408 and disconnect;
+- **early dispatch**: a request with a body is handed to the resource when its head is
+  complete, and its body streams (:mod:`oauthproxy.gateway.body`);
+- **no keep-alive desync**: an answer that starts before the body has been read says
+  ``Connection: close``; an answer that ends first makes the channel read and drop the rest for
+  up to :data:`LINGER_SECONDS` (so the client is not reset before it reads the answer), then
+  close.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from twisted.internet.interfaces import IDelayedCall
+from twisted.internet.protocol import connectionDone
+from twisted.python.failure import Failure
+from twisted.web import http
+
+if TYPE_CHECKING:
+    from oauthproxy.gateway.site import GatewayRequest
+
+#: seconds we keep reading (and dropping) a request body after an early answer, then close
+LINGER_SECONDS = 5.0
+
+
+def raw_answer(status: bytes, text: bytes) -> bytes:
+    """A complete HTTP/1.1 answer that closes the connection, written before any Request."""
+    return (
+        b"HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
+        b"Connection: close\r\n\r\n%s" % (status, len(text), text)
+    )
+
+
+_HEADER_TIMEOUT = raw_answer(b"408 Request Timeout", b"request head took too long.\r\n")
+
+
+class GatewayChannel(http.HTTPChannel):
+    """An HTTP/1.1 channel with a head deadline and early dispatch of requests with a body.
+
+    A request with a body is handed to the resource when its head is complete; its body then
+    streams (:class:`~oauthproxy.gateway.body.RequestBody`).  If the answer starts before the
+    body has been read, it says ``Connection: close`` (the connection cannot be reused without
+    reading the rest); if the answer ends first, the rest of the body is read and dropped for
+    up to :data:`LINGER_SECONDS` before closing, so the client is not reset before it reads
+    the answer.  Pipelining is unchanged: the next request is parsed only after the body and
+    the answer of this one.
+    """
+
+    header_timeout: float | None = None
+    _head_deadline: IDelayedCall | None = None
+    #: True while the next bytes belong to a request head (not a body, not a pipelined backlog)
+    _in_head = True
+    #: the request whose streamed body is still arriving
+    _body_request: GatewayRequest | None = None
+    #: the answer is done, the body is not: dropping the rest before closing
+    _lingering = False
+    _linger_call: IDelayedCall | None = None
+    #: the connection is closing: parse nothing more
+    closed = False
+
+    def dataReceived(self, data: bytes) -> None:
+        """Arm the head deadline on the first byte of a request head."""
+        if self._in_head and self._head_deadline is None and self.header_timeout:
+            self._head_deadline = self.callLater(self.header_timeout, self._head_too_slow)
+        super().dataReceived(data)
+
+    def _cancel_head_deadline(self) -> None:
+        """Stop the head deadline (head complete, or connection gone)."""
+        call, self._head_deadline = self._head_deadline, None
+        if call is not None and call.active():
+            call.cancel()
+
+    def _head_too_slow(self) -> None:
+        """408 and close: the client took too long to send a request head (slowloris)."""
+        self._head_deadline = None
+        if self.transport is None:
+            return
+        self.transport.write(_HEADER_TIMEOUT)
+        # like timeoutConnection: a client that does not read cannot keep us waiting either
+        if self.abortTimeout is not None:
+            self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
+        self.loseConnection()
+
+    def allHeadersReceived(self) -> None:
+        """The head is complete: no deadline now; a request with a body is dispatched now."""
+        self._in_head = False
+        self._cancel_head_deadline()
+        super().allHeadersReceived()
+        if self.length != 0:
+            request: GatewayRequest = self.requests[-1]
+            if request.body is not None and not request.too_large:
+                self._body_request = request
+                # only while a body streams (the hot path keeps the stock writeHeaders)
+                self.writeHeaders = self._write_headers_closing  # type: ignore[method-assign]
+                request.dispatch(self._command, self._path, self._version)
+
+    def _send100Continue(self) -> None:
+        """Streamed bodies get ``100 Continue`` when forwarding starts; refused ones never."""
+        request: GatewayRequest = self.requests[-1]
+        if request.body is not None:
+            request.body.expect_continue = True
+        elif not request.too_large:
+            super()._send100Continue()
+
+    def allContentReceived(self) -> None:
+        """The body is complete: end the streamed body, or close after an early answer."""
+        if self.closed:
+            return
+        if self._lingering:
+            self.close_now()
+            return
+        self._body_request = None
+        self.__dict__.pop("writeHeaders", None)
+        super().allContentReceived()
+
+    def _write_headers_closing(
+        self, version: bytes, code: bytes, reason: bytes, headers: Any
+    ) -> None:
+        """``writeHeaders`` while a body streams: an answer before its end closes after it."""
+        self.persistent = False
+        headers.setRawHeaders(b"connection", [b"close"])
+        super().writeHeaders(version, code, reason, headers)
+
+    def requestDone(self, request: http.Request) -> None:
+        """After each response the next bytes start a new head (or, mid-body, we close)."""
+        self._in_head = True
+        body_request = self._body_request
+        if body_request is None:
+            super().requestDone(request)
+            return
+        # the answer is done before the request body: nothing after it can be parsed
+        del self.requests[0]
+        body = body_request.body
+        assert body is not None
+        body.stopProducing()  # the upstream gets no more of it; the rest is read and dropped
+        if body_request.too_large or self.transport is None:
+            self.close_now()
+            return
+        self._lingering = True
+        self._linger_call = self.callLater(LINGER_SECONDS, self.close_now)
+
+    def close_now(self) -> None:
+        """Stop lingering and close the connection."""
+        self._lingering = False
+        self._body_request = None
+        self.__dict__.pop("writeHeaders", None)
+        call, self._linger_call = self._linger_call, None
+        if call is not None and call.active():
+            call.cancel()
+        if not self.closed:
+            self.closed = True
+            self.loseConnection()
+
+    def connectionLost(self, reason: Failure = connectionDone) -> None:
+        """No deadline outlives the connection."""
+        self._cancel_head_deadline()
+        call, self._linger_call = self._linger_call, None
+        if call is not None and call.active():
+            call.cancel()
+        super().connectionLost(reason)

@@ -1,0 +1,186 @@
+"""Header hygiene for forwarding (pure: Headers in, Headers out, no I/O).
+
+Request side (:func:`upstream_request_headers`), in this order, so that nothing a client sends
+can remove or spoof what we add (ATK-5/6/7, BCP-6):
+
+1. drop hop-by-hop headers and every name nominated in ``Connection``, plus ``Content-Length``
+   (the body producer states the length itself) and ``Expect`` (answered here already);
+2. drop every client copy of a header we own: ``X-Forwarded-*``, ``Forwarded``, ``X-Real-IP``,
+   the client-IP and path-override aliases (``True-Client-IP``, ``X-Client-IP``,
+   ``X-Original-URL``…) and identity headers ``X-Auth-*``/``X-User-*``, compared after
+   lower-casing and mapping ``_`` to ``-`` (so ``X_Forwarded_Host`` is an alias too);
+3. set ``Host`` (the client's, or the upstream's when the proxy does not preserve it), then the
+   proxy's custom request headers (replacing client values of the same name);
+4. last, set ``X-Forwarded-For``/``-Proto``/``-Host`` and ``X-Real-IP`` from the connection
+   (the transport's peer, which a trusted PROXY header sets) and any identity headers.
+
+Response side (:func:`copy_response_headers`): hop-by-hop and ``Connection``-nominated names are
+dropped, ``Content-Length`` and every repeated header (``Set-Cookie``) are kept as sent, then the
+proxy's custom response headers are set.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+
+from twisted.web.http_headers import Headers
+
+from oauthproxy.model import Headers as HeaderPairs
+
+#: RFC 9110 §7.6.1 hop-by-hop headers, plus the non-standard ones seen in the wild
+HOP_BY_HOP = frozenset(
+    {
+        b"connection",
+        b"keep-alive",
+        b"proxy-authenticate",
+        b"proxy-authorization",
+        b"proxy-connection",
+        b"te",
+        b"trailer",
+        b"transfer-encoding",
+        b"upgrade",
+        b"http2-settings",
+    }
+)
+
+#: exact names (after ``_`` -> ``-`` and lower-casing) only we may set
+OWNED = frozenset(
+    {
+        b"forwarded",
+        b"x-real-ip",
+        b"x-forwarded",
+        b"true-client-ip",
+        b"x-client-ip",
+        b"x-cluster-client-ip",
+        b"x-original-forwarded-for",
+        b"x-original-url",
+        b"x-rewrite-url",
+        b"x-original-uri",
+    }
+)
+#: prefixes (after normalization) only we may set
+OWNED_PREFIXES = (b"x-forwarded-", b"x-auth-", b"x-user-")
+
+_UPGRADE_KEEP = frozenset({b"upgrade"})
+#: never copied: set by us (Host), by the body producer (Content-Length), or already answered
+#: by twisted.web (Expect: 100-continue; the body is complete before we forward it)
+_REBUILT = frozenset({b"content-length", b"host", b"expect"})
+
+
+def is_owned(name: bytes) -> bool:
+    """Whether a client-sent header of this name must be stripped (we set it or its alias)."""
+    n = name.lower().replace(b"_", b"-")
+    return n in OWNED or n.startswith(OWNED_PREFIXES)
+
+
+def nominated(values: Sequence[bytes] | None) -> frozenset[bytes]:
+    """Lower-cased header names listed in ``Connection`` values (RFC 9110 §7.6.1)."""
+    if not values:
+        return frozenset()
+    names = set()
+    for value in values:
+        for token in value.split(b","):
+            token = token.strip().lower()
+            if token:
+                names.add(token)
+    return frozenset(names)
+
+
+def _canonical(name: bytes) -> bytes:
+    """Twisted's canonical spelling of a header name (the key its Headers dict uses)."""
+    probe = Headers()
+    probe.setRawHeaders(name, [b""])
+    return next(iter(probe._rawHeaders))
+
+
+_HOST, _CONNECTION, _XFF, _XFP, _XFH, _XRI = (
+    _canonical(n)
+    for n in (
+        b"host",
+        b"connection",
+        b"x-forwarded-for",
+        b"x-forwarded-proto",
+        b"x-forwarded-host",
+        b"x-real-ip",
+    )
+)
+
+_KEEP, _DROP, _HOP = 0, 1, 2
+#: verdict per canonical header name; bounded like Twisted's own name cache
+_verdicts: dict[bytes, int] = {}
+
+
+def _verdict(name: bytes) -> int:
+    """Keep, drop (ours, Host, Content-Length) or hop-by-hop, memoized per name."""
+    verdict = _verdicts.get(name)
+    if verdict is None:
+        lower = name.lower()
+        if lower in HOP_BY_HOP:
+            verdict = _HOP
+        elif lower in _REBUILT or is_owned(lower):
+            verdict = _DROP
+        else:
+            verdict = _KEEP
+        if len(_verdicts) < 10_000:
+            _verdicts[name] = verdict
+    return verdict
+
+
+def upstream_request_headers(
+    inbound: Headers,
+    *,
+    client_ip: str,
+    scheme: str,
+    host: bytes,
+    upstream_netloc: bytes,
+    preserve_host: bool,
+    custom: HeaderPairs = (),
+    identity: Iterable[tuple[bytes, bytes]] = (),
+    upgrade: bool = False,
+) -> Headers:
+    """The headers to send upstream for a client request with headers ``inbound``.
+
+    ``host`` is the client's Host value (already matched to the proxy); ``upgrade=True`` keeps
+    ``Upgrade`` and sends ``Connection: Upgrade`` for a WebSocket handshake.
+    """
+    # Hot path: the Headers dicts are used directly.  Names in ``inbound`` are already
+    # canonical and its values sanitized; the values set here are ASCII we produced.
+    source = inbound._rawHeaders
+    connection = source.get(_CONNECTION)
+    drop = nominated(connection) if connection else frozenset()
+    out = Headers()
+    raw = out._rawHeaders
+    for name, values in source.items():
+        verdict = _verdict(name)
+        if verdict == _KEEP:
+            if drop and name.lower() in drop:
+                continue
+            raw[name] = list(values)
+        elif verdict == _HOP and upgrade and name.lower() in _UPGRADE_KEEP:
+            raw[name] = list(values)
+    raw[_HOST] = [host if preserve_host else upstream_netloc]
+    for cname, cvalue in custom:
+        out.setRawHeaders(cname, [cvalue])
+    if upgrade:
+        raw[_CONNECTION] = [b"Upgrade"]
+    ip = client_ip.encode("ascii", "replace")
+    raw[_XFF] = [ip]
+    raw[_XFP] = [b"https" if scheme == "https" else b"http"]
+    raw[_XFH] = [host]
+    raw[_XRI] = [ip]
+    for iname, ivalue in identity:
+        out.setRawHeaders(iname, [ivalue])
+    return out
+
+
+def copy_response_headers(upstream: Headers, into: Headers, custom: HeaderPairs = ()) -> None:
+    """Copy an upstream response's end-to-end headers into ``into`` and add custom ones."""
+    drop = nominated(upstream.getRawHeaders(b"connection"))
+    raw = into._rawHeaders
+    for name, values in upstream.getAllRawHeaders():
+        lower = name.lower()
+        if lower in HOP_BY_HOP or lower in drop:
+            continue
+        raw[name] = list(values)
+    for cname, cvalue in custom:
+        into.setRawHeaders(cname, [cvalue])

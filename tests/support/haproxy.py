@@ -1,0 +1,116 @@
+"""A real HAProxy in front of a PROXY-protocol listener, as a child process owned by the test.
+
+:func:`start_haproxy` writes the COMPONENTS.md configuration (TCP mode, one
+frontend on a free loopback port, one backend server with ``send-proxy`` or
+``send-proxy-v2``), runs ``haproxy -db -f cfg`` in the foreground, waits until
+the frontend accepts connections and registers a cleanup that stops it by PID.
+A missing ``haproxy`` binary raises, so the test fails rather than skips.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+from pathlib import Path
+from typing import Literal
+
+from attrs import frozen
+from twisted.trial.unittest import SynchronousTestCase
+
+#: seconds HAProxy may take to listen, or to exit after SIGTERM
+START_TIMEOUT = 10.0
+_PR_SET_PDEATHSIG = 1
+
+_CONFIG = """\
+global
+  maxconn 100
+defaults
+  mode tcp
+  timeout connect 2s
+  timeout client 30s
+  timeout server 30s
+frontend f1
+  bind 127.0.0.1:{front}
+  default_backend b1
+backend b1
+  server s1 127.0.0.1:{backend} {send}
+"""
+
+
+def free_port() -> int:
+    """A loopback TCP port that was free a moment ago."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def _die_with_parent() -> None:
+    """In the child: the kernel kills HAProxy if the test process dies first."""
+    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
+
+
+@frozen
+class HAProxy:
+    """A running HAProxy: connect to ``front_port`` to reach the backend through it."""
+
+    front_port: int
+    pid: int
+    config_path: Path
+
+
+def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
+    deadline = time.monotonic() + START_TIMEOUT
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"haproxy exited with {process.returncode} while starting")
+        probe = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+        try:
+            # connect_ex only: a probe that sent nothing is closed by HAProxy by itself
+            if probe.connect_ex(("127.0.0.1", port)) == 0:
+                return
+        finally:
+            probe.close()
+        time.sleep(0.05)
+    raise RuntimeError(f"haproxy did not listen on port {port} within {START_TIMEOUT} s")
+
+
+def _stop(process: subprocess.Popen[bytes]) -> None:
+    """Stop HAProxy by its PID and reap it (SIGKILL if it lingers)."""
+    if process.poll() is None:
+        os.kill(process.pid, signal.SIGTERM)
+        try:
+            process.wait(timeout=START_TIMEOUT)
+        except subprocess.TimeoutExpired:
+            os.kill(process.pid, signal.SIGKILL)
+            process.wait(timeout=START_TIMEOUT)
+
+
+def start_haproxy(
+    test: SynchronousTestCase,
+    backend_port: int,
+    send: Literal["send-proxy", "send-proxy-v2"] = "send-proxy",
+) -> HAProxy:
+    """Start HAProxy relaying a frontend to ``127.0.0.1:backend_port`` with a PROXY header."""
+    directory = Path(tempfile.mkdtemp(prefix="haproxy-"))
+    test.addCleanup(shutil.rmtree, directory, True)
+    front = free_port()
+    config_path = directory / "haproxy.cfg"
+    config_path.write_text(_CONFIG.format(front=front, backend=backend_port, send=send))
+    log = (directory / "haproxy.log").open("wb")
+    test.addCleanup(log.close)
+    process = subprocess.Popen(
+        ["haproxy", "-db", "-f", str(config_path)],
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        preexec_fn=_die_with_parent,
+    )
+    test.addCleanup(_stop, process)
+    _wait_for_port(front, process)
+    return HAProxy(front, process.pid, config_path)
