@@ -1,0 +1,186 @@
+"""The batched request-log writer: the gateway hands records over, a timer writes them.
+
+The data plane never waits for Redis (DESIGN.md, "The two planes"): :meth:`record` appends
+to a bounded in-memory buffer and returns, and a full buffer drops the record and counts
+it.  A ``LoopingCall`` on the injected clock flushes the buffer every ``flush_interval``
+seconds through :meth:`IRequestLogStore.write`, ``batch_size`` records per call.
+
+While the store is unavailable the records stay buffered (one batch is retried per
+tick), so a short Redis outage loses nothing until the buffer fills; the outage is
+logged once when it starts and once when it ends, with the numbers, never per record.
+A batch the store refuses for any other reason is dropped (and counted), so one bad
+record cannot block the log.
+
+:meth:`access_log` is the hook for ``GatewaySite(..., access_log=writer.access_log)``.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections import deque
+from collections.abc import Callable
+from itertools import islice
+from typing import Any
+
+from attrs import define, field
+from twisted.application.service import Service
+from twisted.internet.defer import Deferred, DeferredLock
+from twisted.internet.interfaces import IReactorTime
+from twisted.internet.task import LoopingCall
+from twisted.logger import Logger
+
+from oauthproxy.errors import StorageUnavailable
+from oauthproxy.interfaces import IRequestLogStore
+from oauthproxy.requestlog.record import RequestRecord, access_line, record_from_request
+
+_log = Logger()
+
+
+def _random_token() -> str:
+    """The random part of a correlation id: 8 hex digits."""
+    return secrets.token_hex(4)
+
+
+@define(eq=False)
+class RequestLogWriter(Service):
+    """Buffers request-log records and writes them in batches (see the module docstring)."""
+
+    store: IRequestLogStore
+    clock: IReactorTime
+    flush_interval: float = 1.0
+    max_buffer: int = 10_000
+    batch_size: int = 500
+    #: also emit each record as an access-log line (twisted.logger, level info)
+    emit_lines: bool = False
+    new_token: Callable[[], str] = _random_token
+    #: records dropped because the buffer was full
+    dropped: int = field(default=0, init=False)
+    #: records the store accepted
+    written: int = field(default=0, init=False)
+    #: records lost: refused by the store, or still buffered when the service stopped
+    lost: int = field(default=0, init=False)
+    #: failed write attempts (each outage tick counts once)
+    failures: int = field(default=0, init=False)
+    #: requests whose record could not be built (a bug; logged)
+    unrecordable: int = field(default=0, init=False)
+    _buffer: deque[RequestRecord] = field(factory=deque, init=False)
+    _outage: bool = field(default=False, init=False)
+    _dropped_at_outage: int = field(default=0, init=False)
+    _loop: LoopingCall | None = field(default=None, init=False)
+    #: one flush at a time (the timer's and the one at shutdown must not share a batch)
+    _flushing: DeferredLock = field(factory=DeferredLock, init=False)
+
+    @property
+    def buffered(self) -> int:
+        """Records waiting to be written."""
+        return len(self._buffer)
+
+    def stats(self) -> dict[str, int]:
+        """The counters, for health and ``/logs/stats``."""
+        return {
+            "buffered": self.buffered,
+            "dropped": self.dropped,
+            "written": self.written,
+            "lost": self.lost,
+            "failures": self.failures,
+            "unrecordable": self.unrecordable,
+        }
+
+    def record(self, record: RequestRecord) -> None:
+        """Queue ``record`` for the next flush; drop and count it if the buffer is full."""
+        if len(self._buffer) >= self.max_buffer:
+            self.dropped += 1
+            return
+        self._buffer.append(record)
+
+    def access_log(self, request: Any) -> None:
+        """The gateway's access-log hook: record the finished ``request``.
+
+        Never raises into twisted.web: a request whose record cannot be built is
+        counted and logged (that is a bug, not an expected condition).
+        """
+        try:
+            record = record_from_request(request, self.clock.seconds(), self.new_token)
+        except Exception:
+            self.unrecordable += 1
+            _log.failure("could not build the request-log record of a request")
+            return
+        self.record(record)
+        if self.emit_lines:
+            _log.info("{access_line}", access_line=access_line(record))
+
+    def startService(self) -> None:
+        """Start flushing every ``flush_interval`` seconds."""
+        super().startService()  # type: ignore[no-untyped-call]
+        self._loop = LoopingCall(self.flush)
+        self._loop.clock = self.clock
+        self._loop.start(self.flush_interval, now=False)
+
+    def stopService(self) -> Deferred[None]:
+        """Stop the timer, then try once to write what is buffered (the rest is lost)."""
+        super().stopService()  # type: ignore[no-untyped-call]
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+        self._loop = None
+
+        async def drain() -> None:
+            await self.flush()
+            if self._buffer:
+                self.lost += len(self._buffer)
+                _log.warn(
+                    "request log: {count} records not written at shutdown", count=len(self._buffer)
+                )
+                self._buffer.clear()
+
+        return Deferred.fromCoroutine(drain())
+
+    def flush(self) -> Deferred[None]:
+        """Write the buffer in batches; never fails (failures are counted and logged)."""
+        return self._flushing.run(lambda: Deferred.fromCoroutine(self._flush()))
+
+    async def _flush(self) -> None:
+        """The body of :meth:`flush`: batches until the buffer is empty or a write fails."""
+        while self._buffer:
+            batch = list(islice(self._buffer, self.batch_size))
+            try:
+                await self.store.write(batch)
+            except StorageUnavailable as e:
+                self.failures += 1
+                self._begin_outage(e.detail)
+                return  # keep the batch; retried on the next tick
+            except Exception:
+                self.failures += 1
+                self._discard(len(batch))
+                self.lost += len(batch)
+                _log.failure("request log: the store refused {count} records", count=len(batch))
+                continue
+            self._discard(len(batch))
+            self.written += len(batch)
+            self._end_outage()
+
+    def _discard(self, count: int) -> None:
+        """Remove the oldest ``count`` records (the batch just handled)."""
+        for _ in range(count):
+            self._buffer.popleft()
+
+    def _begin_outage(self, detail: str) -> None:
+        """Log the first failure of an outage (later ones only count)."""
+        if self._outage:
+            return
+        self._outage = True
+        self._dropped_at_outage = self.dropped
+        _log.warn(
+            "request log: cannot write ({detail}); buffering up to {max_buffer} records",
+            detail=detail,
+            max_buffer=self.max_buffer,
+        )
+
+    def _end_outage(self) -> None:
+        """Log the end of an outage with the records it cost."""
+        if not self._outage:
+            return
+        self._outage = False
+        _log.info(
+            "request log: writing again; {dropped} records dropped during the outage",
+            dropped=self.dropped - self._dropped_at_outage,
+        )

@@ -1,0 +1,1 @@
+"""Tests of the request log: records, writer, queries and both stores."""

@@ -1,0 +1,167 @@
+"""The IRequestLogStore contract, run against the memory twin and real Redis.
+
+A backend mixes in :class:`RequestLogStoreContract` with a ``make_store(retention)``
+that returns a fresh, empty store keeping records ``retention`` seconds.
+"""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import TestCase
+
+from oauthproxy.interfaces import IRequestLogStore
+from oauthproxy.requestlog.record import RequestRecord
+from tests.requestlog.samples import T0, sample
+
+DAY = 86400.0
+
+
+class RequestLogStoreContract(TestCase):
+    """What every request-log store does."""
+
+    def make_store(self, retention: float = DAY) -> IRequestLogStore:
+        """A fresh, empty store (each backend provides it)."""
+        raise NotImplementedError
+
+    async def ids(
+        self,
+        store: IRequestLogStore,
+        index: str,
+        value: str,
+        since: float = T0 - DAY,
+        until: float = T0 + DAY,
+        offset: int = 0,
+        count: int = 100,
+    ) -> list[str]:
+        """Correlation ids ``find`` returns, in its order."""
+        found: list[RequestRecord] = await store.find(index, value, since, until, offset, count)
+        return [r.correlation_id for r in found]
+
+    async def test_written_record_comes_back_unchanged(self) -> None:
+        """get() returns exactly the record written."""
+        store = self.make_store()
+        record = sample(1, user="octocat", client_id="c-1", upstream="http://u:1", error="x y")
+        await store.write([record])
+        self.assertEqual(await store.get(record.correlation_id), record)
+
+    async def test_unknown_correlation_id_is_none(self) -> None:
+        """get() of an id never written is None."""
+        self.assertIsNone(await self.make_store().get("1-http-00000000"))
+
+    async def test_empty_batch_is_fine(self) -> None:
+        """Writing nothing succeeds and stores nothing."""
+        store = self.make_store()
+        await store.write([])
+        self.assertEqual(await self.ids(store, "all", ""), [])
+
+    async def test_each_index_finds_its_records_newest_first(self) -> None:
+        """ip, host, status class, user, client, errors and all select the right records."""
+        store = self.make_store()
+        records = [
+            sample(1),
+            sample(2, client_ip="2001:db8::7", host="b.example.com", status=404),
+            sample(3, user="octocat", client_id="mcp one", status=502),
+            sample(4, status=201, error="upstream reset"),
+        ]
+        await store.write(records)
+        cid = [r.correlation_id for r in records]
+        self.assertEqual(await self.ids(store, "all", ""), cid[::-1])
+        self.assertEqual(await self.ids(store, "ip", "192.0.2.10"), [cid[3], cid[2], cid[0]])
+        self.assertEqual(await self.ids(store, "ip", "2001:db8::7"), [cid[1]])
+        self.assertEqual(await self.ids(store, "host", "b.example.com"), [cid[1]])
+        self.assertEqual(await self.ids(store, "status", "4xx"), [cid[1]])
+        self.assertEqual(await self.ids(store, "status", "2xx"), [cid[3], cid[0]])
+        self.assertEqual(await self.ids(store, "user", "octocat"), [cid[2]])
+        self.assertEqual(await self.ids(store, "client", "mcp one"), [cid[2]])
+        self.assertEqual(await self.ids(store, "errors", ""), [cid[3], cid[2]])
+
+    async def test_window_bounds_are_inclusive(self) -> None:
+        """find() returns records with since <= time <= until."""
+        store = self.make_store()
+        await store.write([sample(n) for n in range(5)])
+        found = await self.ids(store, "all", "", since=T0 + 1, until=T0 + 3)
+        self.assertEqual(found, [sample(n).correlation_id for n in (3, 2, 1)])
+
+    async def test_offset_and_count_page_through(self) -> None:
+        """offset skips the newest, count bounds the page."""
+        store = self.make_store()
+        await store.write([sample(n) for n in range(5)])
+        page = await self.ids(store, "all", "", offset=1, count=2)
+        self.assertEqual(page, [sample(3).correlation_id, sample(2).correlation_id])
+
+    async def test_count_in_window(self) -> None:
+        """count() agrees with find() over a window."""
+        store = self.make_store()
+        await store.write([sample(n, status=500 if n % 2 else 200) for n in range(6)])
+        self.assertEqual(await store.count("status", "5xx", T0, T0 + 5), 3)
+        self.assertEqual(await store.count("all", "", T0 + 1, T0 + 2), 2)
+        self.assertEqual(await store.count("host", "nobody.example", T0, T0 + 5), 0)
+
+    async def test_hosts_seen_since(self) -> None:
+        """hosts() lists the hosts with a request at or after ``since``, sorted."""
+        store = self.make_store()
+        await store.write([sample(1, host="z.example"), sample(5, host="a.example")])
+        await store.write([sample(9, host="z.example")])
+        self.assertEqual(await store.hosts(T0 + 2), ["a.example", "z.example"])
+        self.assertEqual(await store.hosts(T0 + 6), ["z.example"])
+
+    async def test_unique_visitors_per_host_and_days(self) -> None:
+        """visitors() counts distinct IPs of one host over the days asked (their union)."""
+        store = self.make_store(retention=3 * DAY)
+        await store.write(
+            [
+                sample(1, client_ip="192.0.2.1"),
+                sample(2, client_ip="192.0.2.1"),
+                sample(3, client_ip="192.0.2.2"),
+                sample(4, client_ip="192.0.2.3", host="other.example"),
+                sample(int(DAY) + 5, client_ip="192.0.2.1"),
+                sample(int(DAY) + 6, client_ip="192.0.2.9"),
+            ]
+        )
+        host = "api.example.com"
+        self.assertEqual(await store.visitors(host, ["2025-01-01"]), 2)
+        self.assertEqual(await store.visitors(host, ["2025-01-02"]), 2)
+        self.assertEqual(await store.visitors(host, ["2025-01-01", "2025-01-02"]), 3)
+        self.assertEqual(await store.visitors("other.example", ["2025-01-01"]), 1)
+        self.assertEqual(await store.visitors(host, []), 0)
+
+    async def test_recent_follows_with_a_cursor(self) -> None:
+        """recent(None) gives the newest records; the cursor then gives only newer ones."""
+        store = self.make_store()
+        await store.write([sample(n) for n in range(3)])
+        first, cursor = await store.recent(None, 2)
+        self.assertEqual(first, [sample(1), sample(2)])
+        nothing, same = await store.recent(cursor, 10)
+        self.assertEqual((nothing, same), ([], cursor))
+        await store.write([sample(3), sample(4)])
+        more, later = await store.recent(cursor, 10)
+        self.assertEqual(more, [sample(3), sample(4)])
+        self.assertNotEqual(later, cursor)
+
+    async def test_recent_on_an_empty_log_gives_a_usable_cursor(self) -> None:
+        """Starting to follow an empty log, the first record written is the first seen."""
+        store = self.make_store()
+        empty, cursor = await store.recent(None, 5)
+        self.assertEqual(empty, [])
+        await store.write([sample(1)])
+        self.assertEqual((await store.recent(cursor, 5))[0], [sample(1)])
+
+    async def test_records_older_than_retention_leave_the_indexes(self) -> None:
+        """After a write, records older than its newest minus retention leave ``all`` and hosts.
+
+        (On Redis, an index the write does not touch keeps its stale ids until its key
+        expires; their records expire by their own TTL, so lookups skip them.)
+        """
+        store = self.make_store(retention=100)
+        await store.write([sample(0, host="old.example"), sample(50)])
+        await store.write([sample(120)])
+        self.assertEqual(
+            await self.ids(store, "all", ""),
+            [sample(120).correlation_id, sample(50).correlation_id],
+        )
+        self.assertEqual(await store.hosts(0), ["api.example.com"])
+
+    async def test_big_batch_is_written_whole(self) -> None:
+        """A batch larger than one script call is stored completely."""
+        store = self.make_store()
+        await store.write([sample(n) for n in range(1200)])
+        self.assertEqual(await store.count("all", "", T0, T0 + 1200), 1200)

@@ -1,0 +1,100 @@
+"""The request-log store contract on the memory twin and on a real redis-server.
+
+One redis-server is shared by the test process (``shared_redis_server``) and flushed
+before each test; the Redis-only tests check what the contract cannot see: expiries,
+the capped stream, and the writer across a Redis crash (on a server of its own).
+"""
+
+from __future__ import annotations
+
+from twisted.internet import reactor
+from twisted.internet.task import deferLater
+from twisted.trial.unittest import TestCase
+
+from oauthproxy.interfaces import IRequestLogStore
+from oauthproxy.requestlog.writer import RequestLogWriter
+from oauthproxy.storage.crypto import SecretBox
+from oauthproxy.storage.redis import connect_storage
+from oauthproxy.testing import MemoryRequestLogStore, MemoryStorage
+from tests.requestlog import contract
+from tests.requestlog.samples import sample
+from tests.support.redis import RedisServer, shared_redis_server
+
+#: seconds any Redis call may take in these tests
+TIMEOUT = 5.0
+
+
+class MemoryRequestLogStoreTests(contract.RequestLogStoreContract):
+    """The contract on MemoryRequestLogStore."""
+
+    def make_store(self, retention: float = contract.DAY) -> IRequestLogStore:
+        """A fresh memory store."""
+        return MemoryRequestLogStore(MemoryStorage(reactor).state, retention=retention)
+
+
+class RedisRequestLogStoreTests(contract.RequestLogStoreContract):
+    """The contract on RedisRequestLogStore, plus key expiries."""
+
+    def setUp(self) -> None:
+        """Flush the shared redis-server."""
+        self.server: RedisServer = shared_redis_server()
+        self.server.flush()
+
+    def make_store(self, retention: float = contract.DAY) -> IRequestLogStore:
+        """A RedisStorage's request log on the shared server."""
+        storage = connect_storage(
+            self.server.address(),
+            SecretBox.generate(),
+            TIMEOUT,
+            reactor,
+            request_log_retention=retention,
+        )
+        self.addCleanup(storage.close)
+        store: IRequestLogStore = storage.request_log
+        return store
+
+    async def test_every_key_expires(self) -> None:
+        """Records and indexes expire after the retention; visitor counts a day later."""
+        store = self.make_store(retention=3600)
+        await store.write([sample(1, user="octocat")])
+        keys = self.server.command("KEYS", "op:rlog:*")
+        self.assertTrue(keys)
+        for key in keys:
+            ttl = self.server.command("TTL", key)
+            limit = 3600 + 86400 if ":visitors:" in key else 3600
+            self.assertTrue(0 < ttl <= limit, f"{key} expires in {ttl}")
+
+    async def test_follow_stream_is_capped(self) -> None:
+        """The follow stream keeps about stream_maxlen entries."""
+        storage = connect_storage(self.server.address(), SecretBox.generate(), TIMEOUT, reactor)
+        self.addCleanup(storage.close)
+        storage.request_log.stream_maxlen = 100
+        await storage.request_log.write([sample(n) for n in range(1000)])
+        self.assertLess(self.server.command("XLEN", "op:rlog:stream"), 300)
+
+
+class RedisOutageTests(TestCase):
+    """The writer over a real Redis that goes away and comes back."""
+
+    async def test_records_survive_a_redis_restart(self) -> None:
+        """Killed Redis: records stay buffered, one failure per attempt; restarted: written."""
+        server = RedisServer.for_test(self)
+        storage = connect_storage(server.address(), SecretBox.generate(), 1.0, reactor)
+        self.addCleanup(storage.close)
+        writer = RequestLogWriter(storage.request_log, reactor)
+        writer.record(sample(1))
+        await writer.flush()
+        self.assertEqual(writer.written, 1)
+        server.kill()
+        writer.record(sample(2))
+        await writer.flush()
+        await writer.flush()
+        self.assertEqual((writer.buffered, writer.failures, writer.lost), (1, 2, 0))
+        server.start()
+        for _ in range(50):  # txredisapi reconnects by itself, with its own backoff
+            await writer.flush()
+            if not writer.buffered:
+                break
+            await deferLater(reactor, 0.1, lambda: None)
+        self.assertEqual((writer.buffered, writer.written), (0, 2))
+        self.assertEqual(await storage.request_log.get(sample(2).correlation_id), sample(2))
