@@ -1,0 +1,176 @@
+"""The admin API as one Twisted resource: the resource classes mounted side by side.
+
+:class:`AdminAPI` builds the shared :class:`~oauthproxy.admin.endpoint.ApiContext`
+(authenticator, limits), the resource classes, and the OpenAPI document from their
+declarations.  :class:`ApiRoot` dispatches each request to the resource whose Klein
+routes match it and answers unmatched paths and methods with the same JSON errors
+as the endpoints (404, 405).  Serve it with :meth:`AdminAPI.site`, whose request
+factory stops keeping request bodies past the size limit.
+
+Adding a resource: write a class like :class:`~oauthproxy.admin.tokens.TokenResource`
+and construct it in :meth:`AdminAPI.resources` (or pass it to :meth:`AdminAPI.resource`
+when its dependencies live elsewhere); it then appears in ``/openapi.json`` too.
+The place for ``/docs`` (Swagger UI from vendored assets) is next to
+:class:`~oauthproxy.admin.openapi.OpenApiResource`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from attrs import define, field
+from klein import Klein
+from klein.resource import KleinResource
+from twisted.internet.interfaces import IReactorTime
+from twisted.web.resource import IResource
+from twisted.web.server import Request, Site
+from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
+from werkzeug.exceptions import NotFound as WerkzeugNotFound
+from werkzeug.routing import RequestRedirect
+from zope.interface import implementer
+
+from oauthproxy import __version__
+from oauthproxy.acme.service import IssuingService
+from oauthproxy.admin.access import Authenticator, NoAccessTokens
+from oauthproxy.admin.auth_config import ProxyAuthResource, RouteAuthResource
+from oauthproxy.admin.auth_rules import AuthRuleResource
+from oauthproxy.admin.certificates import CertificateResource
+from oauthproxy.admin.docs import DocsResource
+from oauthproxy.admin.endpoint import ApiContext, endpoints_of
+from oauthproxy.admin.errors import MalformedRequest, MethodNotAllowed, render_error
+from oauthproxy.admin.health import HealthResource, HealthSource
+from oauthproxy.admin.inputs import DEFAULT_MAX_BODY, bounded_request
+from oauthproxy.admin.logs import LogResource
+from oauthproxy.admin.oauth_admin import OAuthAdminResource
+from oauthproxy.admin.openapi import OpenApiResource, openapi_document
+from oauthproxy.admin.proxies import ProxyResource
+from oauthproxy.admin.proxy_oauth import ProxyOAuthResource
+from oauthproxy.admin.proxy_routes import ProxyRouteResource
+from oauthproxy.admin.routes import RouteResource
+from oauthproxy.admin.services import ServiceResource
+from oauthproxy.admin.tokens import TokenResource
+from oauthproxy.admin.ui import UIResource
+from oauthproxy.errors import NotFound
+from oauthproxy.interfaces import IAccessTokenVerifier, ISnapshotSource, IStorage
+
+
+@implementer(IResource)
+class ApiRoot:
+    """Dispatches a request to the first mounted resource with a matching route."""
+
+    isLeaf = True
+
+    def __init__(self, resources: Sequence[object]) -> None:
+        self._mounts: list[tuple[Klein, KleinResource]] = []
+        for resource in resources:
+            app = getattr(resource, "app", None)
+            if not isinstance(app, Klein):
+                raise TypeError(f"{resource!r} has no Klein app")
+            self._mounts.append((app, KleinResource(app)))
+
+    def getChildWithDefault(self, name: bytes, request: Request) -> IResource:
+        """Never called: this resource is a leaf."""
+        return self
+
+    def putChild(self, path: bytes, child: IResource) -> None:
+        """Children are Klein routes, not Twisted resources."""
+        raise NotImplementedError("mount a resource class instead")
+
+    def render(self, request: Request) -> object:
+        """Hand ``request`` to the resource that routes it, or answer 404/405 in JSON."""
+        segments = request.postpath or []
+        try:
+            path = "/" + "/".join(segment.decode("utf-8") for segment in segments)
+            method = request.method.decode("ascii")
+        except UnicodeDecodeError:
+            return render_error(request, MalformedRequest("the URL is not UTF-8"))
+        if "//" in path or any(b"/" in s or b"\x00" in s for s in segments):
+            # one path, one spelling: no merged slashes, no %2F turning into a separator
+            return render_error(request, NotFound("no such endpoint"))
+        allowed: set[str] = set()
+        for app, resource in self._mounts:
+            adapter = app.url_map.bind("localhost", path_info=path, default_method=method)
+            try:
+                adapter.match()
+            except WerkzeugNotFound:
+                continue
+            except WerkzeugMethodNotAllowed as refused:
+                allowed.update(refused.valid_methods or ())
+                continue
+            except RequestRedirect:
+                pass
+            return resource.render(request)
+        if allowed:
+            return render_error(request, MethodNotAllowed(tuple(sorted(allowed))))
+        return render_error(request, NotFound("no such endpoint"))
+
+
+@define
+class AdminAPI:
+    """The admin API of one daemon; ``site()`` is what the ``--api`` listener serves."""
+
+    storage: IStorage
+    snapshots: ISnapshotSource
+    clock: IReactorTime
+    health: HealthSource
+    version: str = __version__
+    max_body: int = DEFAULT_MAX_BODY
+    #: validate every response against its declared schema (for tests)
+    check_responses: bool = False
+    touch_interval: float = 60.0
+    #: OAuth access tokens for ``auth_type: oauth`` rules; the default accepts none
+    access_tokens: IAccessTokenVerifier = field(factory=NoAccessTokens)
+    #: orders certificates for ``/certificates/``; None = those endpoints answer 503
+    issuing: IssuingService | None = None
+    context: ApiContext = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        """Build the context shared by every resource."""
+        authenticator = Authenticator(
+            self.snapshots,
+            self.storage.tokens,
+            self.clock,
+            self.touch_interval,
+            verifier=self.access_tokens,
+        )
+        self.context = ApiContext(
+            authenticator, max_body=self.max_body, check_responses=self.check_responses
+        )
+
+    def resources(self) -> list[object]:
+        """The resource classes built from this API's own dependencies."""
+        return [
+            HealthResource(self.context, self.snapshots, self.health),
+            TokenResource(self.context, self.storage, self.clock),
+            OAuthAdminResource(self.context, self.storage.oauth, self.snapshots, self.clock),
+            AuthRuleResource(self.context, self.storage, self.clock),
+            RouteAuthResource(self.context, self.storage, self.clock),
+            ProxyAuthResource(self.context, self.storage, self.clock),
+            DocsResource(),
+            UIResource(),
+            ProxyResource(self.context, self.storage, self.clock),
+            ProxyRouteResource(self.context, self.storage, self.clock),
+            ProxyOAuthResource(self.context, self.storage, self.clock),
+            RouteResource(self.context, self.storage, self.clock),
+            ServiceResource(self.context, self.storage, self.clock),
+            CertificateResource(self.context, self.storage, self.clock, self.issuing),
+            LogResource(self.context, self.storage.request_log, self.clock),
+        ]
+
+    def resource(self, *extra: object) -> IResource:
+        """The root resource: every resource (plus ``extra`` ones) and ``/openapi.json``."""
+        resources = [*self.resources(), *extra]
+        endpoints = [declared for resource in resources for declared in endpoints_of(resource)]
+        document = openapi_document([*endpoints, *endpoints_of(OpenApiResource)], self.version)
+        resources.append(OpenApiResource(self.context, document))
+        for resource in resources:
+            # e.g. the auth rules' test endpoint needs every endpoint's declared auth
+            bind = getattr(resource, "bind_endpoints", None)
+            if callable(bind):
+                bind([*endpoints, *endpoints_of(OpenApiResource)])
+        return ApiRoot(resources)
+
+    def site(self, *extra: object) -> Site:
+        """A Site serving :meth:`resource` that keeps no request body over ``max_body``."""
+        factory = bounded_request(self.max_body)
+        return Site(self.resource(*extra), requestFactory=factory)  # type: ignore[no-untyped-call]

@@ -1,0 +1,123 @@
+"""Tests for the web UI at ``/``: package assets, public, under a same-origin CSP."""
+
+from __future__ import annotations
+
+import re
+
+from twisted.trial.unittest import SynchronousTestCase
+
+from oauthproxy.admin.ui import ASSETS
+from tests.admin.harness import Answer, Harness
+
+
+class PageTests(SynchronousTestCase):
+    """``GET /``: the single page of the UI."""
+
+    def setUp(self) -> None:
+        self.h = Harness(self)
+
+    def test_page_is_public_html(self) -> None:
+        """``GET /`` without a token is the HTML page with the sign-in form and the tabs."""
+        answer = self.h.call("GET", "/")
+        self.assertEqual(answer.status, 200)
+        self.assertEqual(answer.header(b"content-type"), b"text/html; charset=utf-8")
+        self.assertIn(b'<form id="login-form"', answer.body)
+        for tab in (b"proxies", b"routes", b"certificates", b"services", b"tokens", b"health"):
+            self.assertIn(b'data-tab="' + tab + b'"', answer.body)
+
+    def test_page_has_the_security_headers(self) -> None:
+        """Same-origin CSP, no framing (O21-13), nosniff and no referrer (BCP-1 §4.2)."""
+        answer = self.h.call("GET", "/")
+        policy = (answer.header(b"content-security-policy") or b"").decode()
+        self.assertIn("default-src 'self'", policy)
+        self.assertIn("frame-ancestors 'none'", policy)
+        self.assertEqual(answer.header(b"x-frame-options"), b"DENY")
+        self.assertEqual(answer.header(b"x-content-type-options"), b"nosniff")
+        self.assertEqual(answer.header(b"referrer-policy"), b"no-referrer")
+
+    def test_csp_names_no_other_origin_nor_unsafe_source(self) -> None:
+        """The policy allows no host, scheme or 'unsafe-*' source: no CDN, no inline script."""
+        policy = (self.h.call("GET", "/").header(b"content-security-policy") or b"").decode()
+        self.assertNotIn("unsafe", policy)
+        self.assertIsNone(re.search(r"https?:|data:|\*", policy))
+
+    def test_page_loads_only_local_assets_and_no_inline_script(self) -> None:
+        """Every script, stylesheet and icon of the page is under /ui/static/."""
+        body = self.h.call("GET", "/").body.decode()
+        sources = re.findall(r'<(?:script|link)[^>]*(?:src|href)="([^"]+)"', body)
+        self.assertEqual(len(sources), 3, sources)
+        self.assertTrue(all(s.startswith("/ui/static/") for s in sources), sources)
+        self.assertNotRegex(body, r"<script>|<script [^>]*>[^<]|\son[a-z]+=|style=")
+
+    def test_head_has_the_same_headers_and_no_body(self) -> None:
+        """``HEAD /`` answers like GET, without the body."""
+        answer = self.h.call("HEAD", "/")
+        self.assertEqual(answer.status, 200)
+        self.assertEqual(answer.header(b"content-type"), b"text/html; charset=utf-8")
+        self.assertEqual(answer.body, b"")
+
+    def test_post_is_method_not_allowed(self) -> None:
+        """The page is read-only: ``POST /`` is the API's JSON 405."""
+        self.h.assert_error(self.h.call("POST", "/"), 405, "method_not_allowed")
+
+
+class AssetTests(SynchronousTestCase):
+    """``/ui/static/<name>``: only the shipped files, each with its type."""
+
+    def setUp(self) -> None:
+        self.h = Harness(self)
+
+    def test_assets_have_their_content_type_and_headers(self) -> None:
+        """The script, stylesheet and icon come from package data with their types."""
+        for name, kind in ASSETS.items():
+            answer = self.h.call("GET", f"/ui/static/{name}")
+            self.assertEqual(answer.status, 200, name)
+            self.assertEqual(answer.header(b"content-type"), kind.encode(), name)
+            self.assertEqual(answer.header(b"x-content-type-options"), b"nosniff", name)
+            self.assertIn(b"default-src 'self'", answer.header(b"content-security-policy") or b"")
+            self.assertGreater(len(answer.body), 200, name)
+
+    def test_script_keeps_the_token_in_session_storage_only(self) -> None:
+        """The token goes to sessionStorage and an Authorization header, never a cookie."""
+        script = self.h.call("GET", "/ui/static/app.js").body
+        self.assertIn(b"sessionStorage", script)
+        self.assertIn(b'"Bearer "', script)
+        self.assertIn(b'credentials: "omit"', script)
+        self.assertNotIn(b"document.cookie", script)
+        self.assertNotIn(b"localStorage", script)
+        self.assertNotIn(b"innerHTML", script)
+
+    def _assert_not_found(self, path: str) -> Answer:
+        """``path`` is the API's JSON 404."""
+        answer = self.h.call("GET", path)
+        self.assertEqual(answer.status, 404, path)
+        self.assertEqual(answer.header(b"content-type"), b"application/json", path)
+        return answer
+
+    def test_unknown_asset_is_404(self) -> None:
+        """A name that is not a shipped asset is a JSON 404, even if the file exists."""
+        for name in ("missing.js", "index.html", "swagger", "swagger/swagger-ui.css", ".", ".."):
+            self._assert_not_found(f"/ui/static/{name}")
+
+    def test_folder_is_not_listed(self) -> None:
+        """``/ui/static/`` and ``/ui/`` list nothing."""
+        for path in ("/ui/static/", "/ui/static", "/ui/", "/ui"):
+            self._assert_not_found(path)
+
+    def test_path_traversal_is_404(self) -> None:
+        """Dot segments, encoded or not, never reach a file outside the asset table."""
+        for path in (
+            "/ui/static/../api.py",
+            "/ui/static/../../admin/api.py",
+            "/ui/static/..%2Fapi.py",
+            "/ui/static/..%2fapi.py",
+            "/ui/static/%2e%2e/api.py",
+            "/ui/static/%2e%2e%2fapi.py",
+            "/ui/static/%2E%2E%2F%2E%2E%2Fsetup.cfg",
+            "/ui/static/..%5capi.py",
+            "/ui/static/%252e%252e%252fapi.py",
+            "/ui/static/app.js%00.py",
+            "/ui/static//etc/passwd",
+        ):
+            answer = self._assert_not_found(path)
+            self.assertNotIn(b"import", answer.body, path)
