@@ -2,7 +2,7 @@
 
 from twisted.application.service import ServiceMaker
 
-oauthproxy = ServiceMaker(
+oauthproxy = ServiceMaker(  # type: ignore[no-untyped-call]
     "oauthproxy",
     "oauthproxy.tap",
     "Reverse proxy with ACME certificates and an OAuth 2.1 authorization server",

@@ -1,0 +1,131 @@
+"""The admin API client used by ``oauthproxyctl`` commands (treq, its own pool).
+
+Every non-2xx answer becomes an :class:`ApiError` whose message is built from the
+API's JSON error body ``{"error", "detail", "field"}``; a connection failure
+becomes an :class:`ApiError` naming the URL.  Both print as one line.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+from urllib.parse import urlencode
+
+import treq
+from twisted.internet import defer
+from twisted.internet import error as net_error
+from twisted.web.client import HTTPConnectionPool, ResponseFailed
+
+#: seconds a single API call may take
+TIMEOUT = 30.0
+
+
+class ApiError(Exception):
+    """The API refused the request, or could not be reached."""
+
+    def __init__(self, message: str, status: int | None = None, field: str | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+        self.field = field
+
+
+def error_message(status: int, body: bytes) -> ApiError:
+    """The :class:`ApiError` for an error response (JSON or not)."""
+    try:
+        parsed = json.loads(body)
+    except ValueError:
+        parsed = None
+    if isinstance(parsed, dict) and ("detail" in parsed or "error" in parsed):
+        detail = str(parsed.get("detail") or parsed.get("error"))
+        field = parsed.get("field")
+        code = parsed.get("error")
+        where = f" ({field})" if field else ""
+        prefix = f"{code}: " if code and code != detail else ""
+        return ApiError(f"{prefix}{detail}{where} [HTTP {status}]", status, field)
+    text = body.decode("utf-8", "replace").strip().splitlines()
+    first = text[0][:200] if text else ""
+    return ApiError(f"HTTP {status}{': ' + first if first else ''}", status)
+
+
+class ApiClient:
+    """Calls the admin API at ``base_url`` with an optional bearer ``token``."""
+
+    def __init__(self, reactor: Any, base_url: str, token: str | None) -> None:
+        self._reactor = reactor
+        self._base = base_url.rstrip("/")
+        self._token = token
+        self._pool = HTTPConnectionPool(reactor, persistent=True)  # type: ignore[no-untyped-call]
+
+    async def request(
+        self,
+        method: str,
+        path: str,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+    ) -> Any:
+        """Send one request; the decoded JSON answer (None for an empty body)."""
+        url = self._base + path + (("?" + urlencode(params)) if params else "")
+        headers: dict[bytes | str, list[bytes | str]] = {"Accept": ["application/json"]}
+        if self._token:
+            headers["Authorization"] = [f"Bearer {self._token}"]
+        data = None
+        if body is not None:
+            headers["Content-Type"] = ["application/json"]
+            data = json.dumps(body).encode("utf-8")
+        try:
+            response = await treq.request(
+                method,
+                url,
+                headers=headers,
+                data=data,
+                pool=self._pool,
+                reactor=self._reactor,
+                timeout=TIMEOUT,
+            )
+            content = await treq.content(response)
+        except (net_error.ConnectError, net_error.TimeoutError, ResponseFailed) as e:
+            raise ApiError(f"cannot reach the admin API at {self._base}: {_reason(e)}") from None
+        except net_error.DNSLookupError as e:
+            raise ApiError(f"cannot resolve {self._base}: {e}") from None
+        except defer.CancelledError:
+            # treq cancels the request when ``timeout`` passes
+            raise ApiError(
+                f"the admin API at {self._base} did not answer in {TIMEOUT:g}s"
+            ) from None
+        if not 200 <= response.code < 300:
+            raise error_message(response.code, content)
+        if not content.strip():
+            return None
+        try:
+            return json.loads(content)
+        except ValueError:
+            raise ApiError(f"the API at {self._base} answered with non-JSON") from None
+
+    async def get(self, path: str, params: dict[str, str] | None = None) -> Any:
+        """``GET path``."""
+        return await self.request("GET", path, params=params)
+
+    async def post(self, path: str, body: Any = None) -> Any:
+        """``POST path`` with a JSON body."""
+        return await self.request("POST", path, body=body if body is not None else {})
+
+    async def put(self, path: str, body: Any) -> Any:
+        """``PUT path`` with a JSON body."""
+        return await self.request("PUT", path, body=body)
+
+    async def delete(self, path: str) -> Any:
+        """``DELETE path``."""
+        return await self.request("DELETE", path)
+
+    async def close(self) -> None:
+        """Close pooled connections."""
+        await self._pool.closeCachedConnections()  # type: ignore[no-untyped-call]
+
+
+def _reason(e: Exception) -> str:
+    """A short reason for a connection failure."""
+    if isinstance(e, ResponseFailed):
+        return "connection lost"
+    if isinstance(e, net_error.ConnectionRefusedError):
+        return "connection refused"
+    return e.__class__.__name__ if not str(e) else str(e).strip()

@@ -1,0 +1,124 @@
+"""``oauthproxyctl oauth``: the authorization server's state at ``/oauth/`` (admin token).
+
+``clients`` lists, shows, pre-registers or deletes OAuth clients; ``sessions`` lists
+or revokes token families (one login of a user with a client); ``tokens`` lists or
+revokes live access tokens; ``revoke`` revokes everything of a user and/or a client;
+``metrics`` shows the counters.  Revocations reach every daemon within a second.
+"""
+
+from __future__ import annotations
+
+import argparse
+
+from oauthproxy.cli.context import CliError, Context, command, group
+from oauthproxy.cli.paging import all_items, given, segment, show_deleted
+
+CLIENT_COLUMNS = ("client_id", "client_name", "source", "last_used_at")
+SESSION_COLUMNS = ("session_id", "username", "client_id", "created_at", "revoked_at")
+TOKEN_COLUMNS = ("jti", "username", "client_id", "expires_at", "revoked")
+
+
+async def clients(ctx: Context, args: argparse.Namespace) -> int:
+    """``oauth clients [list|show ID|delete ID]``."""
+    if args.action == "list":
+        ctx.show(
+            await all_items(ctx, "/oauth/clients", given({"source": args.source})), CLIENT_COLUMNS
+        )
+        return 0
+    if args.action == "create":
+        return await create_client(ctx, args)
+    if not args.client_id:
+        raise CliError(f"oauth clients {args.action} needs a CLIENT_ID", exit_code=2)
+    path = "/oauth/clients/" + segment(args.client_id)
+    if args.action == "show":
+        ctx.show(await ctx.api.get(path))
+        return 0
+    await ctx.api.delete(path)
+    return show_deleted(ctx, "OAuth client", args.client_id)
+
+
+async def create_client(ctx: Context, args: argparse.Namespace) -> int:
+    """``oauth clients create --name N --redirect-uri U...``: a confidential one's secret once."""
+    if not args.name or not args.redirect_uri:
+        raise CliError("oauth clients create needs --name and --redirect-uri", exit_code=2)
+    body = {
+        "client_name": args.name,
+        "redirect_uris": args.redirect_uri,
+        "token_endpoint_auth_method": "client_secret_basic" if args.confidential else "none",
+    }
+    ctx.show(await ctx.api.post("/oauth/clients", body))
+    return 0
+
+
+async def sessions(ctx: Context, args: argparse.Namespace) -> int:
+    """``oauth sessions [list|revoke ID]``."""
+    if args.action == "list":
+        filters = given({"username": args.user, "client_id": args.client})
+        ctx.show(await all_items(ctx, "/oauth/sessions", filters), SESSION_COLUMNS)
+        return 0
+    if not args.session_id:
+        raise CliError("oauth sessions revoke needs a SESSION_ID", exit_code=2)
+    await ctx.api.delete("/oauth/sessions/" + segment(args.session_id))
+    return show_deleted(ctx, "OAuth session", args.session_id)
+
+
+async def tokens(ctx: Context, args: argparse.Namespace) -> int:
+    """``oauth tokens [list|revoke JTI]``."""
+    if args.action == "list":
+        filters = given({"username": args.user, "client_id": args.client})
+        ctx.show(await all_items(ctx, "/oauth/tokens", filters), TOKEN_COLUMNS)
+        return 0
+    if not args.jti:
+        raise CliError("oauth tokens revoke needs a JTI", exit_code=2)
+    await ctx.api.delete("/oauth/tokens/" + segment(args.jti))
+    return show_deleted(ctx, "OAuth access token", args.jti)
+
+
+async def revoke(ctx: Context, args: argparse.Namespace) -> int:
+    """``oauth revoke [--user U] [--client C]``: everything of a user and/or a client."""
+    body = {k: v for k, v in (("username", args.user), ("client_id", args.client)) if v}
+    if not body:
+        raise CliError("name --user, --client or both", exit_code=2)
+    ctx.show(await ctx.api.post("/oauth/revoke", body))
+    return 0
+
+
+async def metrics(ctx: Context, args: argparse.Namespace) -> int:
+    """``oauth metrics``."""
+    ctx.show(await ctx.api.get("/oauth/metrics"))
+    return 0
+
+
+def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
+    """Add ``oauth clients|sessions|tokens|revoke|metrics``."""
+    sub = group(commands, "oauth", "the OAuth authorization server's clients, sessions, tokens")
+
+    parser = command(sub, "clients", clients, "list, show, create or delete OAuth clients")
+    parser.add_argument(
+        "action", nargs="?", default="list", choices=("list", "show", "create", "delete")
+    )
+    parser.add_argument("client_id", nargs="?", metavar="CLIENT_ID")
+    parser.add_argument("--source", choices=("static", "dcr", "cimd"), help="only this kind")
+    parser.add_argument("--name", help="create: the client's name")
+    parser.add_argument("--redirect-uri", action="append", help="create: a redirect URI")
+    parser.add_argument(
+        "--confidential", action="store_true", help="create: issue a client secret (shown once)"
+    )
+
+    parser = command(sub, "sessions", sessions, "list or revoke OAuth sessions")
+    parser.add_argument("action", nargs="?", default="list", choices=("list", "revoke"))
+    parser.add_argument("session_id", nargs="?", metavar="SESSION_ID")
+    parser.add_argument("--user", help="only this GitHub login")
+    parser.add_argument("--client", help="only this client_id")
+
+    parser = command(sub, "tokens", tokens, "list or revoke live OAuth access tokens")
+    parser.add_argument("action", nargs="?", default="list", choices=("list", "revoke"))
+    parser.add_argument("jti", nargs="?", metavar="JTI")
+    parser.add_argument("--user", help="only this GitHub login")
+    parser.add_argument("--client", help="only this client_id")
+
+    parser = command(sub, "revoke", revoke, "revoke every session and token of a user/client")
+    parser.add_argument("--user", help="GitHub login")
+    parser.add_argument("--client", help="client_id")
+
+    command(sub, "metrics", metrics, "show OAuth counters")

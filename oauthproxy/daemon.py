@@ -1,0 +1,280 @@
+"""The daemon's lifecycle: start the components in order once Redis answers, stop in reverse.
+
+:class:`Daemon` runs the startup sequence described in :mod:`oauthproxy.tap`
+(which composes the concrete components through ``Daemon.compose``) and the
+shutdown: stop listening, drain open requests (bounded by ``drain_timeout``),
+stop the components' services and run their cleanups, stop the mirror, close
+storage, stop the embedded Redis.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from attrs import define, field, frozen
+from twisted.application.service import MultiService, Service
+from twisted.internet import defer, task
+from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
+from twisted.logger import Logger, LogLevel
+from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
+from twisted.python.failure import Failure
+
+import oauthproxy
+from oauthproxy import bootstrap
+from oauthproxy.config import Config
+from oauthproxy.errors import StorageUnavailable
+from oauthproxy.storage.embedded import EmbeddedRedis, redis_address
+from oauthproxy.storage.mirror import Mirror
+
+
+@frozen
+class Listener:
+    """One listening socket to open once storage is ready."""
+
+    name: str
+    description: str
+    endpoint: IStreamServerEndpoint
+    factory: IProtocolFactory
+
+
+class TrackedConnection(ProtocolWrapper):
+    """A listener's connection, tracked for draining; its addresses are looked up once.
+
+    twisted.web asks the transport for ``getHost()`` on every request (a
+    ``getsockname`` system call, 3-4 % of the gateway's CPU under load); a
+    connection's local and peer addresses never change, so the first answer is
+    kept.  The first call comes with the first request, after a PROXY header.
+    """
+
+    _host: Any = None
+    _peer: Any = None
+
+    def getHost(self) -> Any:
+        """The local address (asked once)."""
+        if self._host is None:
+            assert self.transport is not None
+            self._host = self.transport.getHost()
+        return self._host
+
+    def getPeer(self) -> Any:
+        """The peer address (asked once)."""
+        if self._peer is None:
+            assert self.transport is not None
+            self._peer = self.transport.getPeer()
+        return self._peer
+
+
+class TrackingFactory(WrappingFactory):
+    """Keeps the open connections of one listener (``protocols``) for the drain."""
+
+    protocol = TrackedConnection
+
+
+def sd_notify(path: str | None, message: str) -> None:
+    """Send ``message`` (e.g. ``READY=1``) to systemd's notification socket, if any."""
+    if not path:
+        return
+    address = "\0" + path[1:] if path.startswith("@") else path
+    with socket.socket(socket.AF_UNIX, socket.SOCK_DGRAM) as s:
+        s.sendto(message.encode("ascii"), address)
+
+
+def _exit_failed() -> None:
+    """Leave with exit status 1 (after twistd's own shutdown work)."""
+    sys.stdout.flush()
+    sys.stderr.flush()
+    os._exit(1)
+
+
+@define(eq=False, slots=False)
+class RedisWatch(Service):
+    """Pings Redis every ``interval`` seconds so ``/health`` can answer without waiting."""
+
+    ping: Callable[[], defer.Deferred[bool]]
+    reactor: Any
+    interval: float = 1.0
+    up: bool = True
+    _loop: task.LoopingCall | None = field(default=None, init=False)
+    _busy: bool = field(default=False, init=False)
+
+    def startService(self) -> None:
+        """Start pinging."""
+        super().startService()  # type: ignore[no-untyped-call]
+        self._loop = task.LoopingCall(self._tick)
+        self._loop.clock = self.reactor
+        self._loop.start(self.interval, now=False)
+
+    def _tick(self) -> None:
+        """One ping, unless the previous one is still waiting for its timeout."""
+        if self._busy:
+            return
+        self._busy = True
+
+        def done(up: bool) -> None:
+            self.up = up
+            self._busy = False
+
+        self.ping().addCallback(done)
+
+    def stopService(self) -> None:
+        """Stop pinging."""
+        super().stopService()  # type: ignore[no-untyped-call]
+        if self._loop is not None and self._loop.running:
+            self._loop.stop()
+
+
+@define(eq=False, slots=False)
+class Daemon(Service):
+    """Starts the components in order once Redis answers; stops them in reverse."""
+
+    config: Config
+    reactor: Any
+    embedded: EmbeddedRedis | None = None
+    announce: Callable[[str], None] = field(default=lambda line: None)
+    open_storage: Callable[[Config, Any], Any] = bootstrap.open_storage
+    make_mirror: Callable[[Any, Any], Mirror] = Mirror
+    #: builds the components on storage and the mirror (see :func:`oauthproxy.tap.compose`)
+    compose: Callable[[Daemon], list[Listener]] = field(default=lambda daemon: [])
+    storage: Any = field(default=None, init=False)
+    mirror: Mirror | None = field(default=None, init=False)
+    watch: RedisWatch | None = field(default=None, init=False)
+    ports: list[tuple[Listener, IListeningPort, TrackingFactory]] = field(factory=list, init=False)
+    #: started before the listeners open, stopped after they drained
+    services: MultiService = field(factory=MultiService, init=False)
+    #: run after the services stopped (e.g. closing connection pools)
+    cleanups: list[Callable[[], object]] = field(factory=list, init=False)
+    started_at: float = field(default=0.0, init=False)
+    _startup: defer.Deferred[None] | None = field(default=None, init=False)
+    _log: Logger = field(factory=Logger, init=False)
+
+    def startService(self) -> None:
+        """Begin the asynchronous startup; a failure stops the reactor."""
+        super().startService()  # type: ignore[no-untyped-call]
+        self.started_at = self.reactor.seconds()
+        self._startup = defer.Deferred.fromCoroutine(self._start())
+        self._startup.addErrback(self._startup_failed)
+
+    def _startup_failed(self, failure: Failure) -> None:
+        """Log why the daemon could not start, and stop."""
+        if failure.check(defer.CancelledError):  # type: ignore[no-untyped-call]
+            return
+        self._log.critical("oauthproxy could not start: {reason}", reason=failure.getErrorMessage())
+        self._log.failure("startup failure", failure, level=LogLevel.debug)
+        # twistd would exit 0 after reactor.stop(); systemd's Restart=on-failure and
+        # scripts need to see the failure, so exit 1 once shutdown (cleanup) is done.
+        self.reactor.addSystemEventTrigger("after", "shutdown", _exit_failed)
+        # startService may run before the reactor does: stop it once it runs.
+        self.reactor.callWhenRunning(self.reactor.stop)
+
+    async def _start(self) -> None:
+        """The startup sequence (see the module docstring)."""
+        config = self.config
+        if self.embedded is not None:
+            await self.embedded.check_not_running()
+            self.embedded.startService()
+            await self.embedded.ready()
+        self.storage = self.open_storage(config, self.reactor)
+        self._log.info("connecting to Redis at {address!r}", address=redis_address(config))
+        await self._wait_for_storage()
+        token = await bootstrap.ensure_admin_token(self.storage.tokens, self.reactor)
+        if token is not None:
+            self.announce(bootstrap.announce_admin_token(token))
+        self.mirror = self.make_mirror(self.storage, self.reactor)
+        self.mirror.startService()
+        await self.mirror.when_loaded()
+        self.watch = RedisWatch(self.storage.ping, self.reactor)
+        self.watch.startService()
+        listeners = self.compose(self)
+        self.services.startService()  # type: ignore[no-untyped-call]
+        for listener in listeners:
+            wrapper = TrackingFactory(listener.factory)  # type: ignore[no-untyped-call]
+            port = await listener.endpoint.listen(wrapper)
+            self.ports.append((listener, port, wrapper))
+            self._log.info(
+                "{name} listening on {address}", name=listener.name, address=port.getHost()
+            )
+        sd_notify(config.notify_socket, "READY=1")
+        self._log.info("oauthproxy {version} ready", version=oauthproxy.__version__)
+
+    async def _wait_for_storage(self) -> None:
+        """Wait (bounded) until the store answers a ping."""
+        deadline = self.reactor.seconds() + max(30.0, 3 * self.config.redis_timeout)
+        while not await self.storage.ping():
+            if self.reactor.seconds() >= deadline:
+                raise StorageUnavailable(
+                    "Redis did not answer; is REDIS_URL right?", field="REDIS_URL"
+                )
+            await task.deferLater(self.reactor, 0.5, lambda: None)
+
+    def health(self) -> dict[str, Any]:
+        """The daemon's state for ``GET /health`` (cheap: no Redis round trip)."""
+        redis_up = self.watch.up if self.watch is not None else False
+        state: dict[str, Any] = {}
+        if self.embedded is not None:
+            running = self.embedded.pid is not None
+            state["embedded_redis"] = "running" if running else "stopped"
+            redis_up = redis_up and running
+        state.update(
+            redis="connected" if redis_up else "disconnected",
+            version=oauthproxy.__version__,
+            uptime=round(self.reactor.seconds() - self.started_at, 3),
+            listeners={listener.name: listener.description for listener, _, _ in self.ports},
+        )
+        return state
+
+    def stopService(self) -> defer.Deferred[None]:
+        """Stop listening, drain, then stop mirror, storage and the embedded Redis."""
+        super().stopService()  # type: ignore[no-untyped-call]
+        if self._startup is not None and not self._startup.called:
+            self._startup.cancel()
+        return defer.Deferred.fromCoroutine(self._stop())
+
+    async def _stop(self) -> None:
+        """The shutdown sequence."""
+        sd_notify(self.config.notify_socket, "STOPPING=1")
+        for _, port, _ in self.ports:
+            await defer.maybeDeferred(port.stopListening)
+        await self._drain()
+        self.ports.clear()
+        if self.services.running:
+            await defer.maybeDeferred(self.services.stopService)
+        for cleanup in reversed(self.cleanups):
+            await defer.maybeDeferred(cleanup)
+        self.cleanups.clear()
+        if self.watch is not None:
+            self.watch.stopService()
+        if self.mirror is not None:
+            await defer.maybeDeferred(self.mirror.stopService)
+        if self.storage is not None:
+            await defer.maybeDeferred(self.storage.close)
+        if self.embedded is not None and self.embedded.running:
+            await self.embedded.stopService()
+        self._log.info("oauthproxy stopped")
+
+    async def _drain(self) -> None:
+        """Close idle connections now and busy ones once their requests are done.
+
+        Whatever is still open after ``drain_timeout`` seconds is aborted.
+        """
+        deadline = self.reactor.seconds() + self.config.drain_timeout
+        while self.reactor.seconds() < deadline:
+            open_connections = [c for _, _, w in self.ports for c in list(w.protocols)]
+            if not open_connections:
+                return
+            for connection in open_connections:
+                if not _busy(connection.wrappedProtocol):
+                    # closes once the last response has been written out
+                    connection.loseConnection()
+            await task.deferLater(self.reactor, 0.1, lambda: None)
+        for _, _, wrapper in self.ports:
+            for connection in list(wrapper.protocols):
+                connection.transport.abortConnection()
+
+
+def _busy(protocol: object) -> bool:
+    """Whether an HTTP/1 channel (``requests``) or HTTP/2 connection (``streams``) is working."""
+    return bool(getattr(protocol, "requests", None) or getattr(protocol, "streams", None))

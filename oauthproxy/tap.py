@@ -1,0 +1,250 @@
+"""``twistd oauthproxy``: command-line options and the one composition root.
+
+:func:`makeService` is the only place where concrete components are wired
+together (through :func:`compose`).  The startup order matters and lives in
+:class:`~oauthproxy.daemon.Daemon`:
+
+1. the embedded redis-server (only when no ``REDIS_URL`` is configured);
+2. the storage connection, once Redis answers;
+3. the admin-token bootstrap (printed once on first start);
+4. the mirror (snapshot + event tail) the data plane reads;
+5. the components built on storage and the mirror (:func:`compose`): their
+   services start (certificate map, ACME issuing service), then their listeners
+   open: the admin API, then the gateway's (:func:`build_gateway`).
+
+SIGTERM runs it backwards: stop listening, drain open requests (bounded by
+``drain_timeout``), stop the components' services and run their cleanups, stop
+the mirror, close storage, stop the embedded Redis.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from typing import Any
+
+from attrs import define
+from twisted.application.service import IService, MultiService
+from twisted.internet import defer, endpoints
+from twisted.internet.interfaces import IStreamServerEndpoint
+from twisted.logger import ILogObserver, Logger
+from twisted.python import usage
+from twisted.python.components import Componentized
+
+from oauthproxy.acme.autocert import AutoCertService
+from oauthproxy.acme.responder import ChallengeResource
+from oauthproxy.acme.service import IssuingService, make_issuing_service
+from oauthproxy.admin.api import AdminAPI
+from oauthproxy.config import Config, load_config, process_environment, read_dotenv
+from oauthproxy.daemon import Daemon, Listener
+from oauthproxy.errors import ConfigError
+from oauthproxy.gateway.forward import Forwarder
+from oauthproxy.gateway.hosts import GatewayResource
+from oauthproxy.gateway.listeners import gateway_endpoints
+from oauthproxy.gateway.site import GatewaySite
+from oauthproxy.gateway.sni import CertificateMap
+from oauthproxy.gateway.table import LiveTable
+from oauthproxy.gateway.tls import CertificateMapService
+from oauthproxy.logs import bridge_stdlib_logging, make_observer
+from oauthproxy.requestlog.writer import RequestLogWriter
+from oauthproxy.storage.embedded import EmbeddedRedis
+
+
+class Options(usage.Options):
+    """Options of ``twistd oauthproxy``; unset ones fall back to the environment and ``.env``."""
+
+    optParameters = [
+        ["http", None, None, "HTTP listener endpoint (default tcp:80; 'off' disables)"],
+        ["https", None, None, "HTTPS listener endpoint (default tcp:443; 'off' disables)"],
+        ["api", None, None, "admin API endpoint (default tcp:9000:interface=127.0.0.1)"],
+        ["proxy-http", None, None, "HTTP listener expecting PROXY headers (default off)"],
+        ["proxy-https", None, None, "HTTPS listener expecting PROXY headers (default off)"],
+        ["redis", None, None, "Redis URL (REDIS_URL); unset = embedded redis-server"],
+        ["redis-password", None, None, "Redis password (REDIS_PASSWORD)"],
+        ["data-dir", None, None, "data directory (default ./oauthproxy-data)"],
+        ["log-format", None, None, "text or json (default text)"],
+        ["log-level", None, None, "debug, info, warn, error, critical (LOG_LEVEL)"],
+    ]
+
+    config: Config
+
+    def postOptions(self) -> None:
+        """Build the Config; an invalid setting exits 1 with one line naming it.
+
+        Not a UsageError: twistd would print the whole usage text above the line.
+        Unknown options stay UsageErrors (twistd's parser raises those itself).
+        """
+        try:
+            self.config = load_config(dict(self), process_environment(), read_dotenv())
+        except ConfigError as e:
+            sys.stderr.write(f"oauthproxy: error: {' '.join(e.detail.split())}\n")
+            sys.stderr.flush()
+            raise SystemExit(1) from None
+
+
+def _endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
+    """Parse an endpoint description (already validated by config)."""
+    result: IStreamServerEndpoint = endpoints.serverFromString(  # type: ignore[no-untyped-call]
+        reactor, description
+    )
+    return result
+
+
+def public_https_port(description: str | None) -> int | None:
+    """The port of a ``tcp:``/``tcp6:`` HTTPS listener, for redirect locations.
+
+    None when it cannot be known from the description (``systemd:``, ``unix:``,
+    port 0) or the listener is off; the redirect then names no port (443).
+    """
+    if not description:
+        return None
+    kind, _, rest = description.partition(":")
+    if kind.strip().lower() not in ("tcp", "tcp6"):
+        return None
+    for part in rest.split(":"):
+        key, equals, value = part.rpartition("=")
+        if (not equals or key.strip() == "port") and value.strip().isdigit():
+            port = int(value)
+            return port or None
+    return None
+
+
+@define(eq=False)
+class Gateway:
+    """The data plane: routing table, forwarder, certificate map, Site and listeners."""
+
+    table: LiveTable
+    forwarder: Forwarder
+    site: GatewaySite
+    #: feeds the certificate map; None when no TLS listener is configured
+    certificate_service: CertificateMapService | None
+    listeners: list[Listener]
+
+    def services(self) -> list[IService]:
+        """What must run before the listeners open (the TLS fallback certificate loads)."""
+        return [self.certificate_service] if self.certificate_service is not None else []
+
+    def close(self) -> defer.Deferred[None]:
+        """Stop following the mirror and close the idle upstream connections (shutdown)."""
+        self.table.detach()
+        return self.forwarder.close()
+
+
+def build_gateway(
+    config: Config,
+    reactor: Any,
+    storage: Any,
+    snapshots: Any,
+    access_log: Callable[[Any], None] | None = None,
+) -> Gateway:
+    """The gateway over ``snapshots`` with one :class:`Listener` per enabled listener.
+
+    ``http``, ``https``, ``proxy-http`` and ``proxy-https`` all serve the same
+    :class:`GatewaySite`; TLS listeners bind only once the fallback certificate
+    is loaded.  The HTTP-to-HTTPS redirect names the ``https`` listener's port.
+    """
+    table = LiveTable(https_port=public_https_port(config.https_endpoint))
+    table.attach(snapshots)
+    forwarder = Forwarder(reactor)
+    acme = ChallengeResource(storage.challenges)
+    site = GatewaySite(GatewayResource(table, forwarder, acme), config, reactor, access_log)
+    certificates = CertificateMap()
+    service = None
+    if config.https_endpoint or config.proxy_https_endpoint:
+        store = storage.certificates
+        service = CertificateMapService(certificates, snapshots, store, reactor, reactor)
+    listeners = [
+        Listener(found.name, found.description, found.endpoint, site)
+        for found in gateway_endpoints(reactor, config, certificates)
+    ]
+    return Gateway(table, forwarder, site, service, listeners)
+
+
+def admin_listener(
+    config: Config,
+    reactor: Any,
+    storage: Any,
+    snapshots: Any,
+    health: Callable[[], dict[str, Any]],
+    issuing: IssuingService | None = None,
+) -> list[Listener]:
+    """The admin API (Klein) on ``config.api_endpoint``."""
+    if config.api_endpoint is None:
+        return []
+    site = AdminAPI(storage, snapshots, reactor, health, issuing=issuing).site()
+    endpoint = _endpoint(reactor, config.api_endpoint)
+    return [Listener("api", config.api_endpoint, endpoint, site)]
+
+
+def compose(daemon: Daemon) -> list[Listener]:
+    """Build what runs on the daemon's storage and mirror; the listeners to open, in order.
+
+    The one place to add a component: put its services under ``daemon.services``
+    (started before any listener opens, stopped after they drained) and its
+    shutdown work in ``daemon.cleanups``.
+    """
+    config, reactor, storage, mirror = daemon.config, daemon.reactor, daemon.storage, daemon.mirror
+    assert storage is not None and mirror is not None, "compose runs after storage and mirror"
+    access_log = None
+    if config.request_log:
+        writer = RequestLogWriter(storage.request_log, reactor)
+        writer.setServiceParent(daemon.services)  # type: ignore[no-untyped-call]
+        access_log = writer.access_log
+    gateway = build_gateway(config, reactor, storage, mirror, access_log=access_log)
+    for service in gateway.services():
+        service.setServiceParent(daemon.services)  # type: ignore[no-untyped-call]
+    daemon.cleanups.append(gateway.close)
+    issuing = make_issuing_service(reactor, reactor, storage, config)
+    issuing.setServiceParent(daemon.services)  # type: ignore[no-untyped-call]
+    autocert = AutoCertService(mirror, issuing, reactor, email=config.admin_email or None)
+    autocert.setServiceParent(daemon.services)  # type: ignore[no-untyped-call]
+    listeners = admin_listener(config, reactor, storage, mirror, daemon.health, issuing)
+    return listeners + gateway.listeners
+
+
+@define(eq=False, slots=False)
+class Root(MultiService):
+    """The service twistd runs; it also gives twistd our log observer."""
+
+    observer: ILogObserver
+    log_level: str = "info"
+
+    def __attrs_post_init__(self) -> None:
+        """Initialise MultiService (attrs does not call it)."""
+        MultiService.__init__(self)  # type: ignore[no-untyped-call]
+
+    def startService(self) -> None:
+        """Bridge stdlib logging (acme, docker, urllib3) into twisted.logger, then start."""
+        bridge_stdlib_logging(self.log_level)
+        super().startService()  # type: ignore[no-untyped-call]
+
+    def setServiceParent(self, parent: Any) -> None:
+        """Attach to the application and register the log observer on it for twistd."""
+        super().setServiceParent(parent)  # type: ignore[no-untyped-call]
+        if not isinstance(parent, Componentized):
+            return
+        if parent.getComponent(ILogObserver) is None:  # type: ignore[no-untyped-call]
+            parent.setComponent(ILogObserver, self.observer)  # type: ignore[no-untyped-call]
+
+
+def makeService(options: Options) -> MultiService:
+    """Wire the daemon from ``options.config`` (the only composition root)."""
+    from twisted.internet import reactor
+
+    config = options.config
+    observer = make_observer(sys.stdout, config.log_format, config.log_level)
+    root = Root(observer, config.log_level)
+    embedded = None
+    if config.redis_url is None:
+        embedded = EmbeddedRedis(config.data_dir, reactor, binary=config.redis_server)
+    stdout = sys.stdout
+
+    def announce(line: str) -> None:
+        # The token goes to the operator's terminal as a plain line, and to the log.
+        stdout.write(line + "\n")
+        stdout.flush()
+        Logger().warn("{line}", line=line)
+
+    daemon = Daemon(config, reactor, embedded, announce, compose=compose)
+    daemon.setServiceParent(root)  # type: ignore[no-untyped-call]
+    return root

@@ -1,0 +1,150 @@
+"""The daemon as users run it: ``twistd -n oauthproxy`` with its embedded redis-server.
+
+Each test starts a real daemon subprocess (``tests.support.daemon``); the
+fixture's cleanup stops it with SIGTERM and fails the test if a redis-server
+survives it.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+
+from twisted.internet import reactor, task
+from twisted.trial.unittest import TestCase
+
+from tests.support.daemon import redis_pids, run_twistd, start_daemon
+from tests.support.redis import RedisServer
+
+
+class EmbeddedDaemonTests(TestCase):
+    """Start, serve /health, stop: the README's run command in miniature."""
+
+    timeout = 90
+
+    async def test_health_is_json_with_embedded_redis_connected(self) -> None:
+        """``GET /health`` answers 200 JSON: Redis connected, listeners and version shown."""
+        daemon = await start_daemon(self)
+        body = await daemon.wait_for(lambda b: b.get("redis") == "connected")
+        self.assertEqual(body["status"], "ok")
+        self.assertEqual(body["listeners"]["api"], f"tcp:{daemon.api_port}:interface=127.0.0.1")
+        self.assertEqual(body["embedded_redis"], "running")
+        self.assertIn("version", body)
+
+    async def test_first_start_prints_a_working_admin_token_once(self) -> None:
+        """The admin token is printed on first start and authenticates admin calls."""
+        daemon = await start_daemon(self)
+        token = daemon.admin_token
+        self.assertIsNotNone(token)
+        plain = [line for line in daemon.output if line.startswith("Admin token")]
+        self.assertEqual(len(plain), 1)
+        code, _ = await daemon.get("/tokens/admin", token=token)
+        self.assertEqual(code, 200)
+        code, _ = await daemon.get("/tokens/admin")
+        self.assertEqual(code, 401)
+
+    async def test_sigterm_stops_daemon_and_embedded_redis(self) -> None:
+        """SIGTERM: the daemon exits cleanly and its redis-server is gone (no orphan)."""
+        daemon = await start_daemon(self)
+        [pid] = daemon.embedded_redis_pids
+        await daemon.stop()
+        self.assertTrue(daemon.exited_cleanly, "\n".join(daemon.output[-10:]))
+        self.assertTrue(any("oauthproxy stopped" in line for line in daemon.output))
+        self.assertEqual(redis_pids(os.path.join(daemon.data_dir, "redis.sock")), [])
+        self.assertFalse(os.path.exists(f"/proc/{pid}"), "redis-server still exists")
+
+    async def test_killed_daemon_takes_embedded_redis_with_it(self) -> None:
+        """Even SIGKILL of the daemon leaves no redis-server behind (parent-death signal)."""
+        daemon = await start_daemon(self)
+        [pid] = daemon.embedded_redis_pids
+        daemon.transport.signalProcess("KILL")
+        await daemon.stop()
+        for _ in range(50):
+            if not os.path.exists(f"/proc/{pid}"):
+                break
+            await task.deferLater(reactor, 0.1, lambda: None)
+        self.assertFalse(os.path.exists(f"/proc/{pid}"), "redis-server outlived its daemon")
+
+    async def test_killed_redis_is_restarted_and_data_survives(self) -> None:
+        """Kill redis-server: /health says disconnected but answers; supervision restarts it,
+        the daemon reconnects, and records written before are still there (AOF)."""
+        daemon = await start_daemon(self)
+        token = daemon.admin_token
+        code, created = await daemon.post(
+            "/tokens/", {"name": "ci", "owner_email": "ci@example.com"}, token=token
+        )
+        self.assertEqual(code, 201, created)
+        [pid] = daemon.embedded_redis_pids
+        os.kill(pid, signal.SIGKILL)
+        down = await daemon.wait_for(lambda b: b.get("redis") != "connected", timeout=20)
+        self.assertEqual(down["status"], "degraded")
+        up = await daemon.wait_for(
+            lambda b: b.get("redis") == "connected" and b.get("events_connected"), timeout=40
+        )
+        self.assertEqual(up["status"], "ok")
+        [new_pid] = daemon.embedded_redis_pids
+        self.assertNotEqual(new_pid, pid)
+        code, record = await daemon.get("/tokens/ci", token=token)
+        self.assertEqual((code, record["owner_email"]), (200, "ci@example.com"))
+
+    async def test_second_daemon_on_same_data_dir_refuses_to_start(self) -> None:
+        """A second daemon on a data directory in use exits 1 and leaves the first running."""
+        daemon = await start_daemon(self)
+        code, output = await run_twistd(self, ["--api", "off", "--data-dir", daemon.data_dir])
+        self.assertEqual(code, 1, "\n".join(output[-10:]))
+        self.assertTrue(any("another oauthproxy" in line for line in output))
+        self.assertEqual(len(daemon.embedded_redis_pids), 1)
+        code, _ = await daemon.health()
+        self.assertEqual(code, 200)
+
+
+class ConfiguredRedisTests(TestCase):
+    """With ``REDIS_URL`` the daemon uses that Redis and starts none of its own."""
+
+    timeout = 60
+
+    async def test_configured_redis_with_password_is_used(self) -> None:
+        """A password-protected Redis given by URL: health is ok, no embedded redis-server."""
+        redis = RedisServer.for_test(self, password="s3cret-pw")
+        daemon = await start_daemon(
+            self, redis_url=f"redis://127.0.0.1:{redis.port}/0", env={"REDIS_PASSWORD": "s3cret-pw"}
+        )
+        body = await daemon.wait_for(lambda b: b.get("status") == "ok")
+        self.assertEqual(body["redis"], "connected")
+        self.assertNotIn("embedded_redis", body)
+        self.assertEqual(daemon.embedded_redis_pids, [])
+        self.assertFalse(any("s3cret-pw" in line for line in daemon.output))
+
+
+class BadSettingsTests(TestCase):
+    """An invalid setting refuses to start with one line naming it."""
+
+    timeout = 60
+
+    def assert_refused(self, code: int | None, output: list[str], setting: str) -> None:
+        """Non-zero exit; the last line names ``setting``; no daemon started."""
+        self.assertNotEqual(code, 0)
+        self.assertIsNotNone(code)
+        self.assertIn(setting, output[-1] if output else "", "\n".join(output[-5:]))
+        self.assertFalse(any("ready" in line for line in output))
+
+    async def test_unparseable_endpoint_refuses_to_start(self) -> None:
+        """``--http tcp:notaport`` exits non-zero naming ``--http``."""
+        code, output = await run_twistd(self, ["--http", "tcp:notaport"])
+        self.assert_refused(code, output, "--http")
+
+    async def test_remote_redis_without_password_refuses_to_start(self) -> None:
+        """ATK-29: a non-loopback REDIS_URL without a password exits non-zero naming it."""
+        code, output = await run_twistd(self, [], env={"REDIS_URL": "redis://10.9.8.7:6379/0"})
+        self.assert_refused(code, output, "REDIS_URL")
+
+    async def test_missing_redis_server_binary_exits_non_zero(self) -> None:
+        """When the embedded redis-server cannot be started the daemon exits 1, saying why."""
+        code, output = await run_twistd(
+            self, ["--api", "off"], env={"OAUTHPROXY_REDIS_SERVER": "/nonexistent/redis-server"}
+        )
+        self.assertEqual(code, 1, "\n".join(output[-10:]))
+        self.assertTrue(
+            any("could not start" in line and "OAUTHPROXY_REDIS_SERVER" in line for line in output),
+            "\n".join(output[-10:]),
+        )

@@ -1,0 +1,38 @@
+"""``oauthproxyctl oauth …`` as real commands against a real daemon (embedded redis-server)."""
+
+from __future__ import annotations
+
+from twisted.trial.unittest import TestCase
+
+from tests.cli.test_auth_token import started
+
+
+class OAuthCommandTests(TestCase):
+    """The OAuth admin commands end to end."""
+
+    async def test_metrics_and_empty_lists(self) -> None:
+        """``oauth metrics`` counts nothing yet; ``oauth clients`` lists no client."""
+        daemon = await started(self)
+        metrics = await daemon.json("oauth", "metrics")
+        self.assertEqual(metrics["clients"], {"static": 0, "dcr": 0, "cimd": 0})
+        self.assertEqual(metrics["access_tokens_live"], 0)
+        self.assertEqual(await daemon.json("oauth", "clients"), [])
+        self.assertEqual(await daemon.json("oauth", "sessions", "--user", "alice"), [])
+        revoked = await daemon.json("oauth", "revoke", "--user", "alice")
+        self.assertEqual(revoked, {"sessions": 0, "access_tokens": 0})
+        _, err, code = await daemon.run("oauth", "revoke")
+        self.assertEqual(code, 2, err)
+        _, err, code = await daemon.run("oauth", "clients", "show", "nope")
+        self.assertEqual(code, 1)
+        self.assertIn("nope", err)
+
+    async def test_create_client_then_list_it(self) -> None:
+        """``oauth clients create`` pre-registers a client that ``oauth clients`` lists."""
+        daemon = await started(self)
+        created = await daemon.json(
+            "oauth", "clients", "create", "--name", "CI",
+            "--redirect-uri", "https://ci.example.com/cb", "--confidential",
+        )  # fmt: skip
+        self.assertTrue(created["client_secret"])
+        listed = await daemon.json("oauth", "clients", "--source", "static")
+        self.assertEqual([c["client_id"] for c in listed], [created["client_id"]])
