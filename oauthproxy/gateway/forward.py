@@ -421,6 +421,9 @@ class Forwarder:
         length = response.length
         if isinstance(length, int) and request.method != b"HEAD" and response.code not in _NO_BODY:
             out.setRawHeaders(b"content-length", [b"%d" % length])
+        # send the head now: a stream whose first bytes come later (SSE, long polls) shows
+        # its status at once; in the common case head and body still leave in one write
+        request.write(b"")
         response.deliverBody(_Relay(exchange, self))
 
     def _fail(self, failure: Failure, exchange: _Exchange) -> None:

@@ -465,6 +465,19 @@ class StreamingTests(GatewayHttpTestCase):
         self.backend.state.sse_release.callback(None)
         await wait_until(lambda: client.data.endswith(b"0\r\n\r\n"))
 
+    async def test_response_head_is_relayed_before_the_first_body_byte(self) -> None:
+        """A stream whose upstream sent only its head shows status and headers at once."""
+        gw = await start_gateway(self, snapshot(http_proxy(self.backend.url)))
+        client = await connect_raw(self, gw.number)
+        assert client.transport is not None
+        client.transport.write(b"GET /quiet-sse HTTP/1.1\r\nHost: app.test\r\n\r\n")
+        await wait_until(lambda: b"text/event-stream" in client.data)
+        self.assertTrue(client.data.startswith(b"HTTP/1.1 200"))
+        self.assertNotIn(b"data: late", client.data)
+        self.backend.state.sse_release.callback(None)
+        await wait_until(lambda: client.data.endswith(b"0\r\n\r\n"))
+        self.assertIn(b"data: late", client.data)
+
     async def test_stalled_stream_is_cut_after_read_timeout(self) -> None:
         """An upstream silent mid-body for ``read_timeout`` is dropped and the client aborted."""
         gw = await start_gateway(self, snapshot(http_proxy(self.backend.url, read_timeout=0.3)))

@@ -136,6 +136,18 @@ class BackendResource(Resource):
             self.state.sse_release.addCallback(finish)
             request.notifyFinish().addErrback(cut)
             return server.NOT_DONE_YET
+        if path == b"/quiet-sse":
+            # the head goes out at once; the first event only when the test releases it
+            request.setHeader(b"content-type", b"text/event-stream")
+            request.write(b"")
+
+            def late(_: object) -> None:
+                if not request._disconnected:
+                    request.write(b"data: late\n\n")
+                    request.finish()
+
+            self.state.sse_release.addCallback(late)
+            return server.NOT_DONE_YET
         if path == b"/slow":
             self.state.slow_started += 1
 
