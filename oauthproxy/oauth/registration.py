@@ -134,6 +134,9 @@ def validate_client_metadata(body: object) -> ClientMetadata:
         raise InvalidClientMetadata('response_types must be ["code"]', "response_types")
     scope = _text(body, "scope")
     if scope is not None:
+        # clients pad or double-space the list (the MCP SDK sends " offline_access"):
+        # registration metadata is advisory, so normalise the spacing instead of refusing
+        scope = " ".join(scope.split())
         try:
             parse_scope(scope)
         except InvalidScope as e:

@@ -45,6 +45,11 @@ class MetadataTests(SynchronousTestCase):
         self.assertTrue(meta.is_public)
         self.assertEqual(meta.redirect_uris, ("http://localhost:3118/callback",))
 
+    def test_scope_spacing_is_normalised(self) -> None:
+        """RFC 7591: a padded scope list (the MCP SDK sends " offline_access") is accepted."""
+        meta = validate_client_metadata(body(scope=" offline_access  read "))
+        self.assertEqual(meta.scope, "offline_access read")
+
     def test_unknown_metadata_is_ignored(self) -> None:
         """RFC 7591 §2: unknown fields are ignored, not rejected."""
         meta = validate_client_metadata(body(frobnicate=True, software_statement_x="y"))
