@@ -101,6 +101,8 @@ summarize() {
 
 test_suite() {
     install_packages "${RUN_PACKAGES[@]}" "${TEST_PACKAGES[@]}"
+    # the MCP conformance test installs its npm packages (and a Node 22 binary) itself
+    command -v npm >/dev/null || install_packages npm
     install_python "[test]"
     local output status summary
     output=$(mktemp)

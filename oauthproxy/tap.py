@@ -34,11 +34,13 @@ from twisted.python.components import Componentized
 from oauthproxy.acme.autocert import AutoCertService
 from oauthproxy.acme.responder import ChallengeResource
 from oauthproxy.acme.service import IssuingService, make_issuing_service
+from oauthproxy.admin.access import NoAccessTokens
 from oauthproxy.admin.api import AdminAPI
 from oauthproxy.config import Config, load_config, process_environment, read_dotenv
 from oauthproxy.daemon import Daemon, Listener
 from oauthproxy.errors import ConfigError
 from oauthproxy.gateway.forward import Forwarder
+from oauthproxy.gateway.guard_wiring import OAuthWiring, start_oauth_server, wire_oauth
 from oauthproxy.gateway.hosts import GatewayResource
 from oauthproxy.gateway.listeners import gateway_endpoints
 from oauthproxy.gateway.site import GatewaySite
@@ -167,11 +169,17 @@ def admin_listener(
     snapshots: Any,
     health: Callable[[], dict[str, Any]],
     issuing: IssuingService | None = None,
+    oauth: OAuthWiring | None = None,
+    daemon: Daemon | None = None,
 ) -> list[Listener]:
-    """The admin API (Klein) on ``config.api_endpoint``."""
-    if config.api_endpoint is None:
+    """The admin API (Klein) on ``config.api_endpoint``, with the OAuth server once built."""
+    verifier = NoAccessTokens() if oauth is None else oauth.access_tokens or NoAccessTokens()
+    api = AdminAPI(storage, snapshots, reactor, health, issuing=issuing, access_tokens=verifier)
+    site = api.site() if config.api_endpoint is not None else None
+    if oauth is not None and daemon is not None:
+        start_oauth_server(oauth, config, reactor, storage, snapshots, api, site, daemon.services)
+    if site is None or config.api_endpoint is None:
         return []
-    site = AdminAPI(storage, snapshots, reactor, health, issuing=issuing).site()
     endpoint = _endpoint(reactor, config.api_endpoint)
     return [Listener("api", config.api_endpoint, endpoint, site)]
 
@@ -198,7 +206,13 @@ def compose(daemon: Daemon) -> list[Listener]:
     issuing.setServiceParent(daemon.services)  # type: ignore[no-untyped-call]
     autocert = AutoCertService(mirror, issuing, reactor, email=config.admin_email or None)
     autocert.setServiceParent(daemon.services)  # type: ignore[no-untyped-call]
-    listeners = admin_listener(config, reactor, storage, mirror, daemon.health, issuing)
+    oauth = wire_oauth(config, reactor, mirror)
+    # the gateway's one hook (GatewayResource.render) asks the guard before forwarding
+    gateway.site.resource.guard = oauth.guard
+    daemon.cleanups.append(oauth.close)
+    listeners = admin_listener(
+        config, reactor, storage, mirror, daemon.health, issuing, oauth, daemon
+    )
     return listeners + gateway.listeners
 
 

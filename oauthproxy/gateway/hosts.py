@@ -50,6 +50,9 @@ class GatewayResource(Resource):
     """Routes every request by Host and path; see the module docstring."""
 
     isLeaf = True
+    #: asked before a decision is acted on (:class:`~oauthproxy.gateway.guard.Guard`,
+    #: set by the composition root); None = no authentication in the gateway
+    guard: Any = None
 
     def __init__(
         self,
@@ -86,6 +89,11 @@ class GatewayResource(Resource):
             scheme,
             sni,
         )
+        guard = self.guard
+        if guard is not None:
+            decision, answer = guard.check(request, decision, scheme, host)
+            if decision is None:
+                return answer
         if isinstance(decision, Forward):
             self._forwarder.forward(request, decision, scheme, host)
             return server.NOT_DONE_YET

@@ -193,7 +193,7 @@ class ErrorRedirectTests(SynchronousTestCase):
         self.assertEqual(q["error"], ["invalid_target"])
 
     def test_error_redirect_carries_iss_and_state(self) -> None:
-        """ATK-24, MCP-12, O21-15: error responses carry iss (and the client's state)."""
+        """ATK-24, MCP-12, O21-15, BCP-5: error responses carry iss (and the client's state)."""
         q = self.redirected(scope="nope")
         self.assertEqual(q["iss"], [ISSUER])
         self.assertEqual(q["state"], ["xyz"])

@@ -1,0 +1,458 @@
+# treq and twisted.web are untyped; mypy strict would flag every call into them
+# mypy: disable-error-code="no-untyped-call"
+"""The guard inside the real daemon: OAuth-protected proxies, tokens from our own server.
+
+One ``twistd -n oauthproxy`` (embedded redis-server) serves the gateway on a loopback HTTP
+port; its issuer is ``http://127.0.0.1:<port>`` (the gateway's auth hostname, plain HTTP
+being allowed on loopback), GitHub is the fake on loopback.  A user logs in the way a
+browser and an MCP client would (DCR, consent with its CSRF token, GitHub, callback, code
+with PKCE), and the tokens are then used against OAuth-protected proxies in front of an
+echo backend.  The ``__Host-`` cookies are ``Secure``, so the test carries them by hand.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+from attrs import define
+from treq.client import HTTPClient
+from twisted.internet import reactor, task
+from twisted.internet.endpoints import TCP4ServerEndpoint
+from twisted.trial.unittest import TestCase
+from twisted.web.client import Agent, HTTPConnectionPool, ResponseNeverReceived
+from twisted.web.server import Site
+
+from oauthproxy.oauth.pkce import s256_challenge
+from tests.integration.test_gateway_websocket import echo_server
+from tests.support.backends import Backend, start_backend
+from tests.support.daemon import DaemonProcess, free_port, start_daemon
+from tests.support.fake_github import FakeGitHub, FakeUser, start_fake_github
+from tests.support.tls import raw_exchange
+
+REDIRECT = "http://127.0.0.1:50123/cb"
+VERIFIER = "v" * 43
+FORM = {"Content-Type": ["application/x-www-form-urlencoded"]}
+JSON = {"Content-Type": ["application/json"]}
+LOOPBACK_ACME = {
+    "ACME_DIRECTORY_URL": "https://127.0.0.1:1/directory",
+    "ACME_STAGING_URL": "https://127.0.0.1:1/directory",
+}
+
+
+@define
+class AuthGateway:
+    """A daemon whose gateway serves protected proxies and its own authorization server."""
+
+    daemon: DaemonProcess
+    http: HTTPClient
+    port: int
+    github: FakeGitHub
+    #: the admin token
+    admin: str
+
+    @property
+    def issuer(self) -> str:
+        """The issuer: the gateway's HTTP listener on loopback."""
+        return f"http://127.0.0.1:{self.port}"
+
+    async def fetch(
+        self, method: str, url: str, headers: Any = None, **kw: Any
+    ) -> tuple[Any, bytes]:
+        """One request without following redirects: ``(response, body)``."""
+        response = await self.http.request(
+            method, url, headers=headers or {}, allow_redirects=False, timeout=10, **kw
+        )
+        return response, await response.content()
+
+    async def api(self, method: str, path: str, body: Any = None) -> tuple[int, Any]:
+        """The admin API as the admin."""
+        headers = {"Authorization": [f"Bearer {self.admin}"], **JSON}
+        data = json.dumps(body).encode() if body is not None else None
+        response, content = await self.fetch(
+            method, self.daemon.api_url + path, headers=headers, data=data
+        )
+        return response.code, json.loads(content) if content else None
+
+    async def protect(self, hostname: str, backend: Backend, **auth: Any) -> None:
+        """Create an HTTP proxy for ``hostname`` with OAuth required."""
+        code, body = await self.api(
+            "POST",
+            "/proxy/targets/",
+            {"hostname": hostname, "target_url": backend.url, "enable_https": False},
+        )
+        assert code == 201, body
+        await self.set_auth(hostname, **auth)
+        await wait_until(lambda: self._protected(hostname), 1.0)
+
+    async def _protected(self, hostname: str) -> bool:
+        return bool((await self.call(hostname)).code == 401)
+
+    async def set_auth(self, hostname: str, **auth: Any) -> None:
+        """Set the proxy's auth settings."""
+        settings = {"auth_type": "oauth", "auth_mode": "forward", **auth}
+        code, body = await self.api("POST", f"/proxy/targets/{hostname}/auth", settings)
+        assert code in (200, 201), body
+
+    async def call(self, host: str, path: str = "/", token: str | None = None) -> Any:
+        """``GET`` on the gateway for ``host``; the response."""
+        headers: Any = {"Host": [host]}
+        if token is not None:
+            headers["Authorization"] = [f"Bearer {token}"]
+        response, body = await self.fetch(
+            "GET", f"http://127.0.0.1:{self.port}{path}", headers=headers
+        )
+        response.body = body
+        return response
+
+    async def register(self) -> str:
+        """A public client registered with DCR (RFC 7591); its client_id."""
+        metadata = {
+            "redirect_uris": [REDIRECT],
+            "client_name": "guard test",
+            "token_endpoint_auth_method": "none",
+        }
+        response, body = await self.fetch(
+            "POST", f"{self.issuer}/register", headers=JSON, data=json.dumps(metadata).encode()
+        )
+        assert response.code == 201, body
+        client_id: str = json.loads(body)["client_id"]
+        return client_id
+
+    async def authorize(self, client_id: str, resource: str) -> dict[str, list[str]]:
+        """Consent, GitHub, callback: the query our server redirected the client to."""
+        query = urlencode(
+            {
+                "response_type": "code",
+                "client_id": client_id,
+                "redirect_uri": REDIRECT,
+                "state": "st",
+                "code_challenge": s256_challenge(VERIFIER),
+                "code_challenge_method": "S256",
+                "resource": resource,
+            }
+        )
+        _, page = await self.fetch("GET", f"{self.issuer}/authorize?{query}")
+        fields = dict(re.findall(r'name="(request_id|csrf_token)" value="([^"]+)"', page.decode()))
+        assert len(fields) == 2, page
+        to_github, _ = await self.fetch(
+            "POST",
+            f"{self.issuer}/authorize/consent",
+            headers=FORM,
+            data=urlencode({**fields, "decision": "approve"}).encode(),
+        )
+        cookie = next(
+            line.decode().split(";")[0]
+            for line in to_github.headers.getRawHeaders(b"set-cookie")
+            if line.startswith(b"__Host-oauthproxy-login=")
+        )
+        at_github, _ = await self.fetch("GET", to_github.headers.getRawHeaders(b"location")[0])
+        callback = at_github.headers.getRawHeaders(b"location")[0].decode()
+        back, body = await self.fetch("GET", callback, headers={"Cookie": [cookie]})
+        location = back.headers.getRawHeaders(b"location")
+        assert location, (back.code, body)
+        return parse_qs(urlsplit(location[0].decode()).query)
+
+    async def browse(self, authorize: str) -> str:
+        """Follow an authorize URL as a browser (consent if shown, GitHub, our callback).
+
+        Returns where our server finally redirects the browser.
+        """
+        response, page = await self.fetch("GET", authorize)
+        if response.code == 200:
+            fields = dict(
+                re.findall(r'name="(request_id|csrf_token)" value="([^"]+)"', page.decode())
+            )
+            response, _ = await self.fetch(
+                "POST",
+                f"{self.issuer}/authorize/consent",
+                headers=FORM,
+                data=urlencode({**fields, "decision": "approve"}).encode(),
+            )
+        cookie = _cookie(response, b"__Host-oauthproxy-login")
+        at_github, _ = await self.fetch("GET", response.headers.getRawHeaders(b"location")[0])
+        callback = at_github.headers.getRawHeaders(b"location")[0].decode()
+        back, body = await self.fetch("GET", callback, headers={"Cookie": [cookie]})
+        location = back.headers.getRawHeaders(b"location")
+        assert location, (back.code, body)
+        return str(location[0].decode())
+
+    async def token(self, client_id: str, code: str) -> dict[str, Any]:
+        """Redeem ``code`` with PKCE."""
+        form = {
+            "grant_type": "authorization_code",
+            "code": code,
+            "client_id": client_id,
+            "redirect_uri": REDIRECT,
+            "code_verifier": VERIFIER,
+        }
+        response, body = await self.fetch(
+            "POST", f"{self.issuer}/token", headers=FORM, data=urlencode(form).encode()
+        )
+        assert response.code == 200, body
+        tokens: dict[str, Any] = json.loads(body)
+        return tokens
+
+    async def login(self, resource: str) -> tuple[str, str]:
+        """A registered client and an access token for ``resource``."""
+        client_id = await self.register()
+        params = await self.authorize(client_id, resource)
+        assert "code" in params, params
+        return client_id, (await self.token(client_id, params["code"][0]))["access_token"]
+
+
+async def start_auth_gateway(test: TestCase, user: str = "alice", **env: str) -> AuthGateway:
+    """Fake GitHub, then a daemon with its gateway on a free port and its issuer there."""
+    github = FakeGitHub("gh-id", "gh-secret", FakeUser(7, user))
+    running = await start_fake_github(reactor, github)
+    test.addCleanup(running.stop)
+    port = free_port()
+    environment = {
+        **LOOPBACK_ACME,
+        "OAUTHPROXY_OAUTH_ISSUER": f"http://127.0.0.1:{port}",
+        "GITHUB_CLIENT_ID": "gh-id",
+        "GITHUB_CLIENT_SECRET": "gh-secret",
+        "OAUTHPROXY_GITHUB_BASE_URL": running.base_url,
+        "OAUTHPROXY_GITHUB_API_URL": running.base_url,
+        **env,
+    }
+    args = ["--http", f"tcp:{port}:interface=127.0.0.1"]
+    daemon = await start_daemon(test, args=args, env=environment)
+    await daemon.wait_for(lambda body: "http" in body.get("listeners", {}))
+    pool = HTTPConnectionPool(reactor, persistent=False)
+    test.addCleanup(pool.closeCachedConnections)
+    http = HTTPClient(Agent(reactor, pool=pool))
+    token = daemon.admin_token
+    assert token is not None, "\n".join(daemon.output[-20:])
+    gateway = AuthGateway(daemon, http, port, github, token)
+    await wait_until(lambda: _metadata_served(gateway), 10.0)
+    return gateway
+
+
+async def _metadata_served(gateway: AuthGateway) -> bool:
+    response, _ = await gateway.fetch(
+        "GET", f"{gateway.issuer}/.well-known/oauth-authorization-server"
+    )
+    return bool(response.code == 200)
+
+
+async def wait_until(predicate: Any, timeout: float) -> float:
+    """Poll the async ``predicate`` every 50 ms; seconds taken, fails after ``timeout``."""
+    started = reactor.seconds()
+    while reactor.seconds() - started <= timeout:
+        if await predicate():
+            return float(reactor.seconds() - started)
+        await task.deferLater(reactor, 0.05, lambda: None)
+    raise AssertionError(f"condition not met within {timeout} s")
+
+
+class OAuthGuardDaemonTests(TestCase):
+    """Protected proxies of a real daemon, with tokens from its own authorization server."""
+
+    timeout = 120
+
+    async def test_token_admits_and_identity_reaches_backend(self) -> None:
+        """MCP-2, MCP-19, BCP-6: 401 + metadata, then the token passes; backend sees identity."""
+        gateway = await start_auth_gateway(self)
+        backend = await start_backend(self, reactor)
+        await gateway.protect("a.test", backend)
+        refused = await gateway.call("a.test", "/mcp")
+        self.assertEqual(refused.code, 401)
+        [challenge] = refused.headers.getRawHeaders(b"www-authenticate")
+        self.assertIn(
+            b'resource_metadata="https://a.test/.well-known/oauth-protected-resource"', challenge
+        )
+        metadata = await gateway.call("a.test", "/.well-known/oauth-protected-resource")
+        self.assertEqual(json.loads(metadata.body)["authorization_servers"], [gateway.issuer])
+        _, token = await gateway.login("https://a.test")
+        admitted = await gateway.call("a.test", "/mcp", token)
+        self.assertEqual(admitted.code, 200, admitted.body)
+        headers = {name.lower(): value for name, value in json.loads(admitted.body)["headers"]}
+        self.assertEqual(headers["x-auth-user"], "alice")
+        self.assertNotIn("authorization", headers)
+
+    async def test_token_for_proxy_a_refused_by_proxy_b(self) -> None:
+        """ATK-21, MCP-17: the audience is the proxy's resource URL; B refuses A's token."""
+        gateway = await start_auth_gateway(self)
+        backend = await start_backend(self, reactor)
+        await gateway.protect("a.test", backend)
+        await gateway.protect("b.test", backend)
+        _, token = await gateway.login("https://a.test")
+        self.assertEqual((await gateway.call("a.test", "/", token)).code, 200)
+        self.assertEqual((await gateway.call("b.test", "/", token)).code, 401)
+
+    async def test_user_not_on_allowlist_gets_no_token_and_403(self) -> None:
+        """BCP-3, MCP-11: no token with B in its audience for alice; an older one gets 403."""
+        gateway = await start_auth_gateway(self)
+        backend = await start_backend(self, reactor)
+        await gateway.protect("b.test", backend)
+        _, earlier = await gateway.login("https://b.test")
+        await gateway.set_auth("b.test", required_users=["bob"])
+        await wait_until(
+            lambda: _status_is(gateway, "b.test", earlier, 403),
+            1.0,
+        )
+        client_id = await gateway.register()
+        params = await gateway.authorize(client_id, "https://b.test")
+        self.assertNotIn("code", params)
+        self.assertEqual(params["error"], ["invalid_target"])
+
+    async def test_revoked_token_refused_within_a_second(self) -> None:
+        """MCP-17, ATK-27: after RFC 7009 revocation the proxy refuses the token within 1 s."""
+        gateway = await start_auth_gateway(self)
+        backend = await start_backend(self, reactor)
+        await gateway.protect("a.test", backend)
+        client_id, token = await gateway.login("https://a.test")
+        self.assertEqual((await gateway.call("a.test", "/", token)).code, 200)
+        form = urlencode({"token": token, "client_id": client_id}).encode()
+        revoked, _ = await gateway.fetch("POST", f"{gateway.issuer}/revoke", FORM, data=form)
+        self.assertEqual(revoked.code, 200)
+        await wait_until(lambda: _status_is(gateway, "a.test", token, 401), 1.0)
+
+    async def test_stream_cut_when_token_expires(self) -> None:
+        """ATK-27: an SSE response outliving its token is cut at the token's expiry."""
+        gateway = await start_auth_gateway(self, OAUTH_ACCESS_TOKEN_LIFETIME="2")
+        backend = await start_backend(self, reactor)
+        await gateway.protect("a.test", backend)
+        _, token = await gateway.login("https://a.test")
+        headers: Any = {"Host": ["a.test"], "Authorization": [f"Bearer {token}"]}
+        response = await gateway.http.request(
+            "GET",
+            f"http://127.0.0.1:{gateway.port}/sse",
+            headers=headers,
+            timeout=10,
+        )
+        self.assertEqual(response.code, 200)
+        body = response.content()
+        await wait_until(lambda: _fired(body), 4.0)
+        self.failureResultOf(body)
+
+    async def test_stream_cut_when_token_revoked(self) -> None:
+        """ATK-27, MCP-17: revoking the token of an open SSE stream cuts it within 1 s."""
+        gateway = await start_auth_gateway(self)
+        backend = await start_backend(self, reactor)
+        await gateway.protect("a.test", backend)
+        client_id, token = await gateway.login("https://a.test")
+        headers: Any = {"Host": ["a.test"], "Authorization": [f"Bearer {token}"]}
+        response = await gateway.http.request(
+            "GET", f"http://127.0.0.1:{gateway.port}/sse", headers=headers, timeout=10
+        )
+        self.assertEqual(response.code, 200)
+        body = response.content()
+        form = urlencode({"token": token, "client_id": client_id}).encode()
+        revoked, _ = await gateway.fetch("POST", f"{gateway.issuer}/revoke", FORM, data=form)
+        self.assertEqual(revoked.code, 200)
+        await wait_until(lambda: _fired(body), 1.0)
+        self.failureResultOf(body)
+
+    async def test_websocket_cut_when_token_expires(self) -> None:
+        """ATK-27: a WebSocket tunnel opened with a token is closed when the token expires."""
+        gateway = await start_auth_gateway(self, OAUTH_ACCESS_TOKEN_LIFETIME="3")
+        site = Site(echo_server())
+        upstream = await TCP4ServerEndpoint(reactor, 0, interface="127.0.0.1").listen(site)
+        self.addCleanup(upstream.stopListening)
+        code, body = await gateway.api(
+            "POST",
+            "/proxy/targets/",
+            {
+                "hostname": "ws.test",
+                "target_url": f"http://127.0.0.1:{upstream.getHost().port}",
+                "enable_https": False,
+            },
+        )
+        self.assertEqual(code, 201, body)
+        await gateway.set_auth("ws.test")
+        _, token = await gateway.login("https://ws.test")
+        upgrade = (
+            b"GET /chat HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\n"
+            b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+            b"Sec-WebSocket-Version: 13\r\nAuthorization: Bearer " + token.encode() + b"\r\n\r\n"
+        )
+        started = reactor.seconds()
+        received = await raw_exchange(reactor, gateway.port, upgrade, timeout=10.0)
+        self.assertTrue(received.startswith(b"HTTP/1.1 101"), received[:200])
+        # open until the token's exp (about 3 s after login), then cut well before 10 s
+        self.assertGreater(reactor.seconds() - started, 1.0)
+        self.assertLess(reactor.seconds() - started, 5.0)
+
+    async def test_browser_login_keeps_a_host_bound_session(self) -> None:
+        """ATK-32, MCP-19, BCP-6: redirect mode logs a browser in, then a session cookie."""
+        gateway = await start_auth_gateway(self)
+        backend = await start_backend(self, reactor)
+        await gateway.protect("web.test", backend, auth_mode="redirect")
+        page: Any = {"Host": ["web.test"], "Accept": ["text/html"]}
+        url = f"http://127.0.0.1:{gateway.port}/notes?x=1"
+        first, _ = await gateway.fetch("GET", url, page)
+        self.assertEqual(first.code, 302)
+        authorize = first.headers.getRawHeaders(b"location")[0].decode()
+        self.assertTrue(authorize.startswith(f"{gateway.issuer}/authorize?"), authorize)
+        guard_cookie = _cookie(first, b"__Host-oauthproxy-guard")
+        callback = await gateway.browse(authorize)
+        parts = urlsplit(callback)
+        self.assertEqual(
+            f"{parts.scheme}://{parts.netloc}{parts.path}", "https://web.test/.oauthproxy/callback"
+        )
+        back, body = await gateway.fetch(
+            "GET",
+            f"http://127.0.0.1:{gateway.port}{parts.path}?{parts.query}",
+            {**page, "Cookie": [guard_cookie]},
+        )
+        self.assertEqual(back.code, 302, body)
+        self.assertEqual(back.headers.getRawHeaders(b"location"), [b"/notes?x=1"])
+        [line] = [
+            v
+            for v in back.headers.getRawHeaders(b"set-cookie")
+            if v.startswith(b"__Host-oauthproxy-session=")
+        ]
+        self.assertIn(b"Secure", line)
+        self.assertIn(b"HttpOnly", line)
+        self.assertNotIn(b"Domain", line)
+        session = line.decode().split(";")[0]
+        admitted, echoed = await gateway.fetch(
+            "GET", url, {**page, "Cookie": [session + "; theme=dark"]}
+        )
+        self.assertEqual(admitted.code, 200, echoed)
+        headers = {n.lower(): v for n, v in json.loads(echoed)["headers"]}
+        self.assertEqual(headers["x-auth-user"], "alice")
+        self.assertEqual(headers["cookie"], "theme=dark")
+        api, _ = await gateway.fetch("GET", url, {"Host": ["web.test"]})
+        self.assertEqual(api.code, 401)
+
+    async def test_forged_callback_refused(self) -> None:
+        """ATK-23: a callback without this browser's login cookie is refused."""
+        gateway = await start_auth_gateway(self)
+        backend = await start_backend(self, reactor)
+        await gateway.protect("web.test", backend, auth_mode="redirect")
+        forged, _ = await gateway.fetch(
+            "GET",
+            f"http://127.0.0.1:{gateway.port}/.oauthproxy/callback?code=c&state=s",
+            {"Host": ["web.test"], "Accept": ["text/html"]},
+        )
+        self.assertEqual(forged.code, 403)
+
+
+def _cookie(response: Any, name: bytes) -> str:
+    """``name=value`` of a cookie the response sets."""
+    for line in response.headers.getRawHeaders(b"set-cookie") or []:
+        if line.startswith(name + b"="):
+            return str(line.decode().split(";")[0])
+    raise AssertionError(f"no {name!r} cookie")
+
+
+async def _status_is(gateway: AuthGateway, host: str, token: str, status: int) -> bool:
+    """Whether a ``GET`` with ``token`` answers ``status`` now.
+
+    A request in flight when its token is revoked is cut (ATK-27: streams do not outlive
+    their token), so a lost connection means "ask again", not a failure.
+    """
+    try:
+        response = await gateway.call(host, "/", token)
+    except ResponseNeverReceived:
+        return False
+    return bool(response.code == status)
+
+
+async def _fired(d: Any) -> bool:
+    return bool(d.called)
