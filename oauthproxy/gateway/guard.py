@@ -86,6 +86,7 @@ from oauthproxy.oauth.metadata import (
 from oauthproxy.oauth.proxies import proxy_resource_metadata, resource_of
 from oauthproxy.oauth.records import AccessTokenClaims
 from oauthproxy.oauth.resource_http import DEFAULT_SCOPES
+from oauthproxy.requestlog.record import notes_for
 
 #: our API tokens' prefix (``oauthproxy.admin.credentials``)
 _API_TOKEN_PREFIX = "acm_"
@@ -220,6 +221,7 @@ class Guard:
             body = {"error": "forbidden", "error_description": "the admin token is required"}
             return Answered(_render(request, 403, (), body))
         request.requestHeaders.removeHeader(b"authorization")
+        notes_for(request).user = token.name  # the request log's user index
         return _with_identity(decision, ((USER_HEADER, token.name), (TYPE_HEADER, need.auth_type)))
 
     def _find_api_token(self, value: str) -> ApiToken | None:
@@ -289,6 +291,8 @@ class Guard:
         # MCP-19: the client's token never reaches the backend
         request.requestHeaders.removeHeader(b"authorization")
         self.streams.watch(request, claims.jti, claims.expires_at)
+        notes = notes_for(request)  # the request log's user and client indexes
+        notes.user, notes.client_id = claims.username, claims.client_id
         identity = [
             (USER_HEADER, claims.username),
             (SCOPES_HEADER, " ".join(claims.scopes)),

@@ -273,6 +273,20 @@ class OAuthGuardDaemonTests(TestCase):
         self.assertEqual(headers["x-auth-user"], "alice")
         self.assertNotIn("authorization", headers)
 
+    async def test_request_log_knows_the_user_the_guard_admitted(self) -> None:
+        """The guard's user reaches the request log: ``/logs/user/alice`` finds the request."""
+        gateway = await start_auth_gateway(self)
+        backend = await start_backend(self, reactor)
+        await gateway.protect("a.test", backend)
+        _, token = await gateway.login("https://a.test")
+        self.assertEqual((await gateway.call("a.test", "/logged", token)).code, 200)
+
+        async def logged() -> bool:
+            code, body = await gateway.api("GET", "/logs/user/alice")
+            return code == 200 and any(item["path"] == "/logged" for item in body["items"])
+
+        await wait_until(logged, 5.0)  # the writer flushes every second
+
     async def test_token_for_proxy_a_refused_by_proxy_b(self) -> None:
         """ATK-21, MCP-17: the audience is the proxy's resource URL; B refuses A's token."""
         gateway = await start_auth_gateway(self)
