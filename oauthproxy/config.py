@@ -87,6 +87,10 @@ class Config:
     oauth_client_lifetime: int = 7776000
     #: GitHub logins allowed to log in; ("*",) = everyone
     oauth_allowed_github_users: tuple[str, ...] = ("*",)
+    #: CIDRs CIMD fetches may contact besides public addresses (internal clients; SSRF)
+    cimd_allowed_networks: tuple[str, ...] = ()
+    #: PEM file of extra CAs trusted for CIMD fetches (besides the system store)
+    cimd_ca_bundle: str | None = None
 
     # gateway limits
     max_request_body: int = 100 * 1024 * 1024
@@ -170,6 +174,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("oauth_session_timeout", None, "OAUTH_SESSION_TIMEOUT", parsers.positive_int),
     _s("oauth_client_lifetime", None, "OAUTH_CLIENT_LIFETIME", parsers.positive_int),
     _s("oauth_allowed_github_users", None, "OAUTH_ALLOWED_GITHUB_USERS", parsers.users),
+    _s("cimd_allowed_networks", None, "OAUTHPROXY_CIMD_ALLOWED_NETWORKS", parsers.networks),
+    _s("cimd_ca_bundle", None, "OAUTHPROXY_CIMD_CA_BUNDLE", parsers.ca_bundle),
     _s("max_request_body", None, "OAUTHPROXY_MAX_REQUEST_BODY", parsers.positive_int),
     _s("max_header_bytes", None, "OAUTHPROXY_MAX_HEADER_BYTES", parsers.positive_int),
     _s("max_header_count", None, "OAUTHPROXY_MAX_HEADER_COUNT", parsers.positive_int),

@@ -97,6 +97,24 @@ class PrecedenceTests(SynchronousTestCase):
         config = load_config({}, {"OAUTH_ALLOWED_GITHUB_USERS": "alice, bob"}, None)
         self.assertEqual(config.oauth_allowed_github_users, ("alice", "bob"))
 
+    def test_cimd_allow_list_is_empty_by_default(self) -> None:
+        """ATK-4: CIMD fetches reach only public addresses unless the operator lists more."""
+        config = load_config({}, {}, None)
+        self.assertEqual((config.cimd_allowed_networks, config.cimd_ca_bundle), ((), None))
+
+    def test_cimd_allowed_networks_list(self) -> None:
+        """OAUTHPROXY_CIMD_ALLOWED_NETWORKS is a comma-separated list of CIDRs."""
+        config = load_config(
+            {}, {"OAUTHPROXY_CIMD_ALLOWED_NETWORKS": "127.0.0.1/8, fd00::/8"}, None
+        )
+        self.assertEqual(config.cimd_allowed_networks, ("127.0.0.0/8", "fd00::/8"))
+
+    def test_bad_cimd_network_is_refused(self) -> None:
+        """A CIMD allow-list entry that is not a network names the setting."""
+        with self.assertRaises(ConfigError) as caught:
+            load_config({}, {"OAUTHPROXY_CIMD_ALLOWED_NETWORKS": "intranet"}, None)
+        self.assertIn("OAUTHPROXY_CIMD_ALLOWED_NETWORKS", str(caught.exception))
+
     def test_request_log_can_be_switched_off(self) -> None:
         """OAUTHPROXY_REQUEST_LOG takes on/off (and true/false, yes/no, 1/0)."""
         self.assertTrue(load_config({}, {}, None).request_log)

@@ -42,7 +42,7 @@ _BLOCKED_NETWORKS = tuple(
         "198.18.0.0/15",
         "224.0.0.0/4",
         "240.0.0.0/4",
-        "::/128",
+        "::/96",  # ::/128 and the deprecated IPv4-compatible ::a.b.c.d (::7f00:1 = 127.0.0.1)
         "100::/64",
         "2001::/23",
         "2001:db8::/32",
@@ -81,8 +81,12 @@ def validate_client_id_url(url: str) -> str:
     return url
 
 
-def address_allowed(address: str) -> bool:
-    """Whether a resolved address may be contacted: public unicast only (SSRF, ATK-4)."""
+def address_allowed(address: str, allowed_networks: Iterable[str] = ()) -> bool:
+    """Whether a resolved address may be contacted: public unicast only (SSRF, ATK-4).
+
+    ``allowed_networks`` (CIDRs, operator setting ``OAUTHPROXY_CIMD_ALLOWED_NETWORKS``,
+    empty by default) are also allowed, for clients whose documents live internally.
+    """
     try:
         ip = ipaddress.ip_address(address.strip("[]"))
     except ValueError:
@@ -92,22 +96,31 @@ def address_allowed(address: str) -> bool:
         if embedded is None and ip in _NAT64:
             embedded = ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF)
         if embedded is not None:
-            return address_allowed(str(embedded))
+            return address_allowed(str(embedded), allowed_networks)
+    for cidr in allowed_networks:
+        network = ipaddress.ip_network(cidr, strict=False)
+        # versions compared first: ``in`` does not check them
+        if network.version == ip.version and ip in network:
+            return True
     if any(ip in network for network in _BLOCKED_NETWORKS):
         return False
     return ip.is_global and not ip.is_multicast
 
 
-def check_addresses(addresses: Iterable[str]) -> tuple[str, ...]:
+def check_addresses(
+    addresses: Iterable[str], allowed_networks: Iterable[str] = ()
+) -> tuple[str, ...]:
     """All resolved addresses, if every one is allowed; else :class:`InvalidClient`.
 
     One blocked answer taints the name (a rebinding setup mixes public and private
-    answers), so the whole lookup is refused.
+    answers), so the whole lookup is refused.  ``allowed_networks``: see
+    :func:`address_allowed`.
     """
     found = tuple(addresses)
     if not found:
         raise InvalidClient("client_id host does not resolve", "client_id")
-    blocked = [a for a in found if not address_allowed(a)]
+    extra = tuple(allowed_networks)
+    blocked = [a for a in found if not address_allowed(a, extra)]
     if blocked:
         raise InvalidClient("client_id host resolves to a special-use address", "client_id")
     return found

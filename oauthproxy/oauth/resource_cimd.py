@@ -14,10 +14,13 @@ from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from attrs import define, evolve, field
+from attrs import define, evolve, field, frozen
+from cryptography import x509
+from OpenSSL import SSL, crypto
 from treq.client import HTTPClient
 from treq.content import collect
 from twisted.internet import defer
+from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.defer import Deferred
 from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IHostResolution, IReactorTime, IResolutionReceiver
@@ -69,6 +72,28 @@ def reactor_resolver(reactor: Any) -> Resolver:
     return resolve
 
 
+@implementer(IOpenSSLTrustRoot)
+@frozen
+class SystemAndExtraAuthorities:
+    """The system's CAs plus those of a PEM bundle (``OAUTHPROXY_CIMD_CA_BUNDLE``)."""
+
+    certificates: tuple[crypto.X509, ...]
+
+    @classmethod
+    def from_pem(cls, pem: bytes) -> SystemAndExtraAuthorities:
+        """Every certificate in ``pem``."""
+        loaded = x509.load_pem_x509_certificates(pem)
+        return cls(tuple(crypto.X509.from_cryptography(c) for c in loaded))
+
+    def _addCACertsToContext(self, context: SSL.Context) -> None:
+        """Trust the system store and the extra CAs."""
+        context.set_default_verify_paths()
+        store = context.get_cert_store()
+        assert store is not None
+        for certificate in self.certificates:
+            store.add_cert(certificate)
+
+
 @implementer(IAgentEndpointFactory)
 @define
 class _PinnedEndpoints:
@@ -78,19 +103,24 @@ class _PinnedEndpoints:
     hostname: str
     address: str
     port: int
+    #: None = the system's CAs
+    trust_root: IOpenSSLTrustRoot | None = None
 
     def endpointForURI(self, uri: Any) -> Any:
         """A TLS endpoint to the approved address."""
         kind = TCP6ClientEndpoint if ":" in self.address else TCP4ClientEndpoint
         tcp = kind(self.reactor, self.address, self.port, timeout=5)
-        return wrapClientTLS(optionsForClientTLS(self.hostname), tcp)
+        options = optionsForClientTLS(self.hostname, trustRoot=self.trust_root)
+        return wrapClientTLS(options, tcp)
 
 
-def pinned_agent_factory(reactor: Any, pool: HTTPConnectionPool) -> AgentFactory:
+def pinned_agent_factory(
+    reactor: Any, pool: HTTPConnectionPool, trust_root: IOpenSSLTrustRoot | None = None
+) -> AgentFactory:
     """Agents that reach only the address the SSRF check approved."""
 
     def factory(hostname: str, address: str, port: int) -> IAgent:
-        endpoints = _PinnedEndpoints(reactor, hostname, address, port)
+        endpoints = _PinnedEndpoints(reactor, hostname, address, port, trust_root)
         agent: IAgent = Agent.usingEndpointFactory(  # type: ignore[no-untyped-call]
             reactor, endpoints, pool=pool
         )

@@ -8,6 +8,9 @@ returns an :class:`~oauthproxy.oauth.server.OAuthServer` ready to be mounted.
 
 from __future__ import annotations
 
+from functools import partial
+from pathlib import Path
+
 from treq.client import HTTPClient
 from twisted.internet.interfaces import IReactorTime
 from twisted.web.client import HTTPConnectionPool
@@ -15,11 +18,13 @@ from twisted.web.client import HTTPConnectionPool
 from oauthproxy.config import Config
 from oauthproxy.errors import ConfigError
 from oauthproxy.interfaces import ISnapshotSource, IStorage
+from oauthproxy.oauth import cimd
 from oauthproxy.oauth.github import GitHubApp, GitHubClient
 from oauthproxy.oauth.keys import ensure_signing_key
 from oauthproxy.oauth.metadata import validate_issuer
 from oauthproxy.oauth.resource_cimd import (
     MetadataDocumentFetcher,
+    SystemAndExtraAuthorities,
     pinned_agent_factory,
     reactor_resolver,
 )
@@ -81,12 +86,21 @@ async def build_oauth_server(
         configured_pem_b64=config.oauth_jwt_private_key_b64,
         now=reactor.seconds(),
     )
+    trust_root = None
+    if config.cimd_ca_bundle:
+        # read once while starting, before anything is served
+        pem = Path(config.cimd_ca_bundle).read_bytes()
+        trust_root = SystemAndExtraAuthorities.from_pem(pem)
     documents = MetadataDocumentFetcher(
         reactor,
         reactor_resolver(reactor),
         pinned_agent_factory(
             reactor,
             HTTPConnectionPool(reactor, persistent=False),  # type: ignore[no-untyped-call]
+            trust_root,
+        ),
+        check_addresses=partial(
+            cimd.check_addresses, allowed_networks=config.cimd_allowed_networks
         ),
     )
     return OAuthServer(

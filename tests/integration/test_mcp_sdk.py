@@ -46,6 +46,7 @@ from tests.integration.test_oauth_guard import LOOPBACK_ACME, wait_until
 from tests.support.daemon import DaemonProcess, start_daemon
 from tests.support.fake_github import FakeGitHub, FakeUser, start_fake_github
 from tests.support.mcp_server import start_mcp_server
+from tests.support.metadata_host import start_metadata_host
 from tests.support.tls import TestAuthority
 
 ISSUER = "https://auth.test"
@@ -177,8 +178,12 @@ async def run_client(
     ca_pem: str,
     storage: MemoryTokens,
     pause: float = 0.0,
+    client_metadata_url: str | None = None,
 ) -> dict[str, Any]:
-    """Connect with the SDK, call ``add`` and ``whoami`` (again after ``pause`` s)."""
+    """Connect with the SDK, call ``add`` and ``whoami`` (again after ``pause`` s).
+
+    With ``client_metadata_url`` the SDK uses it as its client_id (CIMD) instead of DCR.
+    """
     context = ssl.create_default_context(cadata=ca_pem)
     transport = LoopbackTransport(address, context)
     browser = Browser(transport)
@@ -194,6 +199,7 @@ async def run_client(
         storage=storage,
         redirect_handler=browser.redirect_handler,
         callback_handler=browser.callback_handler,
+        client_metadata_url=client_metadata_url,
     )
     seen: dict[str, Any] = {}
     try:
@@ -398,3 +404,39 @@ class McpSdkTests(TestCase):
         first, last = storage.history
         self.assertNotEqual(first.access_token, last.access_token)
         self.assertNotEqual(first.refresh_token, last.refresh_token)
+
+    async def test_client_id_metadata_document(self) -> None:
+        """MCP-6, MCP-7: the SDK uses a CIMD URL as its client_id; the daemon fetches it.
+
+        The document lives on loopback, which the SSRF guard refuses unless the operator
+        lists the network (``OAUTHPROXY_CIMD_ALLOWED_NETWORKS``); its host's CA is given
+        with ``OAUTHPROXY_CIMD_CA_BUNDLE``.  No registration happens.
+        """
+        host = start_metadata_host(
+            self,
+            {
+                "client_name": "mcp sdk cimd test",
+                "redirect_uris": [REDIRECT],
+                "grant_types": ["authorization_code", "refresh_token"],
+                "response_types": ["code"],
+                "token_endpoint_auth_method": "none",
+            },
+        )
+        setup = await start_sdk_setup(
+            self,
+            OAUTHPROXY_CIMD_ALLOWED_NETWORKS="127.0.0.0/8",
+            OAUTHPROXY_CIMD_CA_BUNDLE=host.ca_bundle,
+        )
+        storage = MemoryTokens()
+        seen = await deferToThread(
+            asyncio.run,
+            run_client(setup.address, setup.ca_pem, storage, client_metadata_url=host.url),
+        )
+        self.assertEqual(seen["add"], "5")
+        self.assertEqual(seen["whoami"], "alice")
+        query = parse_qs(urlsplit(seen["authorize_url"]).query)
+        self.assertEqual(query["client_id"], [host.url])
+        self.assertNotIn(("POST", "auth.test/register", 201), seen["exchanges"])
+        code, clients = await setup.api("GET", "/oauth/clients?source=cimd", None)
+        self.assertEqual(code, 200, clients)
+        self.assertIn(host.url, json.dumps(clients))

@@ -168,6 +168,8 @@ class SsrfTests(SynchronousTestCase):
             "::ffff:127.0.0.1",
             "::ffff:169.254.169.254",
             "64:ff9b::7f00:1",
+            "::7f00:1",
+            "::a9fe:a9fe",
             "2002:7f00:1::",
             "2001:db8::1",
             "ff02::1",
@@ -190,6 +192,28 @@ class SsrfTests(SynchronousTestCase):
         """ATK-4: a name that does not resolve is refused."""
         with self.assertRaises(InvalidClient):
             check_addresses([])
+
+    def test_loopback_is_refused_by_default(self) -> None:
+        """ATK-4: without an operator allow-list, loopback answers are refused."""
+        with self.assertRaises(InvalidClient):
+            check_addresses(["127.0.0.1"])
+        with self.assertRaises(InvalidClient):
+            check_addresses(["127.0.0.1"], ())
+
+    def test_listed_networks_are_allowed(self) -> None:
+        """ATK-4: an address in an operator-listed network may be contacted."""
+        listed = ("127.0.0.0/8", "fd00::/8")
+        self.assertEqual(check_addresses(["127.0.0.5"], listed), ("127.0.0.5",))
+        self.assertTrue(address_allowed("fd00::1", listed))
+        self.assertTrue(address_allowed("::ffff:127.0.0.1", listed))
+
+    def test_listing_one_network_keeps_others_blocked(self) -> None:
+        """ATK-4: the allow-list opens only the listed networks, nothing else."""
+        listed = ("127.0.0.0/8",)
+        for address in ("10.0.0.1", "169.254.169.254", "::1", "fd00::1"):
+            self.assertFalse(address_allowed(address, listed), address)
+        with self.assertRaises(InvalidClient):
+            check_addresses(["127.0.0.1", "10.0.0.1"], listed)
 
 
 class ConsentFactsTests(SynchronousTestCase):
