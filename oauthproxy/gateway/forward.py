@@ -40,21 +40,23 @@ from twisted.internet import error as inet_error
 from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import (
     IDelayedCall,
-    IPushProducer,
-    IReactorTime,
 )
-from twisted.internet.protocol import Protocol, connectionDone
 from twisted.internet.task import Cooperator
 from twisted.logger import Logger
 from twisted.python.failure import Failure
-from twisted.web._newclient import HTTP11ClientProtocol, ResponseDone
+from twisted.web._newclient import HTTP11ClientProtocol
 from twisted.web._newclient import Request as ClientRequest
 from twisted.web.client import FileBodyProducer, HTTPConnectionPool
-from twisted.web.http import PotentialDataLoss, Request
+from twisted.web.http import Request
 from twisted.web.iweb import IBodyProducer, IResponse
-from zope.interface import implementer
 
 from oauthproxy.gateway.body import RequestBody
+from oauthproxy.gateway.exchange import (
+    Discard,
+    Exchange,
+    Relay,
+    respond_error,
+)
 from oauthproxy.gateway.headers import copy_response_headers, upstream_request_headers
 from oauthproxy.gateway.routing import Forward
 from oauthproxy.gateway.tunnel import open_tunnel
@@ -82,146 +84,6 @@ def client_ip_of(request: Request) -> str:
     return host if isinstance(host, str) else "unknown"
 
 
-@define(eq=False)
-class _Exchange:
-    """The state of one forwarded request: what to cancel when the client goes away."""
-
-    request: Request
-    read_timeout: float
-    pending: Deferred[Any] | None = None
-    body: Any = None  # the upstream response body transport, once streaming
-    client_gone: bool = False
-    timed_out: bool = False
-    #: when the upstream is overdue: response head, then the next body chunk
-    deadline: float = 0.0
-    #: the client is slow and we paused the upstream: not the upstream's fault
-    paused: bool = False
-    #: the streamed request body, while it is being sent
-    request_body: RequestBody | None = None
-    #: the upstream's answer head was relayed (early answers arrive before the request ends)
-    answered: bool = False
-
-    def sending(self) -> bool:
-        """Whether the request body is still on its way and the upstream keeps taking it.
-
-        The response-head clock does not run then: a long upload is not a silent upstream.
-        An upstream that stops taking the body (it paused us) is on the clock.
-        """
-        body = self.request_body
-        return (
-            body is not None
-            and not (body.sent or body.stopped or body.upstream_paused)
-            and body.failure is None
-        )
-
-    def touch(self, clock: IReactorTime) -> None:
-        """The upstream made progress: a fresh ``read_timeout`` allowance."""
-        self.deadline = clock.seconds() + self.read_timeout
-
-    def on_client_gone(self, _reason: Failure) -> None:
-        """Cancel the upstream request, or stop the upstream body mid-stream."""
-        self.client_gone = True
-        if self.pending is not None:
-            # also when "called": it may be paused on the inner request Deferred, which
-            # cancel() then cancels; on a finished Deferred cancel() does nothing
-            self.pending.cancel()
-        if self.body is not None:
-            self.body.stopProducing()
-
-
-@implementer(IPushProducer)
-class _UpstreamProducer:
-    """The upstream body transport as the client's producer, noting when we pause it."""
-
-    def __init__(self, transport: Any, exchange: _Exchange, clock: IReactorTime) -> None:
-        self._transport = transport
-        self._exchange = exchange
-        self._clock = clock
-
-    def pauseProducing(self) -> None:
-        """The client is slow: stop reading the upstream (and stop its idle clock)."""
-        self._exchange.paused = True
-        self._transport.pauseProducing()
-
-    def resumeProducing(self) -> None:
-        """The client caught up: read on, with a fresh idle allowance."""
-        exchange = self._exchange
-        exchange.paused = False
-        exchange.deadline = self._clock.seconds() + exchange.read_timeout
-        self._transport.resumeProducing()
-
-    def stopProducing(self) -> None:
-        """The client is gone."""
-        self._transport.stopProducing()
-
-
-class _Relay(Protocol):
-    """Streams an upstream response body into the client request, with back-pressure."""
-
-    def __init__(self, exchange: _Exchange, forwarder: Forwarder) -> None:
-        self.exchange = exchange
-        self.forwarder = forwarder
-        self.clock: IReactorTime = forwarder.reactor
-
-    def connectionMade(self) -> None:
-        """Register the upstream transport as the producer: a slow client pauses the upstream."""
-        exchange = self.exchange
-        exchange.body = self.transport
-        exchange.request.registerProducer(
-            _UpstreamProducer(self.transport, exchange, self.clock), True
-        )
-
-    def dataReceived(self, data: bytes) -> None:
-        """Pass a chunk on unless the client is gone; the upstream is alive."""
-        exchange = self.exchange
-        if exchange.client_gone:
-            transport: Any = self.transport
-            transport.stopProducing()
-        else:
-            exchange.deadline = self.clock.seconds() + exchange.read_timeout
-            exchange.request.write(data)
-
-    def connectionLost(self, reason: Failure = connectionDone) -> None:
-        """Finish the client response, or abort it if the upstream body was cut short."""
-        exchange = self.exchange
-        exchange.body = None
-        self.forwarder.unwatch(exchange)
-        request = exchange.request
-        if exchange.client_gone or request.finished:
-            return
-        request.unregisterProducer()
-        body = exchange.request_body
-        if body is not None and not body.sent:
-            # answered before the request body was sent: the upstream gets no more of it
-            body.stopProducing()
-        if reason.check(ResponseDone, PotentialDataLoss):
-            request.finish()
-        else:
-            abort_client(request)
-
-
-def abort_client(request: Request) -> None:
-    """Abort the client's stream (HTTP/2: this stream only; HTTP/1: the connection)."""
-    channel = request.channel
-    abort = getattr(channel, "abortConnection", None)
-    if abort is not None:
-        abort()
-    elif channel is not None and channel.transport is not None:
-        transport: Any = channel.transport
-        transport.abortConnection()
-
-
-def respond_error(request: Request, code: int, text: bytes) -> None:
-    """A short plain-text error answer, if the client is still there."""
-    if request.finished or request.startedWriting:
-        return
-    request.setResponseCode(code)
-    request.responseHeaders.setRawHeaders(b"content-type", [b"text/plain; charset=utf-8"])
-    request.responseHeaders.setRawHeaders(b"content-length", [b"%d" % len(text)])
-    request.write(text)
-    request.finish()
-
-
 def _new_pool(reactor: Any) -> HTTPConnectionPool:
     """A keep-alive pool sized for a proxy (the default keeps only 2 idle per upstream)."""
     pool = HTTPConnectionPool(reactor, persistent=True)
@@ -243,7 +105,7 @@ class Forwarder:
     )
     _cooperator: Cooperator | None = None
     #: exchanges under a read timeout (an insertion-ordered set)
-    _watched: dict[_Exchange, None] = field(factory=dict)
+    _watched: dict[Exchange, None] = field(factory=dict)
     _sweeper: IDelayedCall | None = None
 
     def close(self) -> Deferred[None]:
@@ -312,7 +174,7 @@ class Forwarder:
                 response_timeout=proxy.read_timeout,
             )
             return
-        exchange = _Exchange(request, proxy.read_timeout)
+        exchange = Exchange(request, proxy.read_timeout)
         producer = self._body_producer(request)
         if isinstance(producer, RequestBody):
             exchange.request_body = producer
@@ -333,7 +195,7 @@ class Forwarder:
         self,
         protocol: HTTP11ClientProtocol,
         client_request: ClientRequest,
-        exchange: _Exchange,
+        exchange: Exchange,
         decision: Forward,
     ) -> Deferred[IResponse]:
         """Write the request on a pooled connection; the response head is now on the clock.
@@ -343,7 +205,7 @@ class Forwarder:
         early (401, 413, a full-duplex stream) would wait on a body it does not read.  So the
         parser's head Deferred is watched too and an early head is relayed at once.
         """
-        exchange.deadline = self.reactor.seconds() + exchange.read_timeout
+        exchange.touch(self.reactor)
         self._watched[exchange] = None
         if self._sweeper is None:
             self._sweeper = self.reactor.callLater(_SWEEP_INTERVAL, self._sweep)
@@ -361,7 +223,7 @@ class Forwarder:
                 )
         return sent
 
-    def _early_head(self, response: IResponse, exchange: _Exchange, decision: Forward) -> IResponse:
+    def _early_head(self, response: IResponse, exchange: Exchange, decision: Forward) -> IResponse:
         """Relay a response head as soon as it is parsed; pass it on to the client's chain."""
         self._respond(response, exchange, decision)
         return response
@@ -373,7 +235,7 @@ class Forwarder:
             return None  # the connection is given up; the request Deferred reports it
         return failure
 
-    def unwatch(self, exchange: _Exchange) -> None:
+    def unwatch(self, exchange: Exchange) -> None:
         """The exchange needs no read timeout any more (answered, failed or finished)."""
         self._watched.pop(exchange, None)
 
@@ -401,8 +263,8 @@ class Forwarder:
         if self._watched:
             self._sweeper = self.reactor.callLater(_SWEEP_INTERVAL, self._sweep)
 
-    def _respond(self, response: IResponse, exchange: _Exchange, decision: Forward) -> None:
-        """Copy status and headers, then stream the body through a :class:`_Relay`."""
+    def _respond(self, response: IResponse, exchange: Exchange, decision: Forward) -> None:
+        """Copy status and headers, then stream the body through a :class:`~.exchange.Relay`."""
         if exchange.answered:
             return  # relayed early already (see _send)
         exchange.answered = True
@@ -410,9 +272,9 @@ class Forwarder:
         request = exchange.request
         if exchange.client_gone or request.finished:
             self.unwatch(exchange)
-            response.deliverBody(_Discard())
+            response.deliverBody(Discard())
             return
-        exchange.deadline = self.reactor.seconds() + exchange.read_timeout
+        exchange.touch(self.reactor)
         request.setResponseCode(response.code, response.phrase)
         out = request.responseHeaders
         copy_response_headers(response.headers, out, decision.proxy.custom_response_headers)
@@ -424,9 +286,9 @@ class Forwarder:
         # send the head now: a stream whose first bytes come later (SSE, long polls) shows
         # its status at once; in the common case head and body still leave in one write
         request.write(b"")
-        response.deliverBody(_Relay(exchange, self))
+        response.deliverBody(Relay(exchange, self.reactor, self.unwatch))
 
-    def _fail(self, failure: Failure, exchange: _Exchange) -> None:
+    def _fail(self, failure: Failure, exchange: Exchange) -> None:
         """Map an upstream failure to 504 (timeouts) or 502 (everything else)."""
         exchange.pending = None
         if exchange.answered:
@@ -443,12 +305,3 @@ class Forwarder:
             respond_error(exchange.request, 504, b"gateway timeout: the upstream did not answer\n")
         else:
             respond_error(exchange.request, 502, b"bad gateway: the upstream is unreachable\n")
-
-
-class _Discard(Protocol):
-    """Swallows a response body nobody will read; stops it at once."""
-
-    def connectionMade(self) -> None:
-        """Stop the upstream body: the client is gone."""
-        transport: Any = self.transport
-        transport.stopProducing()
