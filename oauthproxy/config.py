@@ -110,6 +110,44 @@ class Config:
     #: seconds request-log records are kept (the seed's 24 hours)
     request_log_retention: float = 86400.0
 
+    # Docker services (oauthproxy.containers)
+    #: manage Docker services at all (off: the endpoints answer 503, Docker is never contacted)
+    docker_enabled: bool = True
+    #: the Docker engine (``unix://``, ``tcp://`` or ``ssh://``), as the docker CLI reads it
+    docker_host: str = "unix:///var/run/docker.sock"
+    #: the engine API version to speak; "auto" = negotiate
+    docker_api_version: str = "auto"
+    #: directory of ca.pem, cert.pem, key.pem for a ``tcp://`` engine with TLS
+    docker_cert_path: str | None = None
+    #: seconds one Docker call may stay silent (builds and pulls stream progress)
+    docker_timeout: float = 60.0
+    #: image patterns allowed (``local/*``, ``nginx:*``); empty = any image already on the host
+    docker_images: tuple[str, ...] = ()
+    #: host directories bind mounts may come from (none: named volumes only)
+    docker_mount_dirs: tuple[str, ...] = ()
+    #: host directories Dockerfile builds may use as context (none: no builds)
+    docker_build_dirs: tuple[str, ...] = ()
+    #: whether services may use the host's network namespace
+    docker_host_network: bool = False
+    #: capabilities services may add (none by default)
+    docker_capabilities: tuple[str, ...] = ()
+    #: the user-defined bridge network services join (created when missing)
+    docker_network: str = "oauthproxy"
+    #: memory limit of a service that sets none (bytes), and the most one may set
+    docker_memory: int = 512 * 1024**2
+    docker_max_memory: int = 8 * 1024**3
+    #: CPU limit of a service that sets none, and the most one may set
+    docker_cpus: float = 1.0
+    docker_max_cpus: float = 4.0
+    #: seconds between reconciler passes (records vs containers, guarded ports)
+    docker_reconcile_interval: float = 30.0
+    #: seconds a service's cluster lock outlives a daemon killed mid-operation
+    docker_lock_ttl: float = 30.0
+    #: host ports handed out automatically (inclusive ranges)
+    port_ranges: tuple[tuple[int, int], ...] = ((14000, 65535),)
+    #: host ports never given to a service
+    restricted_ports: tuple[int, ...] = (22, 25, 53, 80, 443, 3306, 5432, 6379, 27017)
+
     # lifecycle
     #: seconds SIGTERM waits for open connections to finish before closing them
     drain_timeout: float = 10.0
@@ -185,6 +223,30 @@ SETTINGS: tuple[Setting, ...] = (
     _s("log_format", "log-format", "OAUTHPROXY_LOG_FORMAT", parsers.log_format),
     _s("request_log", None, "OAUTHPROXY_REQUEST_LOG", parsers.boolean),
     _s("request_log_retention", None, "OAUTHPROXY_REQUEST_LOG_RETENTION", parsers.positive_float),
+    _s("docker_enabled", None, "OAUTHPROXY_DOCKER", parsers.boolean),
+    _s("docker_host", None, "DOCKER_HOST", parsers.docker_host),
+    _s("docker_api_version", None, "DOCKER_API_VERSION", parsers.docker_api_version),
+    _s("docker_cert_path", None, "DOCKER_CERT_PATH", parsers.directory),
+    _s("docker_timeout", None, "OAUTHPROXY_DOCKER_TIMEOUT", parsers.positive_float),
+    _s("docker_images", None, "OAUTHPROXY_DOCKER_IMAGES", parsers.patterns),
+    _s("docker_mount_dirs", None, "OAUTHPROXY_DOCKER_MOUNT_DIRS", parsers.directories),
+    _s("docker_build_dirs", None, "OAUTHPROXY_DOCKER_BUILD_DIRS", parsers.directories),
+    _s("docker_host_network", None, "OAUTHPROXY_DOCKER_HOST_NETWORK", parsers.boolean),
+    _s("docker_capabilities", None, "OAUTHPROXY_DOCKER_CAPABILITIES", parsers.capabilities),
+    _s("docker_network", None, "OAUTHPROXY_DOCKER_NETWORK", parsers.docker_name),
+    _s("docker_memory", None, "OAUTHPROXY_DOCKER_MEMORY", parsers.size),
+    _s("docker_max_memory", None, "OAUTHPROXY_DOCKER_MAX_MEMORY", parsers.size),
+    _s("docker_cpus", None, "OAUTHPROXY_DOCKER_CPUS", parsers.positive_float),
+    _s("docker_max_cpus", None, "OAUTHPROXY_DOCKER_MAX_CPUS", parsers.positive_float),
+    _s(
+        "docker_reconcile_interval",
+        None,
+        "OAUTHPROXY_DOCKER_RECONCILE_INTERVAL",
+        parsers.positive_float,
+    ),
+    _s("docker_lock_ttl", None, "OAUTHPROXY_DOCKER_LOCK_TTL", parsers.positive_float),
+    _s("port_ranges", None, "OAUTHPROXY_PORT_RANGES", parsers.port_ranges),
+    _s("restricted_ports", None, "OAUTHPROXY_RESTRICTED_PORTS", parsers.port_list),
     _s("drain_timeout", None, "OAUTHPROXY_DRAIN_TIMEOUT", parsers.positive_float),
     _s("redis_server", None, "OAUTHPROXY_REDIS_SERVER", parsers.plain_text),
     _s("notify_socket", None, "NOTIFY_SOCKET", parsers.optional_text),
@@ -286,7 +348,22 @@ def load_config(
     config = Config(**{k: v for k, v in values.items() if k in known})
     _check_redis(config, sources.get("redis_url", "REDIS_URL"))
     _check_data_dir(config, sources.get("data_dir", "OAUTHPROXY_DATA_DIR"))
+    _check_docker_limits(config, sources)
     return config
+
+
+def _check_docker_limits(config: Config, sources: Mapping[str, str]) -> None:
+    """A service's default limits must be within the maximums."""
+    if config.docker_memory > config.docker_max_memory:
+        name = sources.get("docker_memory", "OAUTHPROXY_DOCKER_MEMORY")
+        raise ConfigError(
+            f"{name}: the default memory limit is above OAUTHPROXY_DOCKER_MAX_MEMORY", field=name
+        )
+    if config.docker_cpus > config.docker_max_cpus:
+        name = sources.get("docker_cpus", "OAUTHPROXY_DOCKER_CPUS")
+        raise ConfigError(
+            f"{name}: the default CPU limit is above OAUTHPROXY_DOCKER_MAX_CPUS", field=name
+        )
 
 
 #: sun_path is 108 bytes on Linux, including the terminating NUL

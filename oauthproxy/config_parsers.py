@@ -20,6 +20,7 @@ from urllib.parse import urlsplit
 from twisted.internet import endpoints
 from twisted.internet.testing import MemoryReactor
 
+from oauthproxy.containers import values
 from oauthproxy.errors import ConfigError
 from oauthproxy.storage.address import parse_redis_url
 
@@ -283,3 +284,96 @@ def ca_bundle(text: str, name: str) -> str | None:
     if text and not os.path.isfile(text):
         raise ConfigError(f"{name}: {text!r} is not a file", field=name)
     return os.path.abspath(text) if text else None
+
+
+def _value(parse: Callable[[str], Any], text: str, name: str) -> Any:
+    """``parse(text)``, its ValueError as a ConfigError naming the setting."""
+    try:
+        return parse(text)
+    except ValueError as e:
+        raise ConfigError(f"{name}: {e}", field=name) from None
+
+
+def docker_host(text: str, name: str) -> str:
+    """A Docker engine address: ``unix:///path``, ``tcp://host:port`` or ``ssh://user@host``."""
+    text = text.strip()
+    scheme, sep, rest = text.partition("://")
+    if not sep or scheme not in ("unix", "tcp", "ssh", "http", "https") or not rest:
+        raise ConfigError(
+            f"{name}: {text!r} is not a Docker address (unix:///var/run/docker.sock, "
+            "tcp://host:2376, ssh://user@host)",
+            field=name,
+        )
+    return text
+
+
+def docker_api_version(text: str, name: str) -> str:
+    """``auto`` or an engine API version such as ``1.41``."""
+    text = text.strip().lower()
+    if text != "auto" and not re.match(r"^1\.[0-9]{1,2}$", text):
+        raise ConfigError(f"{name}: {text!r} is not an API version (1.41) or auto", field=name)
+    return text
+
+
+def directory(text: str, name: str) -> str | None:
+    """An existing directory (absolute), or None when empty."""
+    text = text.strip()
+    if not text:
+        return None
+    if not os.path.isdir(text):
+        raise ConfigError(f"{name}: {text!r} is not a directory", field=name)
+    return os.path.abspath(text)
+
+
+def directories(text: str, name: str) -> tuple[str, ...]:
+    """Comma-separated absolute directories, normalised (they need not exist yet)."""
+    out = []
+    for item in (i.strip() for i in text.split(",")):
+        if not item:
+            continue
+        if not item.startswith("/"):
+            raise ConfigError(f"{name}: {item!r} is not an absolute path", field=name)
+        out.append(os.path.normpath(item))
+    return tuple(out)
+
+
+def patterns(text: str, name: str) -> tuple[str, ...]:
+    """Comma-separated shell-style patterns (image allowlist)."""
+    out = tuple(item.strip() for item in text.split(",") if item.strip())
+    for item in out:
+        if any(c.isspace() for c in item) or len(item) > 255:
+            raise ConfigError(f"{name}: {item[:80]!r} is not an image pattern", field=name)
+    return out
+
+
+def capabilities(text: str, name: str) -> tuple[str, ...]:
+    """Comma-separated Linux capability names (``NET_ADMIN``)."""
+    return tuple(
+        sorted({_value(values.capability, item, name) for item in text.split(",") if item.strip()})
+    )
+
+
+def docker_name(text: str, name: str) -> str:
+    """A Docker object name (network): letters, digits, ``_.-``."""
+    text = text.strip()
+    if not re.match(r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,62}$", text):
+        raise ConfigError(f"{name}: {text!r} is not a Docker network name", field=name)
+    return text
+
+
+def size(text: str, name: str) -> int:
+    """A size in bytes, written ``512m``, ``2g`` ..."""
+    result: int = _value(values.parse_size, text, name)
+    return result
+
+
+def port_ranges(text: str, name: str) -> tuple[tuple[int, int], ...]:
+    """Inclusive port ranges, ``14000-65535,8000-8099``."""
+    result: tuple[tuple[int, int], ...] = _value(values.parse_port_ranges, text, name)
+    return result
+
+
+def port_list(text: str, name: str) -> tuple[int, ...]:
+    """Comma-separated ports (empty = none)."""
+    result: tuple[int, ...] = _value(values.parse_port_list, text, name)
+    return result

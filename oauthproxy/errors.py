@@ -61,3 +61,9 @@ class ConfigError(OAuthProxyError):
     """A setting is invalid; ``field`` names the setting."""
 
     code = "config_error"
+
+
+class Unavailable(OAuthProxyError):
+    """A system the daemon depends on for this request (Docker) could not be reached."""
+
+    code = "unavailable"

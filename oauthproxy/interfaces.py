@@ -7,7 +7,8 @@ never changes without its event.  Each interface has an in-memory twin in
 :mod:`oauthproxy.testing` and one contract test suite that runs against both.
 
 Event types are ``<kind>_created``, ``<kind>_updated`` and ``<kind>_deleted`` for the
-kinds ``proxy``, ``route``, ``certificate``, ``token``, ``service`` and ``auth_rule``; an update
+kinds ``proxy``, ``route``, ``certificate``, ``token``, ``service``, ``docker_service`` and
+``auth_rule``; an update
 that makes a certificate ``ready`` is published as ``certificate_ready``.  The OAuth
 kinds ``oauth_revocation`` and ``oauth_signing_key`` (:class:`IOAuthStore`) follow the
 same rules.
@@ -26,6 +27,7 @@ from oauthproxy.model import (
     AuthRule,
     Certificate,
     Claims,
+    DockerService,
     Event,
     ExternalService,
     OAuthAccessToken,
@@ -35,6 +37,7 @@ from oauthproxy.model import (
 )
 
 if TYPE_CHECKING:
+    from oauthproxy.containers.policy import Reservation
     from oauthproxy.oauth.records import (
         AuthorizationCode,
         LoginSession,
@@ -144,6 +147,39 @@ class IServiceStore(Interface):
 
     def delete(name: str) -> Deferred[None]:
         """Remove a service; ``NotFound`` if there is none."""
+
+
+class IDockerServiceStore(Interface):
+    """Docker services keyed by name; their host ports are reserved with every write.
+
+    A write reserves the record's ports (and, during an update, those of its
+    ``previous`` record) and releases the ones it no longer has, in the same atomic
+    step as the record and its event: two daemons can never hold one port, and the
+    reservations never disagree with the records.  A port another service holds
+    (see :func:`oauthproxy.containers.policy.clashes`) makes the write fail with
+    ``Conflict`` whose ``field`` is ``ports``; nothing is written then.
+    """
+
+    def reservations() -> Deferred[list[Reservation]]:
+        """Every reserved host port, sorted by port (declared before ``list``, which shadows it)."""
+
+    def deployment() -> Deferred[str]:
+        """This deployment's id (made by the first daemon to ask; labels its containers)."""
+
+    def get(name: str) -> Deferred[DockerService | None]:
+        """The service, or None."""
+
+    def list() -> Deferred[list[DockerService]]:
+        """Every service, sorted by name."""
+
+    def create(service: DockerService) -> Deferred[None]:
+        """Store a new service; ``Conflict`` if the name or a port is taken."""
+
+    def update(service: DockerService) -> Deferred[None]:
+        """Replace a service; ``NotFound`` if there is none, ``Conflict`` for a taken port."""
+
+    def delete(name: str) -> Deferred[None]:
+        """Remove a service and release its ports; ``NotFound`` if there is none."""
 
 
 class IAuthRuleStore(Interface):
@@ -301,6 +337,7 @@ class IStorage(Interface):
     certificates = Attribute("ICertificateStore")
     tokens = Attribute("ITokenStore")
     services = Attribute("IServiceStore")
+    docker_services = Attribute("IDockerServiceStore")
     events = Attribute("IEventLog")
     challenges = Attribute("IChallengeStore")
     locks = Attribute("ILocks")

@@ -33,6 +33,12 @@ TargetType = Literal["url", "service", "port", "proxy"]
 RouteScope = Literal["global", "proxy"]
 RouteMode = Literal["all", "selective", "none"]
 CertStatus = Literal["pending", "ready", "failed"]
+PortProtocol = Literal["tcp", "udp"]
+NetworkMode = Literal["bridge", "host", "none"]
+RestartPolicy = Literal["no", "always", "unless-stopped", "on-failure"]
+DesiredState = Literal["running", "stopped"]
+#: where a Docker service's record stands; anything but "ready" is an operation in flight
+ServicePhase = Literal["creating", "ready", "updating", "deleting"]
 
 #: (name, value) pairs; order kept, names may repeat
 Headers = tuple[tuple[str, str], ...]
@@ -243,6 +249,136 @@ class ExternalService:
 
 
 @frozen
+class ServicePort:
+    """A port of a Docker service: ``bind:host`` on the Docker host reaches ``container``.
+
+    A port with ``allowed_networks`` or a token (``token_hash``) is *guarded*: the
+    daemon itself listens on ``bind:host``, checks each client, and relays to the
+    container (Docker publishes it otherwise).  A token makes it an HTTP port.
+    """
+
+    name: str
+    host: int
+    container: int
+    bind: str = "127.0.0.1"
+    protocol: PortProtocol = "tcp"
+    description: str = ""
+    #: client networks (CIDRs) allowed to connect; empty = any
+    allowed_networks: tuple[str, ...] = ()
+    #: SHA-256 hex of the port's access token (HTTP ports); None = no token
+    token_hash: str | None = field(default=None, repr=False)
+
+    @property
+    def guarded(self) -> bool:
+        """Whether the daemon's own listener serves this port (access control)."""
+        return bool(self.allowed_networks) or self.token_hash is not None
+
+
+@frozen
+class VolumeMount:
+    """A named volume or (under the configured directories) a host path in a container."""
+
+    source: str
+    target: str
+    read_only: bool = False
+
+    @property
+    def is_bind(self) -> bool:
+        """Whether ``source`` is a host path (a bind mount) rather than a named volume."""
+        return self.source.startswith("/")
+
+
+@frozen
+class HealthCheck:
+    """The container's healthcheck: ``test`` runs in the container (exec form, no shell)."""
+
+    test: tuple[str, ...]
+    interval: float = 30.0
+    timeout: float = 10.0
+    retries: int = 3
+    start_period: float = 0.0
+
+
+@frozen
+class ImageBuild:
+    """Build the service's image from a Dockerfile under a configured build directory."""
+
+    context: str
+    #: the Dockerfile, relative to ``context``
+    dockerfile: str = "Dockerfile"
+    args: tuple[tuple[str, str], ...] = ()
+
+
+@frozen
+class DockerService:
+    """A container the daemon creates and runs (``/services/``, record kind ``docker_service``).
+
+    The record is the desired configuration plus what the daemon learned making it
+    (``container_id``, ``address``).  ``phase`` is ``ready`` except while an operation
+    is in flight; an operation interrupted (the daemon died) is finished or undone by
+    the reconciler, which also uses ``previous`` (the record before an update, codec
+    JSON) to roll an interrupted update back.  Ports of ``previous`` stay reserved
+    until the update ends, so a rollback always finds them free.
+    """
+
+    name: str
+    #: the image run; for builds the tag the build produces
+    image: str
+    build: ImageBuild | None = None
+    command: tuple[str, ...] | None = None
+    entrypoint: tuple[str, ...] | None = None
+    environment: tuple[tuple[str, str], ...] = ()
+    volumes: tuple[VolumeMount, ...] = ()
+    network_mode: NetworkMode = "bridge"
+    #: networks joined besides the default one (bridge mode only)
+    networks: tuple[str, ...] = ()
+    labels: tuple[tuple[str, str], ...] = ()
+    #: bytes
+    memory_limit: int = 512 * 1024 * 1024
+    #: CPUs (1.0 = one core)
+    cpu_limit: float = 1.0
+    restart_policy: RestartPolicy = "unless-stopped"
+    #: with "on-failure": give up after this many restarts (0 = never give up)
+    restart_max_retries: int = 0
+    healthcheck: HealthCheck | None = None
+    user: str | None = None
+    read_only: bool = False
+    cap_drop: tuple[str, ...] = ()
+    cap_add: tuple[str, ...] = ()
+    #: the port proxies, routes and ``address`` reach the service on
+    internal_port: int | None = None
+    ports: tuple[ServicePort, ...] = ()
+    desired_state: DesiredState = "running"
+    phase: ServicePhase = "creating"
+    #: incremented by every create or update; containers carry it as a label
+    generation: int = 1
+    container_id: str | None = None
+    #: the IP the daemon reaches the container at (127.0.0.1 with host networking);
+    #: None while unknown (no container, or not running on a bridge)
+    ip: str | None = None
+    #: hostnames of the proxies made for this service (their targets follow ``address``)
+    proxies: tuple[str, ...] = ()
+    #: during an update: the record before it (codec JSON), for the rollback
+    previous: str | None = field(default=None, repr=False)
+    owner: str = ADMIN_TOKEN_NAME
+    created_at: float = 0.0
+    updated_at: float = 0.0
+
+    @property
+    def address(self) -> str | None:
+        """``ip:internal_port``, where proxies and routes reach the service; None if unknown."""
+        if self.ip is None or self.internal_port is None:
+            return None
+        shown = f"[{self.ip}]" if ":" in self.ip else self.ip
+        return f"{shown}:{self.internal_port}"
+
+    @property
+    def upstream_url(self) -> str | None:
+        """``http://<address>``, what proxies and routes forward to; None while unknown."""
+        return None if self.address is None else f"http://{self.address}"
+
+
+@frozen
 class AuthRule:
     """An admin API endpoint auth rule (``/auth/endpoints``): who may call matching paths.
 
@@ -352,6 +488,7 @@ class Snapshot:
     certificates: dict[str, Certificate] = field(factory=dict)
     tokens: dict[str, ApiToken] = field(factory=dict)
     services: dict[str, ExternalService] = field(factory=dict)
+    docker_services: dict[str, DockerService] = field(factory=dict)
     auth_rules: dict[str, AuthRule] = field(factory=dict)
     oauth_revocations: dict[str, OAuthRevocation] = field(factory=dict)
     oauth_signing_keys: dict[str, OAuthSigningKey] = field(factory=dict)

@@ -19,6 +19,7 @@ from oauthproxy.model import (
     ApiToken,
     AuthRule,
     Certificate,
+    DockerService,
     ExternalService,
     OAuthRevocation,
     OAuthSigningKey,
@@ -34,6 +35,7 @@ Record = (
     | Certificate
     | ApiToken
     | ExternalService
+    | DockerService
     | AuthRule
     | OAuthRevocation
     | OAuthSigningKey
@@ -46,6 +48,7 @@ RECORD_TYPES: dict[str, type[Record]] = {
     "certificate": Certificate,
     "token": ApiToken,
     "service": ExternalService,
+    "docker_service": DockerService,
     "auth_rule": AuthRule,
     "oauth_revocation": OAuthRevocation,
     "oauth_signing_key": OAuthSigningKey,
@@ -58,6 +61,7 @@ KEY_FIELDS: dict[str, str] = {
     "certificate": "cert_name",
     "token": "name",
     "service": "name",
+    "docker_service": "name",
     "auth_rule": "config_id",
     "oauth_revocation": "jti",
     "oauth_signing_key": "kid",

@@ -12,6 +12,9 @@ scheme::
     <p>lock:<name>           string the fencing token of the current holder, with an expiry
     <p>fence:<name>          string counter handing out fencing tokens (never expires)
     <p>acme_accounts         hash   ACME directory URL -> encrypted account key PEM
+    <p>ports                 hash   ``tcp/14000/127.0.0.1`` -> ``service/port name``: the host
+                                    ports Docker services hold (written with their records)
+    <p>deployment            string this deployment's id (labels its Docker containers)
     <p>oauth:...             OAuth server state (see :mod:`oauthproxy.storage.oauth`)
 """
 
@@ -28,6 +31,7 @@ RECORD_KINDS = (
     "certificate",
     "token",
     "service",
+    "docker_service",
     "auth_rule",
     "oauth_revocation",
     "oauth_signing_key",
@@ -86,6 +90,16 @@ class Keys:
     def fence(self, name: str) -> str:
         """The counter of fencing tokens for lock ``name``."""
         return f"{self.prefix}fence:{name}"
+
+    @property
+    def ports(self) -> str:
+        """The hash of host ports reserved by Docker services."""
+        return f"{self.prefix}ports"
+
+    @property
+    def deployment(self) -> str:
+        """The id of this deployment (shared by every daemon on this Redis)."""
+        return f"{self.prefix}deployment"
 
     @property
     def acme_accounts(self) -> str:

@@ -44,6 +44,7 @@ SNAPSHOT_FIELDS = {
     "certificate": "certificates",
     "token": "tokens",
     "service": "services",
+    "docker_service": "docker_services",
     "auth_rule": "auth_rules",
     "oauth_revocation": "oauth_revocations",
     "oauth_signing_key": "oauth_signing_keys",
@@ -223,6 +224,7 @@ class Mirror(Service):
             certificates={c.cert_name: c for c in await self._wait(storage.certificates.list())},
             tokens={t.name: t for t in await self._wait(storage.tokens.list())},
             services={s.name: s for s in await self._wait(storage.services.list())},
+            docker_services={s.name: s for s in await self._wait(storage.docker_services.list())},
             auth_rules={a.config_id: a for a in await self._wait(storage.auth_rules.list())},
             oauth_revocations={
                 r.jti: r for r in await self._wait(storage.oauth.revocations.list())

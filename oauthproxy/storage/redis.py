@@ -18,6 +18,7 @@ from oauthproxy.model import (
     ApiToken,
     AuthRule,
     Certificate,
+    DockerService,
     Event,
     ExternalService,
     Proxy,
@@ -28,6 +29,7 @@ from oauthproxy.storage.codec import decode, encode
 from oauthproxy.storage.connection import RedisConnection
 from oauthproxy.storage.coordination import RedisAccountKeyStore, RedisChallengeStore, RedisLocks
 from oauthproxy.storage.crypto import SecretBox, open_certificate
+from oauthproxy.storage.docker_services import RedisDockerServiceStore
 from oauthproxy.storage.events import (
     NO_EVENT_ID,
     READ_COUNT,
@@ -127,6 +129,7 @@ class RedisStorage:
     certificates: RedisCertificateStore
     tokens: RedisTokenStore
     services: RedisServiceStore
+    docker_services: RedisDockerServiceStore
     events: RedisEventLog
     challenges: RedisChallengeStore
     locks: RedisLocks
@@ -171,6 +174,9 @@ def connect_storage(
         ),
         tokens=RedisTokenStore(connection, keys, "token", ApiToken, stream_maxlen),
         services=RedisServiceStore(connection, keys, "service", ExternalService, stream_maxlen),
+        docker_services=RedisDockerServiceStore(
+            connection, keys, "docker_service", DockerService, stream_maxlen
+        ),
         events=RedisEventLog(connection, keys, secret_box),
         challenges=RedisChallengeStore(connection, keys),
         locks=RedisLocks(connection, keys),

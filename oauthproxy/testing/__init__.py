@@ -16,8 +16,17 @@ from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
 from oauthproxy.interfaces import IStorage
-from oauthproxy.model import ApiToken, AuthRule, Certificate, ExternalService, Proxy, Route
+from oauthproxy.model import (
+    ApiToken,
+    AuthRule,
+    Certificate,
+    DockerService,
+    ExternalService,
+    Proxy,
+    Route,
+)
 from oauthproxy.storage.events import STREAM_MAXLEN
+from oauthproxy.testing.containers import MemoryDockerServiceStore, MemoryRuntime
 from oauthproxy.testing.memory import (
     MemoryAccountKeyStore,
     MemoryAuthRuleStore,
@@ -48,6 +57,7 @@ class MemoryStorage:
         self.certificates = MemoryCertificateStore(self.state, "certificate", Certificate)
         self.tokens = MemoryTokenStore(self.state, "token", ApiToken)
         self.services = MemoryServiceStore(self.state, "service", ExternalService)
+        self.docker_services = MemoryDockerServiceStore(self.state, "docker_service", DockerService)
         self.events = MemoryEventLog(self.state)
         self.challenges = MemoryChallengeStore(self.state)
         self.locks = MemoryLocks(self.state)
@@ -76,6 +86,7 @@ __all__ = [
     "MemoryAuthRuleStore",
     "MemoryCertificateStore",
     "MemoryChallengeStore",
+    "MemoryDockerServiceStore",
     "MemoryEventLog",
     "MemoryLocks",
     "MemoryOAuthStore",
@@ -83,6 +94,7 @@ __all__ = [
     "MemoryRecordStore",
     "MemoryRequestLogStore",
     "MemoryRouteStore",
+    "MemoryRuntime",
     "MemoryServiceStore",
     "MemoryState",
     "MemoryStorage",

@@ -78,6 +78,9 @@ class MemoryState:
     locks: dict[str, tuple[int, float]] = field(factory=dict)
     fences: dict[str, int] = field(factory=dict)
     accounts: dict[str, str] = field(factory=dict)
+    #: host ports of Docker services: ``tcp/14000/127.0.0.1`` -> ``service/port name``
+    ports: dict[str, str] = field(factory=dict)
+    deployment: str | None = None
 
     def check(self) -> None:
         """Raise StorageUnavailable while the store is switched off."""

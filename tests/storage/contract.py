@@ -22,6 +22,7 @@ from oauthproxy.interfaces import (
     IAuthRuleStore,
     ICertificateStore,
     IChallengeStore,
+    IDockerServiceStore,
     IEventLog,
     ILocks,
     IProxyStore,
@@ -34,14 +35,17 @@ from oauthproxy.model import (
     ApiToken,
     AuthRule,
     Certificate,
+    DockerService,
     Event,
     ExternalService,
     Proxy,
     ProxyAuth,
     Route,
     RouteAuth,
+    ServicePort,
+    VolumeMount,
 )
-from oauthproxy.storage.codec import Record, decode_record, record_key
+from oauthproxy.storage.codec import Record, decode_record, encode, record_key
 from oauthproxy.storage.events import EventsTrimmed
 
 R = TypeVar("R", bound=Record)
@@ -230,6 +234,117 @@ class ServiceStoreContract(_RecordStoreContract[ExternalService]):
     def make(self, key: str, variant: int = 0) -> ExternalService:
         """An external service."""
         return ExternalService(name=key, target_url=f"http://svc-{variant}", description="d")
+
+
+def _web(name: str, *ports: ServicePort, previous: DockerService | None = None) -> DockerService:
+    """A Docker service holding ``ports`` (during an update, also ``previous``'s)."""
+    return DockerService(
+        name=name,
+        image="local/busybox:1",
+        ports=ports,
+        previous=None if previous is None else encode(previous),
+    )
+
+
+class DockerServiceStoreContract(_RecordStoreContract[DockerService]):
+    """IDockerServiceStore: records, and their host ports reserved with every write."""
+
+    kind = "docker_service"
+    key_field = "name"
+
+    def store(self) -> Any:
+        """The Docker service store."""
+        return self.storage.docker_services
+
+    def make(self, key: str, variant: int = 0) -> DockerService:
+        """A service with nested ports, mounts and a port token digest."""
+        return DockerService(
+            name=key,
+            image="local/busybox:1",
+            command=("httpd", "-f", "-p", str(8000 + variant)),
+            environment=(("A", str(variant)),),
+            volumes=(VolumeMount("data", "/data"),),
+            ports=(
+                ServicePort("http", 20000 + variant, 80, token_hash="ab" * 32),
+                ServicePort("dns", 20053, 53, "0.0.0.0", "udp", allowed_networks=("10.0.0.0/8",)),
+            )
+            if key == "a1"
+            else (),
+        )
+
+    async def reserved(self) -> set[tuple[str, int, str, str]]:
+        """Every reservation as (protocol, port, bind, holder)."""
+        return {(r.protocol, r.port, r.bind, r.holder) for r in await self.store().reservations()}
+
+    async def test_a_write_reserves_the_ports_of_the_record(self) -> None:
+        """Creating a service reserves its ports; updating moves them; deleting frees them."""
+        await self.store().create(_web("web", ServicePort("http", 14000, 80)))
+        self.assertEqual(await self.reserved(), {("tcp", 14000, "127.0.0.1", "web/http")})
+        await self.store().update(_web("web", ServicePort("http", 14001, 80)))
+        self.assertEqual(await self.reserved(), {("tcp", 14001, "127.0.0.1", "web/http")})
+        await self.store().delete("web")
+        self.assertEqual(await self.reserved(), set())
+
+    async def test_a_port_another_service_holds_refuses_the_write(self) -> None:
+        """Conflict naming the port and its holder (field ``ports``); nothing is written."""
+        await self.store().create(_web("one", ServicePort("http", 14000, 80, "0.0.0.0")))
+        start = await self.storage.events.last_id()
+        with self.assertRaises(Conflict) as raised:
+            await self.store().create(_web("two", ServicePort("web", 14000, 80)))
+        self.assertEqual(raised.exception.field, "ports")
+        self.assertIn("14000", raised.exception.detail)
+        self.assertIn("one/http", raised.exception.detail)
+        self.assertIsNone(await self.store().get("two"))
+        self.assertEqual(await self.events_since(start), [])
+        self.assertEqual(await self.reserved(), {("tcp", 14000, "0.0.0.0", "one/http")})
+
+    async def test_an_update_that_clashes_keeps_the_old_reservations(self) -> None:
+        """A refused update leaves the record and its ports as they were."""
+        await self.store().create(_web("one", ServicePort("http", 14000, 80)))
+        await self.store().create(_web("two", ServicePort("http", 14001, 80)))
+        with self.assertRaises(Conflict):
+            await self.store().update(_web("two", ServicePort("http", 14000, 80)))
+        self.assertIn(("tcp", 14001, "127.0.0.1", "two/http"), await self.reserved())
+        self.assertEqual((await self.store().get("two")).ports[0].host, 14001)
+
+    async def test_addresses_that_do_not_overlap_share_a_port(self) -> None:
+        """127.0.0.1:14000 and 127.0.0.2:14000 are two ports; TCP and UDP too."""
+        await self.store().create(_web("one", ServicePort("http", 14000, 80)))
+        await self.store().create(_web("two", ServicePort("http", 14000, 80, "127.0.0.2")))
+        await self.store().create(_web("three", ServicePort("dns", 14000, 53, "0.0.0.0", "udp")))
+        self.assertEqual(len(await self.reserved()), 3)
+
+    async def test_an_update_in_flight_holds_old_and_new_ports(self) -> None:
+        """While ``previous`` is set, the previous record's ports stay reserved for a rollback."""
+        old = _web("web", ServicePort("http", 14000, 80))
+        await self.store().create(old)
+        await self.store().update(_web("web", ServicePort("http", 14001, 80), previous=old))
+        self.assertEqual({port for _, port, _, _ in await self.reserved()}, {14000, 14001})
+        with self.assertRaises(Conflict):
+            await self.store().create(_web("other", ServicePort("http", 14000, 80)))
+        await self.store().update(_web("web", ServicePort("http", 14001, 80)))
+        self.assertEqual({port for _, port, _, _ in await self.reserved()}, {14001})
+
+    async def test_racing_creates_for_one_port_have_one_winner(self) -> None:
+        """Of many services wanting one port at once, exactly one holds it."""
+        attempts = [
+            self.store().create(_web(f"s{i}", ServicePort("http", 14000, 80))) for i in range(8)
+        ]
+        won = lost = 0
+        for attempt in attempts:
+            try:
+                await attempt
+                won += 1
+            except Conflict:
+                lost += 1
+        self.assertEqual((won, lost), (1, 7))
+        self.assertEqual(len(await self.reserved()), 1)
+
+    async def test_the_deployment_id_is_made_once(self) -> None:
+        """Every caller gets the same deployment id."""
+        first = await self.store().deployment()
+        self.assertTrue(first)
+        self.assertEqual(await self.store().deployment(), first)
 
 
 class AuthRuleStoreContract(_RecordStoreContract[AuthRule]):
@@ -506,6 +621,7 @@ class PingContract(StorageBackend):
             ("certificates", ICertificateStore),
             ("tokens", ITokenStore),
             ("services", IServiceStore),
+            ("docker_services", IDockerServiceStore),
             ("events", IEventLog),
             ("challenges", IChallengeStore),
             ("locks", ILocks),
@@ -524,6 +640,7 @@ ALL_CONTRACTS: tuple[type[StorageBackend], ...] = (
     ProxyStoreContract,
     RouteStoreContract,
     ServiceStoreContract,
+    DockerServiceStoreContract,
     CertificateStoreContract,
     TokenStoreContract,
     EventLogContract,

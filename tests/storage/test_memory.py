@@ -44,6 +44,10 @@ class MemoryServiceStoreTests(MemoryBackend, contract.ServiceStoreContract):
     """IServiceStore contract on MemoryStorage."""
 
 
+class MemoryDockerServiceStoreTests(MemoryBackend, contract.DockerServiceStoreContract):
+    """IDockerServiceStore contract on MemoryStorage."""
+
+
 class MemoryAuthRuleStoreTests(MemoryBackend, contract.AuthRuleStoreContract):
     """IAuthRuleStore contract on MemoryStorage."""
 

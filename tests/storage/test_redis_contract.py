@@ -65,6 +65,10 @@ class RedisServiceStoreTests(RedisBackend, contract.ServiceStoreContract):
     """IServiceStore contract on Redis."""
 
 
+class RedisDockerServiceStoreTests(RedisBackend, contract.DockerServiceStoreContract):
+    """IDockerServiceStore contract on Redis."""
+
+
 class RedisAuthRuleStoreTests(RedisBackend, contract.AuthRuleStoreContract):
     """IAuthRuleStore contract on Redis."""
 
