@@ -9,8 +9,8 @@ together (through :func:`compose`).  The startup order matters and lives in
 3. the admin-token bootstrap (printed once on first start);
 4. the mirror (snapshot + event tail) the data plane reads;
 5. the components built on storage and the mirror (:func:`compose`): their
-   services start (certificate map, ACME issuing service), then their listeners
-   open: the admin API, then the gateway's (:func:`build_gateway`).
+   services start (certificate map, ACME issuing service, the Docker reconciler),
+   then their listeners open: the admin API, then the gateway's (:func:`build_gateway`).
 
 SIGTERM runs it backwards: stop listening, drain open requests (bounded by
 ``drain_timeout``), stop the components' services and run their cleanups, stop
@@ -36,7 +36,15 @@ from oauthproxy.acme.responder import ChallengeResource
 from oauthproxy.acme.service import IssuingService, make_issuing_service
 from oauthproxy.admin.access import NoAccessTokens
 from oauthproxy.admin.api import AdminAPI
+from oauthproxy.admin.docker_services import DockerWiring
 from oauthproxy.config import Config, load_config, process_environment, read_dotenv
+from oauthproxy.containers.allocator import PortAllocator, bind_probe, no_probe
+from oauthproxy.containers.engine import DockerEngine
+from oauthproxy.containers.guarded import GuardedPorts
+from oauthproxy.containers.lifecycle import ServiceLifecycle
+from oauthproxy.containers.reconciler import Reconciler
+from oauthproxy.containers.rules import DockerRules
+from oauthproxy.containers.runtime import DisabledRuntime
 from oauthproxy.daemon import Daemon, Listener
 from oauthproxy.errors import ConfigError
 from oauthproxy.gateway.forward import Forwarder
@@ -162,6 +170,73 @@ def build_gateway(
     return Gateway(table, forwarder, site, service, listeners)
 
 
+@define(eq=False)
+class Containers:
+    """Docker services: the engine (thread pools), the lifecycle, guarded ports, reconciler."""
+
+    #: None when Docker services are turned off (``OAUTHPROXY_DOCKER=off``)
+    engine: DockerEngine | None
+    lifecycle: ServiceLifecycle
+    ports: GuardedPorts
+    reconciler: Reconciler
+    wiring: DockerWiring
+
+    def start(self, parent: MultiService) -> None:
+        """Start the thread pools and put the reconciler under ``parent`` (unless turned off)."""
+        if self.engine is not None:
+            self.engine.open()
+            self.reconciler.setServiceParent(parent)  # type: ignore[no-untyped-call]
+
+    def close(self) -> defer.Deferred[None]:
+        """Stop the Docker thread pools and the guarded ports' upstream connections."""
+        if self.engine is not None:
+            self.engine.close()
+        return self.ports.forwarder.close()
+
+
+def build_containers(
+    config: Config,
+    reactor: Any,
+    storage: Any,
+    snapshots: Any,
+    record: Callable[[Any], None] | None = None,
+    access_log: Callable[[Any], None] | None = None,
+) -> Containers:
+    """Docker services on ``DOCKER_HOST`` (Docker need not be there: calls then answer 503).
+
+    ``record`` and ``access_log`` are the request log's sinks for the guarded ports.
+    With ``OAUTHPROXY_DOCKER=off`` Docker is never contacted and the endpoints say so.
+    """
+    engine = None
+    runtime: Any = DisabledRuntime()
+    if config.docker_enabled:
+        runtime = engine = DockerEngine(
+            reactor,
+            host=config.docker_host,
+            version=config.docker_api_version,
+            timeout=config.docker_timeout,
+            cert_path=config.docker_cert_path,
+        )
+    rules = DockerRules.from_config(config)
+    # a bind test on this host says something only when Docker runs on this host
+    probe = bind_probe if config.docker_host.startswith("unix://") else no_probe
+    allocator = PortAllocator(storage.docker_services, rules.ports, probe)
+    lifecycle = ServiceLifecycle(
+        storage, runtime, rules, reactor, allocator, lock_ttl=config.docker_lock_ttl
+    )
+    ports = GuardedPorts(reactor, config, Forwarder(reactor), record, access_log)
+    reconciler = Reconciler(
+        lifecycle,
+        snapshots,
+        ports,
+        reactor,
+        interval=config.docker_reconcile_interval,
+        lock_ttl=config.docker_lock_ttl,
+    )
+    wiring = DockerWiring(lifecycle, reconciler.run_pass, config.base_domain)
+    return Containers(engine, lifecycle, ports, reconciler, wiring)
+
+
 def admin_listener(
     config: Config,
     reactor: Any,
@@ -171,10 +246,19 @@ def admin_listener(
     issuing: IssuingService | None = None,
     oauth: OAuthWiring | None = None,
     daemon: Daemon | None = None,
+    docker: DockerWiring | None = None,
 ) -> list[Listener]:
     """The admin API (Klein) on ``config.api_endpoint``, with the OAuth server once built."""
     verifier = NoAccessTokens() if oauth is None else oauth.access_tokens or NoAccessTokens()
-    api = AdminAPI(storage, snapshots, reactor, health, issuing=issuing, access_tokens=verifier)
+    api = AdminAPI(
+        storage,
+        snapshots,
+        reactor,
+        health,
+        issuing=issuing,
+        access_tokens=verifier,
+        docker=docker,
+    )
     site = api.site() if config.api_endpoint is not None else None
     if oauth is not None and daemon is not None:
         start_oauth_server(oauth, config, reactor, storage, snapshots, api, site, daemon.services)
@@ -193,11 +277,11 @@ def compose(daemon: Daemon) -> list[Listener]:
     """
     config, reactor, storage, mirror = daemon.config, daemon.reactor, daemon.storage, daemon.mirror
     assert storage is not None and mirror is not None, "compose runs after storage and mirror"
-    access_log = None
+    access_log = record = None
     if config.request_log:
         writer = RequestLogWriter(storage.request_log, reactor)
         writer.setServiceParent(daemon.services)  # type: ignore[no-untyped-call]
-        access_log = writer.access_log
+        access_log, record = writer.access_log, writer.record
     gateway = build_gateway(config, reactor, storage, mirror, access_log=access_log)
     for service in gateway.services():
         service.setServiceParent(daemon.services)  # type: ignore[no-untyped-call]
@@ -210,8 +294,11 @@ def compose(daemon: Daemon) -> list[Listener]:
     # the gateway's one hook (GatewayResource.render) asks the guard before forwarding
     gateway.site.resource.guard = oauth.guard
     daemon.cleanups.append(oauth.close)
+    containers = build_containers(config, reactor, storage, mirror, record, access_log)
+    containers.start(daemon.services)
+    daemon.cleanups.append(containers.close)
     listeners = admin_listener(
-        config, reactor, storage, mirror, daemon.health, issuing, oauth, daemon
+        config, reactor, storage, mirror, daemon.health, issuing, oauth, daemon, containers.wiring
     )
     return listeners + gateway.listeners
 

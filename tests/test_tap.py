@@ -97,12 +97,17 @@ def make_daemon(
     announced: list[str],
     http_endpoint: str | None = None,
 ) -> Daemon:
-    """A Daemon over the in-memory store composed by ``tap.compose``; listeners are recorded."""
+    """A Daemon over the in-memory store composed by ``tap.compose``; listeners are recorded.
+
+    Docker services are off: their threads cannot run on a memory reactor (the real
+    daemon composes them in ``tests/integration/test_containers_daemon.py``).
+    """
     config = Config(
         http_endpoint=http_endpoint,
         https_endpoint=None,
         api_endpoint=API,
         redis_url="redis://127.0.0.1",
+        docker_enabled=False,
     )
     return Daemon(
         config,

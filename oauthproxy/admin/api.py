@@ -35,6 +35,7 @@ from oauthproxy.admin.access import Authenticator, NoAccessTokens
 from oauthproxy.admin.auth_config import ProxyAuthResource, RouteAuthResource
 from oauthproxy.admin.auth_rules import AuthRuleResource
 from oauthproxy.admin.certificates import CertificateResource
+from oauthproxy.admin.docker_services import DockerServiceResource, DockerWiring
 from oauthproxy.admin.docs import DocsResource
 from oauthproxy.admin.endpoint import ApiContext, endpoints_of
 from oauthproxy.admin.errors import MalformedRequest, MethodNotAllowed, render_error
@@ -47,6 +48,7 @@ from oauthproxy.admin.proxies import ProxyResource
 from oauthproxy.admin.proxy_oauth import ProxyOAuthResource
 from oauthproxy.admin.proxy_routes import ProxyRouteResource
 from oauthproxy.admin.routes import RouteResource
+from oauthproxy.admin.service_ports import ServicePortResource
 from oauthproxy.admin.services import ServiceResource
 from oauthproxy.admin.tokens import TokenResource
 from oauthproxy.admin.ui import UIResource
@@ -122,6 +124,8 @@ class AdminAPI:
     access_tokens: IAccessTokenVerifier = field(factory=NoAccessTokens)
     #: orders certificates for ``/certificates/``; None = those endpoints answer 503
     issuing: IssuingService | None = None
+    #: Docker services (``/services/``, ``/ports/``); None = those endpoints are not mounted
+    docker: DockerWiring | None = None
     context: ApiContext = field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -139,6 +143,14 @@ class AdminAPI:
 
     def resources(self) -> list[object]:
         """The resource classes built from this API's own dependencies."""
+        docker: list[object] = []
+        if self.docker is not None:
+            # after the external services (``/services/external/``) and ports before
+            # services (``/services/ports/...``): the first resource routing a path serves it
+            docker = [
+                ServicePortResource(self.context, self.storage, self.clock, self.docker),
+                DockerServiceResource(self.context, self.storage, self.clock, self.docker),
+            ]
         return [
             HealthResource(self.context, self.snapshots, self.health),
             TokenResource(self.context, self.storage, self.clock),
@@ -153,6 +165,7 @@ class AdminAPI:
             ProxyOAuthResource(self.context, self.storage, self.clock),
             RouteResource(self.context, self.storage, self.clock),
             ServiceResource(self.context, self.storage, self.clock),
+            *docker,
             CertificateResource(self.context, self.storage, self.clock, self.issuing),
             LogResource(self.context, self.storage.request_log, self.clock),
         ]

@@ -21,7 +21,9 @@ parameters are parsed and validated, the body is checked (``application/json``,
 size limit, closed and bounded schema) and every failure becomes the JSON error of
 :mod:`oauthproxy.admin.errors`.  The handler receives a :class:`Call` with the
 validated data and the :class:`~oauthproxy.admin.access.Principal`, and returns a
-JSON value (sent with the first declared status) or a :class:`Reply`.
+JSON value (sent with the first declared status) or a :class:`Reply` — or, for an
+endpoint declared with ``stream`` (a media type), a :class:`Stream` that writes the
+body piece by piece once the status and headers are out (log follows).
 :mod:`oauthproxy.admin.openapi` reads the same :class:`Endpoint` declarations.
 
 Building blocks for handlers: :mod:`~oauthproxy.admin.schema` (builders),
@@ -35,7 +37,7 @@ from __future__ import annotations
 
 import inspect
 import re
-from collections.abc import Callable, Coroutine, Mapping
+from collections.abc import Awaitable, Callable, Coroutine, Mapping
 from http import HTTPStatus
 from typing import Any, Protocol, TypeVar
 
@@ -43,6 +45,7 @@ from attrs import define, field, frozen
 from jsonschema import Draft202012Validator
 from klein import Klein
 from twisted.internet.defer import CancelledError
+from twisted.logger import Logger
 from twisted.web.server import Request
 
 from oauthproxy.admin.access import AuthRequirement, Principal
@@ -58,6 +61,7 @@ _SCALARS = frozenset({"string", "integer", "number", "boolean"})
 _METHODS = frozenset({"GET", "POST", "PUT", "PATCH", "DELETE"})
 #: longest path parameter: Twisted drops request lines over 16 KiB, whatever we declare
 MAX_PATH_PARAMETER = 255
+_log = Logger()
 
 
 class RequestAuthenticator(Protocol):
@@ -111,6 +115,17 @@ class Reply:
 
 
 @frozen
+class Stream:
+    """A handler result written piece by piece: ``run(request)`` writes, returns at the end.
+
+    Only for endpoints declared with ``stream``; status 200 and the declared media
+    type are sent first.  A failure once the body has begun can only end the body.
+    """
+
+    run: Callable[[Request], Awaitable[None]]
+
+
+@frozen
 class Endpoint:
     """The declaration of one operation: everything validation and OpenAPI need."""
 
@@ -130,6 +145,8 @@ class Endpoint:
     #: error statuses the handler itself raises (e.g. 409), for the document
     errors: tuple[int, ...] = ()
     description: str = ""
+    #: the media type of a streamed 200 body (the handler returns a :class:`Stream`)
+    stream: str | None = None
 
     @property
     def status(self) -> int:
@@ -157,6 +174,7 @@ def endpoint(
     errors: tuple[int, ...] = (),
     description: str = "",
     operation_id: str | None = None,
+    stream: str | None = None,
 ) -> Callable[[Handler[R]], Handler[R]]:
     """Declare, route and wrap one operation of a resource class (see the module docstring).
 
@@ -201,6 +219,7 @@ def endpoint(
             returns=dict(returns),
             errors=errors,
             description=description or inspect.getdoc(handler) or "",
+            stream=stream,
         )
         wrapper = _wrap(declaration, handler)
         app.route(
@@ -269,6 +288,8 @@ def _wrap(declared: Endpoint, handler: Handler[R]) -> Callable[..., Coroutine[An
                 request=request,
             )
             result = await handler(self, call)
+            if isinstance(result, Stream) and declared.stream is not None:
+                return await _stream(request, declared.stream, result)
             reply = result if isinstance(result, Reply) else Reply(declared.status, result)
             if self.api.check_responses:
                 _check_reply(declared, response_checks, reply)
@@ -289,6 +310,22 @@ def _wrap(declared: Endpoint, handler: Handler[R]) -> Callable[..., Coroutine[An
     route.__name__ = handler.__name__
     route.__qualname__ = handler.__qualname__
     return route
+
+
+async def _stream(request: Request, media_type: str, stream: Stream) -> bytes:
+    """Send 200 and the headers, then let ``stream`` write the body."""
+    request.setResponseCode(200)
+    request.responseHeaders.setRawHeaders(b"content-type", [media_type.encode("ascii")])
+    request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
+    request.responseHeaders.setRawHeaders(b"x-content-type-options", [b"nosniff"])
+    try:
+        await stream.run(request)
+    except CancelledError:
+        raise
+    except Exception:
+        # the status is out: all that is left is ending the body early
+        _log.failure("admin API: stream on {path} failed", path=request.path.decode("latin-1"))
+    return b""
 
 
 def _check_reply(

@@ -70,6 +70,7 @@ STATUS: tuple[tuple[type[errors.OAuthProxyError], int], ...] = (
     (MethodNotAllowed, 405),
     (errors.Conflict, 409),
     (errors.StorageUnavailable, 503),
+    (errors.Unavailable, 503),
     (InternalError, 500),
     (errors.ConfigError, 500),
     (errors.OAuthProxyError, 400),

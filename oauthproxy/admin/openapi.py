@@ -110,6 +110,8 @@ def _responses(declared: Endpoint) -> dict[str, Any]:
         response: dict[str, Any] = {"description": status_text(status)}
         if schema is not None:
             response["content"] = {"application/json": {"schema": schema}}
+        elif declared.stream is not None and status == declared.status:
+            response["content"] = {declared.stream: {"schema": {"type": "string"}}}
         responses[str(status)] = response
     errors = {500, 503, *declared.errors}
     if declared.auth != "none":

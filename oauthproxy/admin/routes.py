@@ -2,7 +2,7 @@
 
 A route matches a path (``prefix``, ``exact`` or ``regex``) and optionally
 methods; the gateway tries routes by priority (higher first, ties by route_id).
-Its target is a URL, a named external service, a local port or another proxy;
+Its target is a URL, a named (external or Docker) service, a local port or another proxy;
 names are checked when the route is written (422 for an unknown or invisible
 service or proxy).  Ownership: records belong to the creating token; only the
 admin token may create ``global`` routes, since those apply to every proxy —
@@ -26,7 +26,7 @@ from oauthproxy.admin.endpoint import ApiContext, Call, Reply, endpoint
 from oauthproxy.admin.listing import page_query, page_schema, paginate
 from oauthproxy.admin.proxies import ROUTE_ID, visible_proxy
 from oauthproxy.admin.schema import Schema, array, boolean, integer, nullable, number, obj, string
-from oauthproxy.admin.services import visible_service
+from oauthproxy.admin.services import target_service
 from oauthproxy.admin.validation import HOSTNAME, hostname, http_url, path_prefix, port_number
 from oauthproxy.admin.validation import regex as regex_pattern
 from oauthproxy.errors import Conflict, Forbidden, InvalidInput, NotFound
@@ -39,7 +39,7 @@ MAX_PATH = 1024
 MATCH_TYPE = string(enum=("prefix", "exact", "regex"))
 TARGET_TYPE = string(
     enum=("url", "service", "port", "proxy"),
-    description="url: an http(s) URL; service: an external service name; "
+    description="url: an http(s) URL; service: an external or Docker service name; "
     "port: a local port 1-65535; proxy: another proxy's hostname",
 )
 SCOPE = string(enum=("global", "proxy"), description="proxy: only for proxy_hostnames")
@@ -194,10 +194,10 @@ class RouteResource:
             return port_number(value, where)
         try:
             if route.target_type == "service":
-                return (await visible_service(self.storage, principal, value)).name
+                return await target_service(self.storage, principal, value)
             return (await visible_proxy(self.storage, principal, hostname(value, where))).hostname
         except NotFound:
-            kind = "external service" if route.target_type == "service" else "proxy"
+            kind = "external or Docker service" if route.target_type == "service" else "proxy"
             raise InvalidInput(f"no {kind} named {value!r}", field=where) from None
 
     async def _scope(self, route: Route, principal: Principal) -> tuple[str, ...]:

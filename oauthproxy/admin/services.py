@@ -21,7 +21,7 @@ from oauthproxy.admin.schema import Schema, number, obj, string
 from oauthproxy.admin.validation import NAME_PATTERN, URL, http_url
 from oauthproxy.errors import Conflict, NotFound
 from oauthproxy.interfaces import IStorage
-from oauthproxy.model import ExternalService
+from oauthproxy.model import DockerService, ExternalService
 
 TAGS = ("services",)
 SERVICE_NAME = string(
@@ -70,6 +70,23 @@ def service_json(service: ExternalService) -> dict[str, object]:
     }
 
 
+async def target_service(storage: IStorage, principal: Principal, name: str) -> str:
+    """The name of the external or Docker service a route may target; NotFound otherwise.
+
+    Both kinds share one namespace (a create refuses a name the other kind uses);
+    should both exist, the external service is the one routes reach.
+    """
+    external: ExternalService | None = await storage.services.get(name)
+    if external is not None:
+        require_access(principal, external.owner, f"external service {name!r}")
+        return external.name
+    docker: DockerService | None = await storage.docker_services.get(name)
+    if docker is None:
+        raise NotFound(f"no service {name!r}", field="name")
+    require_access(principal, docker.owner, f"Docker service {name!r}")
+    return docker.name
+
+
 async def visible_service(storage: IStorage, principal: Principal, name: str) -> ExternalService:
     """The service named ``name`` if ``principal`` may access it; NotFound otherwise."""
     what = f"external service {name!r}"
@@ -104,6 +121,12 @@ class ServiceResource:
         name = call.body["name"]
         if await self.storage.services.get(name) is not None:
             raise Conflict(f"an external service named {name!r} exists", field="/name")
+        if await self.storage.docker_services.get(name) is not None:
+            raise Conflict(
+                f"a Docker service is named {name!r}; external and Docker services share "
+                "names (routes target them by name)",
+                field="/name",
+            )
         now = self.clock.seconds()
         service = ExternalService(
             name=name,

@@ -20,8 +20,10 @@ Routes: enabled ones apply if global or scoped to the proxy, filtered by the pro
 ``none``), tried by priority (higher first) then ``route_id``.  ``prefix`` is a plain
 ``startswith`` on the canonical path, ``exact`` is equality, ``regex`` is ``re.match``
 (anchored at the start).  The query string never takes part (ATK-11).  Targets: ``url``, a
-named ``service``, a local ``port`` (``http://127.0.0.1:<port>``) or another ``proxy``'s
-target; the upstream's base path is prepended to the request path.
+named ``service`` (an external service, else a Docker service's address: its IP and
+``internal_port``; the two kinds share one namespace, and should both somehow carry a name
+the external service wins), a local ``port`` (``http://127.0.0.1:<port>``) or another
+``proxy``'s target; the upstream's base path is prepended to the request path.
 """
 
 from __future__ import annotations
@@ -205,9 +207,17 @@ def _route_upstream(route: Route, proxy: Proxy, snapshot: Snapshot) -> tuple[Ups
             return parse_upstream(f"http://127.0.0.1:{port}", proxy), ""
         if kind == "service":
             service = snapshot.services.get(value)
-            if service is None:
+            if service is not None:
+                return parse_upstream(service.target_url, proxy), ""
+            docker = snapshot.docker_services.get(value)
+            if docker is None:
                 return None, f"route {route.route_id}: no service named {value!r}"
-            return parse_upstream(service.target_url, proxy), ""
+            if docker.upstream_url is None:
+                return None, (
+                    f"route {route.route_id}: Docker service {value!r} has no address "
+                    "(not running, or no internal_port)"
+                )
+            return parse_upstream(docker.upstream_url, proxy), ""
         other = snapshot.proxies.get(value.lower())
         if other is None:
             return None, f"route {route.route_id}: no proxy named {value!r}"

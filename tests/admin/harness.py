@@ -208,7 +208,12 @@ class Harness:
         if self._document is None:
             self._document = self.call("GET", "/openapi.json").json()
         route = urlsplit(path).path
-        for template, item in self._document["paths"].items():
+        paths = self._document["paths"]
+        # as OpenAPI says: a concrete path is matched before templated ones
+        concrete = route in paths and method.lower() in paths[route]
+        for template, item in paths.items():
+            if concrete and template != route:
+                continue
             pattern = re.sub(r"\\{[a-z_]+\\}", "[^/]+", re.escape(template))
             if re.fullmatch(pattern, route) is None or method.lower() not in item:
                 continue

@@ -7,7 +7,7 @@ from typing import Any
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from oauthproxy.model import ExternalService, Proxy, Route
+from oauthproxy.model import DockerService, ExternalService, Proxy, Route
 from tests.admin.harness import Answer, Harness
 
 
@@ -161,6 +161,14 @@ class TargetTests(RouteTestCase):
         answer = create_route(
             self.h, self.h.admin_token, target_type="service", target_value="a-svc"
         )
+        self.assertEqual(answer.status, 201, answer.body)
+
+    def test_service_target_may_name_a_docker_service(self) -> None:
+        """A Docker service is a service target too (one namespace with external ones)."""
+        self.successResultOf(
+            self.h.storage.docker_services.create(DockerService("app", "i:1", phase="ready"))
+        )
+        answer = create_route(self.h, self.h.admin_token, target_type="service", target_value="app")
         self.assertEqual(answer.status, 201, answer.body)
 
     def test_proxy_target_must_exist_and_is_lower_cased(self) -> None:

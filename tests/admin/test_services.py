@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from twisted.trial.unittest import SynchronousTestCase
 
-from oauthproxy.model import ExternalService, Route
+from oauthproxy.model import DockerService, ExternalService, Route
 from tests.admin.harness import Answer, Harness
 
 
@@ -44,6 +44,15 @@ class CreateTests(SynchronousTestCase):
         register(self.h, self.h.admin_token, "backend-api")
         answer = register(self.h, self.h.admin_token, "backend-api")
         self.h.assert_error(answer, 409, "conflict", "/name")
+
+    def test_a_docker_services_name_is_taken(self) -> None:
+        """External and Docker services share names (routes target them by name): 409."""
+        self.h.test.successResultOf(
+            self.h.storage.docker_services.create(DockerService("web", "i:1"))
+        )
+        answer = register(self.h, self.h.admin_token, "web")
+        error = self.h.assert_error(answer, 409, "conflict", "/name")
+        self.assertIn("Docker service", error["detail"])
 
     def test_invalid_url_is_named(self) -> None:
         """A target that is no http(s) URL is 422 /target_url."""

@@ -19,7 +19,7 @@ from oauthproxy.gateway.routing import (
     Unavailable,
     normalize_host,
 )
-from oauthproxy.model import ExternalService, Proxy, Route, Snapshot
+from oauthproxy.model import DockerService, ExternalService, Proxy, Route, Snapshot
 
 WEB = Proxy(hostname="web.example", target_url="http://10.0.0.1:8080/base/")
 PLAIN = Proxy(hostname="plain.example", target_url="http://10.0.0.2", enable_https=False)
@@ -31,6 +31,11 @@ def table(*routes: Route, proxies: tuple[Proxy, ...] = (WEB, PLAIN), **kw: objec
         proxies={p.hostname: p for p in proxies},
         routes={r.route_id: r for r in routes},
         services={"api": ExternalService(name="api", target_url="https://api.internal:8443")},
+        docker_services={
+            "app": DockerService("app", "i:1", internal_port=3000, ip="10.9.0.7", phase="ready"),
+            "down": DockerService("down", "i:1", internal_port=3000, phase="ready"),
+            "api": DockerService("api", "i:1", internal_port=1, ip="10.9.0.8", phase="ready"),
+        },
     )
     return RoutingTable.from_snapshot(snap, **kw)  # type: ignore[arg-type]
 
@@ -172,6 +177,27 @@ class RouteTests(SynchronousTestCase):
         self.assertEqual(
             (upstream.scheme, upstream.host, upstream.port), ("https", "api.internal", 8443)
         )
+
+    def test_service_target_reaches_a_docker_service(self) -> None:
+        """A Docker service is reached at its container's address and internal port."""
+        r = Route("r", "/", "service", "app")
+        upstream = forward(table(r).decide(b"web.example", b"/x", "GET", "https")).upstream
+        self.assertEqual(
+            (upstream.scheme, upstream.host, upstream.port), ("http", "10.9.0.7", 3000)
+        )
+
+    def test_a_docker_service_without_address_is_unavailable(self) -> None:
+        """A stopped Docker service (no address) answers 502 naming it."""
+        r = Route("r", "/", "service", "down")
+        outcome = table(r).decide(b"web.example", b"/", "GET", "https")
+        assert isinstance(outcome, Unavailable)
+        self.assertIn("'down'", outcome.reason)
+
+    def test_an_external_service_wins_a_name_clash(self) -> None:
+        """Should both kinds carry a name, the external service is the target."""
+        r = Route("r", "/", "service", "api")
+        upstream = forward(table(r).decide(b"web.example", b"/", "GET", "https")).upstream
+        self.assertEqual(upstream.host, "api.internal")
 
     def test_missing_service_is_unavailable(self) -> None:
         """A route to an unknown service answers 502, it does not fall through."""

@@ -50,8 +50,10 @@ def free_port() -> int:
         return port
 
 
-#: what a test daemon reaches instead of the outside world (port 9 = discard, closed here)
+#: what a test daemon reaches instead of the outside world (port 9 = discard, closed here;
+#: a Docker socket that does not exist unless a test gives its own dockerd)
 OFFLINE_DEFAULTS = {
+    "DOCKER_HOST": "unix:///nonexistent/oauthproxy-test/docker.sock",
     "ACME_DIRECTORY_URL": "https://127.0.0.1:9/directory",
     "ACME_STAGING_URL": "https://127.0.0.1:9/directory",
     "OAUTHPROXY_GITHUB_BASE_URL": "http://127.0.0.1:9",
