@@ -139,6 +139,8 @@ class Config:
     #: CPU limit of a service that sets none, and the most one may set
     docker_cpus: float = 1.0
     docker_max_cpus: float = 4.0
+    #: seconds a started container must keep running to count as started
+    docker_start_grace: float = 1.0
     #: seconds between reconciler passes (records vs containers, guarded ports)
     docker_reconcile_interval: float = 30.0
     #: seconds a service's cluster lock outlives a daemon killed mid-operation
@@ -245,6 +247,7 @@ SETTINGS: tuple[Setting, ...] = (
         parsers.positive_float,
     ),
     _s("docker_lock_ttl", None, "OAUTHPROXY_DOCKER_LOCK_TTL", parsers.positive_float),
+    _s("docker_start_grace", None, "OAUTHPROXY_DOCKER_START_GRACE", parsers.positive_float),
     _s("port_ranges", None, "OAUTHPROXY_PORT_RANGES", parsers.port_ranges),
     _s("restricted_ports", None, "OAUTHPROXY_RESTRICTED_PORTS", parsers.port_list),
     _s("drain_timeout", None, "OAUTHPROXY_DRAIN_TIMEOUT", parsers.positive_float),

@@ -222,7 +222,13 @@ def build_containers(
     probe = bind_probe if config.docker_host.startswith("unix://") else no_probe
     allocator = PortAllocator(storage.docker_services, rules.ports, probe)
     lifecycle = ServiceLifecycle(
-        storage, runtime, rules, reactor, allocator, lock_ttl=config.docker_lock_ttl
+        storage,
+        runtime,
+        rules,
+        reactor,
+        allocator,
+        lock_ttl=config.docker_lock_ttl,
+        start_grace=config.docker_start_grace,
     )
     ports = GuardedPorts(reactor, config, Forwarder(reactor), record, access_log)
     reconciler = Reconciler(

@@ -318,6 +318,8 @@ async def _stream(request: Request, media_type: str, stream: Stream) -> bytes:
     request.responseHeaders.setRawHeaders(b"content-type", [media_type.encode("ascii")])
     request.responseHeaders.setRawHeaders(b"cache-control", [b"no-store"])
     request.responseHeaders.setRawHeaders(b"x-content-type-options", [b"nosniff"])
+    # the head goes out now: a client learns the stream is open before the first piece
+    request.write(b"")  # type: ignore[no-untyped-call]
     try:
         await stream.run(request)
     except CancelledError:

@@ -72,8 +72,13 @@ class PortAllocator:
     policy: PortPolicy
     probe: Probe = bind_probe
 
-    async def assign(self, service: DockerService, current: DockerService | None) -> DockerService:
+    async def assign(
+        self, service: DockerService, current: DockerService | None, skip: int = 0
+    ) -> DockerService:
         """``service`` with every host port set and checked; ``current`` is its stored record.
+
+        ``skip``: free ports passed over before one is picked (a retry after losing a
+        race spreads out, so racing daemons stop wanting the same lowest port).
 
         Conflict (409) names a port another service holds; InvalidInput (422) one the
         host uses or one that cannot be picked.
@@ -87,7 +92,7 @@ class PortAllocator:
                 port = evolve(port, host=port.container)
             if port.host == 0:
                 explicit = [p for p in service.ports if p.host != 0]
-                port = self._pick(service.name, port, held, [*assigned, *explicit], where)
+                port = self._pick(service.name, port, held, [*assigned, *explicit], where, skip)
             else:
                 self._check_explicit(service.name, port, held, where)
                 if not _held_by_service(port, current):
@@ -121,9 +126,11 @@ class PortAllocator:
         held: list[Reservation],
         own: list[ServicePort],
         where: str,
+        skip: int = 0,
     ) -> ServicePort:
         """The port with the lowest automatic host port free of ``held`` and ``own`` ports."""
         mine = [Reservation(p.protocol, p.host, p.bind, "", p.name) for p in own]
+        first: int | None = None
         for candidate in self.policy.candidates(
             r.port for r in held if r.protocol == port.protocol
         ):
@@ -131,7 +138,13 @@ class PortAllocator:
             if any(clashes(wanted, other) for other in [*held, *mine]):
                 continue
             if self.probe(port.bind, candidate, port.protocol) is None:
-                return evolve(port, host=candidate)
+                if skip == 0:
+                    return evolve(port, host=candidate)
+                skip -= 1
+                first = candidate if first is None else first
+        if first is not None:
+            # fewer free ports than were to be skipped: the lowest one, then
+            return evolve(port, host=first)
         raise InvalidInput("no free port is left in OAUTHPROXY_PORT_RANGES", field=where)
 
     async def why_not(self, port: int, bind: str, protocol: str) -> str | None:

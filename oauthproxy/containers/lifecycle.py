@@ -25,6 +25,7 @@ Proxies made for a service (``proxies``) follow its address whenever it changes.
 
 from __future__ import annotations
 
+import random
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager, suppress
 
@@ -44,8 +45,8 @@ from oauthproxy.model import DesiredState, DockerService
 from oauthproxy.storage.codec import decode, encode
 
 _log = Logger()
-#: times a create retries after losing an automatically picked port to another daemon
-PICK_ATTEMPTS = 5
+#: times a create tries after losing an automatically picked port to another daemon
+PICK_ATTEMPTS = 20
 #: route ids named in a 409 when a service is still in use
 _NAMED_ROUTES = 5
 
@@ -70,6 +71,8 @@ class ServiceLifecycle:
     stop_timeout: float = 10.0
     #: seconds a started container must keep running to count as started (0: no wait)
     start_grace: float = 1.0
+    #: ``randrange(n)``: how many free ports a retry passes over (spreads racing daemons)
+    randrange: Callable[[int], int] = field(factory=lambda: random.SystemRandom().randrange)
     _deployment: str | None = field(default=None, init=False)
 
     async def deployment(self) -> str:
@@ -124,7 +127,8 @@ class ServiceLifecycle:
     async def _store_new(self, service: DockerService) -> DockerService:
         """Assign ports and write the ``creating`` record; retries a lost port race."""
         for attempt in range(PICK_ATTEMPTS):
-            assigned = await self.allocator.assign(service, None)
+            skip = self.randrange(4 * attempt + 1)
+            assigned = await self.allocator.assign(service, None, skip)
             record = self._touched(
                 evolve(assigned, phase="creating", generation=1, container_id=None, ip=None),
                 created=True,

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from attrs import evolve
 from twisted.trial.unittest import TestCase
 
@@ -343,3 +345,41 @@ class RecoveryTests(TestCase):
         self.assertIn("stopped", await self.lifecycle.repair("web") or "")
         self.assertFalse(self.twins.runtime.named("web").info.running)  # type: ignore[union-attr]
         self.assertIsNone(await self.lifecycle.repair("web"))
+
+
+class PortRaceTests(TestCase):
+    """A create that loses its picked port to another daemon picks again."""
+
+    async def test_a_lost_race_for_an_automatic_port_is_retried(self) -> None:
+        """The store refuses the first write (another daemon took the port): a second pick."""
+        twins = Twins()
+        store = twins.storage.docker_services
+        real_create = store.create
+        refused: list[int] = []
+
+        def racing_create(record: DockerService) -> Any:
+            if not refused:
+                refused.append(record.ports[0].host)
+                taken = evolve(web("other"), ports=(record.ports[0],), phase="ready")
+                real_create(taken)  # the other daemon wins this port
+            return real_create(record)
+
+        store.create = racing_create  # type: ignore[method-assign]
+        record = await twins.lifecycle.create(web("web", ServicePort("http", 0, 80)))
+        self.assertNotEqual(record.ports[0].host, refused[0])
+        self.assertEqual(record.phase, "ready")
+
+    async def test_an_explicit_port_lost_in_a_race_is_not_retried(self) -> None:
+        """A port the caller named stays a 409 when another service got it first."""
+        twins = Twins()
+        store = twins.storage.docker_services
+        real_create = store.create
+
+        def racing_create(record: DockerService) -> Any:
+            if record.name == "web":
+                real_create(evolve(web("other"), ports=record.ports, phase="ready"))
+            return real_create(record)
+
+        store.create = racing_create  # type: ignore[method-assign]
+        with self.assertRaises(Conflict):
+            await twins.lifecycle.create(web("web", ServicePort("http", 14004, 80)))
