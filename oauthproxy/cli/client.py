@@ -8,6 +8,7 @@ becomes an :class:`ApiError` naming the URL.  Both print as one line.
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlencode
 
@@ -62,12 +63,14 @@ class ApiClient:
         path: str,
         body: Any = None,
         params: dict[str, str] | None = None,
+        timeout: float = TIMEOUT,
     ) -> Any:
-        """Send one request; the decoded JSON answer (None for an empty body)."""
-        url = self._base + path + (("?" + urlencode(params)) if params else "")
-        headers: dict[bytes | str, list[bytes | str]] = {"Accept": ["application/json"]}
-        if self._token:
-            headers["Authorization"] = [f"Bearer {self._token}"]
+        """Send one request; the decoded JSON answer (None for an empty body).
+
+        ``timeout``: seconds the whole call may take (longer for builds and pulls).
+        """
+        url = self._url(path, params)
+        headers = self._headers()
         data = None
         if body is not None:
             headers["Content-Type"] = ["application/json"]
@@ -80,7 +83,7 @@ class ApiClient:
                 data=data,
                 pool=self._pool,
                 reactor=self._reactor,
-                timeout=TIMEOUT,
+                timeout=timeout,
             )
             content = await treq.content(response)
         except (net_error.ConnectError, net_error.TimeoutError, ResponseFailed) as e:
@@ -90,7 +93,7 @@ class ApiClient:
         except defer.CancelledError:
             # treq cancels the request when ``timeout`` passes
             raise ApiError(
-                f"the admin API at {self._base} did not answer in {TIMEOUT:g}s"
+                f"the admin API at {self._base} did not answer in {timeout:g}s"
             ) from None
         if not 200 <= response.code < 300:
             raise error_message(response.code, content)
@@ -101,13 +104,52 @@ class ApiClient:
         except ValueError:
             raise ApiError(f"the API at {self._base} answered with non-JSON") from None
 
+    def _url(self, path: str, params: dict[str, str] | None) -> str:
+        """The full URL of ``path`` with its query."""
+        return self._base + path + (("?" + urlencode(params)) if params else "")
+
+    def _headers(self) -> dict[bytes | str, list[bytes | str]]:
+        """Accept JSON, and the bearer token when there is one."""
+        headers: dict[bytes | str, list[bytes | str]] = {"Accept": ["application/json"]}
+        if self._token:
+            headers["Authorization"] = [f"Bearer {self._token}"]
+        return headers
+
+    async def stream(
+        self, path: str, params: dict[str, str] | None, deliver: Callable[[bytes], None]
+    ) -> None:
+        """``GET path`` whose body is a stream: ``deliver`` each piece until it ends.
+
+        Errors are raised as for :meth:`request` (the body is read only on success).
+        """
+        try:
+            response = await treq.get(
+                self._url(path, params),
+                headers=self._headers(),
+                pool=self._pool,
+                reactor=self._reactor,
+                timeout=TIMEOUT,
+                unbuffered=True,
+            )
+            if not 200 <= response.code < 300:
+                raise error_message(response.code, await treq.content(response))
+            await treq.collect(response, deliver)
+        except (net_error.ConnectError, net_error.TimeoutError, ResponseFailed) as e:
+            raise ApiError(f"cannot reach the admin API at {self._base}: {_reason(e)}") from None
+        except defer.CancelledError:
+            raise ApiError(
+                f"the admin API at {self._base} did not answer in {TIMEOUT:g}s"
+            ) from None
+
     async def get(self, path: str, params: dict[str, str] | None = None) -> Any:
         """``GET path``."""
         return await self.request("GET", path, params=params)
 
-    async def post(self, path: str, body: Any = None) -> Any:
+    async def post(self, path: str, body: Any = None, timeout: float = TIMEOUT) -> Any:
         """``POST path`` with a JSON body."""
-        return await self.request("POST", path, body=body if body is not None else {})
+        return await self.request(
+            "POST", path, body=body if body is not None else {}, timeout=timeout
+        )
 
     async def put(self, path: str, body: Any) -> Any:
         """``PUT path`` with a JSON body."""

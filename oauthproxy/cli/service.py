@@ -1,10 +1,12 @@
-"""``oauthproxyctl service``: external services (``/services/external/``), named URLs for routes.
+"""``oauthproxyctl service``: Docker services, and external services (named URLs).
 
-The commands live under ``service external`` (``register``, ``list``, ``show``,
-``update``, ``delete``) because the seed's other ``service-*`` commands manage
-Docker containers; ``service register NAME URL`` is kept as the seed's
-``service-register`` spelling of ``service external register``.  A route then
-targets the service by name: ``route create /api/ service NAME``.
+The group holds the Docker service commands of :mod:`oauthproxy.cli.docker_service`
+(``service create|create-exposed|list|show|update|delete|start|stop|restart|logs|
+stats|proxy-create|cleanup`` and ``service port ...``) and, under ``service external``
+(``register``, ``list``, ``show``, ``update``, ``delete``), the external services of
+``/services/external/``; ``service register NAME URL`` is kept as the seed's
+``service-register`` spelling of ``service external register``.  A route targets
+either kind by name: ``route create /api/ service NAME``.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ import argparse
 from typing import Any
 
 from oauthproxy.cli.context import CliError, Context, command, group
+from oauthproxy.cli.docker_service import add_commands
 from oauthproxy.cli.paging import all_items, for_people, given, segment, show_deleted
 
 PATH = "/services/external/"
@@ -69,12 +72,14 @@ def _register_command(
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``service external register|list|show|update|delete`` and ``service register``."""
+    """Add the Docker service commands, ``service external ...`` and ``service register``."""
     services = group(
         commands,
         "service",
-        "services: 'service external ...' manages named URLs that routes can target",
+        "Docker services the daemon runs (create, ports, logs ...); "
+        "'service external ...' manages named URLs that routes can target",
     )
+    add_commands(services)
     _register_command(services, "register an external service (= service external register)")
     sub = group(services, "external", "manage external services at /services/external/")
     _register_command(sub, "register an external service: NAME → URL")

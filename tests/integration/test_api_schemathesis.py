@@ -4,8 +4,11 @@ The daemon is real (twistd, embedded redis-server) on a free loopback port; the
 ``schemathesis`` command line runs as a child process with the admin token, so
 every operation is reached with full rights.  Examples per operation are bounded
 and the seed fixed so the run is reproducible and stays well under a minute.
-The operations in :data:`EXCLUDED` are left out (see there).  The JUnit report
-is kept in the test's temp directory.
+The operations in :data:`EXCLUDED` are left out (see there).  The daemon manages
+a real (private) dockerd, so the Docker service endpoints answer as they would in
+production: generated images are not on the host and may not be pulled (422),
+generated service names do not exist (404).  The JUnit report is kept in the test's
+temp directory.
 """
 
 from __future__ import annotations
@@ -18,6 +21,7 @@ from twisted.internet.utils import getProcessOutputAndValue
 from twisted.trial.unittest import TestCase
 
 from tests.support.daemon import child_environment, start_daemon
+from tests.support.dockerd import shared_dockerd
 
 SCHEMATHESIS = os.path.join(os.path.dirname(sys.executable), "schemathesis")
 
@@ -44,7 +48,7 @@ class SchemathesisTests(TestCase):
 
     async def test_no_server_errors_and_no_schema_violations(self) -> None:
         """Every documented operation, fed generated inputs, answers as its schema says."""
-        daemon = await start_daemon(self)
+        daemon = await start_daemon(self, env={"DOCKER_HOST": shared_dockerd().url})
         token = daemon.admin_token
         self.assertIsNotNone(token, "the daemon printed no admin token")
         workdir = os.path.abspath(self.mktemp())
