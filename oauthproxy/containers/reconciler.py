@@ -185,6 +185,8 @@ class Reconciler(Service):
                 if self._token is not None:
                     _log.info("this daemon now reconciles Docker services and guarded ports")
                     self.active = True
+                    # guarded ports need no Docker: serve them even while it is away
+                    await self.ports.apply(self.snapshots.current.docker_services.values())
                     self._pass_loop = LoopingCall(self._scheduled_pass)
                     self._pass_loop.clock = self.clock
                     self._pass_loop.start(self.interval, now=True)

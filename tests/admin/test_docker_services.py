@@ -239,6 +239,21 @@ class ServiceEndpointTests(SynchronousTestCase):
             self.h.call("POST", "/services/web/proxy", token=self.h.admin_token), 409, "conflict"
         )
 
+    def test_auto_proxy_at_creation(self) -> None:
+        """``auto_proxy`` makes <name>.<BASE_DOMAIN> with the service."""
+        answer = self.create({**EXPOSED, "auto_proxy": True})
+        self.assertEqual(answer.status, 201, answer.body)
+        self.assertEqual(answer.json()["proxies"], ["web.example.test"])
+        proxy = self.successResultOf(self.h.storage.proxies.get("web.example.test"))
+        assert proxy is not None
+        self.assertEqual(proxy.target_url, f"http://{answer.json()['address']}")
+
+    def test_auto_proxy_without_internal_port_is_refused_before_anything_is_made(self) -> None:
+        """No internal_port to proxy to: 422, and no service was created."""
+        body = {**EXPOSED, "auto_proxy": True, "internal_port": None}
+        self.h.assert_error(self.create(body), 422, "invalid_input", "/internal_port")
+        self.assertEqual(self.h.runtime.by_id, {})
+
     def test_delete_with_force_and_proxy(self) -> None:
         """409 while running without force; 204 with it, proxy deleted too."""
         self.create()

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from attrs import evolve
+from twisted.internet.defer import Deferred
 from twisted.trial.unittest import TestCase
 
 from oauthproxy.containers.lease import service_lock
@@ -127,8 +128,7 @@ class CreateTests(TestCase):
     async def test_the_start_must_hold_for_the_grace_period(self) -> None:
         """With a grace period the create waits for it, then checks the container."""
         twins = Twins(start_grace=1.0)
-        pending = twins.lifecycle.create(web())
-        d = __import__("twisted.internet.defer", fromlist=["x"]).Deferred.fromCoroutine(pending)
+        d = Deferred.fromCoroutine(twins.lifecycle.create(web()))
         self.assertNoResult(d)
         twins.clock.advance(1.0)
         self.assertEqual(self.successResultOf(d).phase, "ready")

@@ -157,12 +157,14 @@ class ReconcilerTests(TestCase):
         self.successResultOf(reconciler.stopService())
 
     def test_the_active_daemon_serves_the_guarded_ports(self) -> None:
-        """Guarded ports of the snapshot are listened on by the lease holder only."""
+        """Guarded ports of the snapshot are listened on by the lease holder only,
+        also while Docker is away (they relay to an address, Docker is not asked)."""
         from oauthproxy.model import ServicePort
 
         guarded = ServicePort("admin", 14009, 80, allowed_networks=("127.0.0.0/8",))
         service = evolve(web("web", guarded), phase="ready", ip="10.0.0.5")
         self.snapshots.current = Snapshot(docker_services={"web": service})
+        self.twins.runtime.available = False
         reconciler = self.reconciler()
         reconciler.startService()
         self.assertEqual([server[0] for server in self.reactor.tcpServers], [14009])

@@ -14,6 +14,7 @@ from typing import Any
 from twisted.internet import defer, reactor, task
 from twisted.trial.unittest import TestCase
 
+from tests.cli.test_proxy_route_service import Ctl
 from tests.integration.containers_support import Api, exposed, start_docker_daemon, unique
 from tests.support.backends import start_backend
 from tests.support.daemon import free_port
@@ -100,6 +101,8 @@ class DockerStoppedTests(TestCase):
             self.assertIn(dockerd.socket, error["detail"])
             self.assertEqual(error["detail"].count(". "), 0, "one sentence")
         self.assertEqual(await api.gateway("kept.test"), (200, await _body(api, "kept.test")))
+        line = await Ctl(self, api.daemon.api_url, api.token).fails("service", "list")
+        self.assertIn(f"Docker is not reachable at unix://{dockerd.socket}", line)
         code, _ = await api.call("GET", "/proxy/targets/")
         self.assertEqual(code, 200)
         dockerd.start()

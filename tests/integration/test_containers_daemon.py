@@ -47,10 +47,20 @@ class ServiceTests(TestCase):
         return name, port, record
 
     async def test_create_exposed_answers_on_its_port(self) -> None:
-        """The container answers on 127.0.0.1:PORT within seconds; the API shows it running."""
+        """The container answers on 127.0.0.1:PORT within seconds; the API shows it running,
+        and healthy once its healthcheck passed."""
         api = await start_docker_daemon(self, self.dockerd)
-        name, port, record = await self.created(api)
+        name, port = unique(self, self.dockerd), free_port()
+        check = {"test": ["wget", "-q", "-O", "/dev/null", f"http://127.0.0.1:{port}/"],
+                 "interval": 1, "timeout": 1, "retries": 3}  # fmt: skip
+        record = await api.ok("POST", "/services/", exposed(name, port, healthcheck=check), 201)
+        await api.eventually(lambda: serving(api, port), f"{name} answering on {port}")
         self.assertEqual((record["state"], record["phase"]), ("running", "ready"))
+
+        async def healthy() -> bool:
+            return bool((await api.ok("GET", f"/services/{name}"))["health"] == "healthy")
+
+        await api.eventually(healthy, "the healthcheck passing")
         self.assertEqual(record["ports"][0]["served_by"], "container")
         shown = await api.ok("GET", f"/services/{name}")
         self.assertEqual(shown["address"], f"127.0.0.1:{port}")
