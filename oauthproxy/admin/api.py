@@ -35,6 +35,7 @@ from oauthproxy.admin.access import Authenticator, NoAccessTokens
 from oauthproxy.admin.auth_config import ProxyAuthResource, RouteAuthResource
 from oauthproxy.admin.auth_rules import AuthRuleResource
 from oauthproxy.admin.certificates import CertificateResource
+from oauthproxy.admin.docker_containers import DockerContainerResource
 from oauthproxy.admin.docker_services import DockerServiceResource, DockerWiring
 from oauthproxy.admin.docs import DocsResource
 from oauthproxy.admin.endpoint import ApiContext, endpoints_of
@@ -145,10 +146,12 @@ class AdminAPI:
         """The resource classes built from this API's own dependencies."""
         docker: list[object] = []
         if self.docker is not None:
-            # after the external services (``/services/external/``) and ports before
-            # services (``/services/ports/...``): the first resource routing a path serves it
+            # after the external services (``/services/external/``); ports and containers
+            # (``/services/ports/...``, ``/services/cleanup``) before the services
+            # (``/services/{name}``): the first resource routing a path serves it
             docker = [
                 ServicePortResource(self.context, self.storage, self.clock, self.docker),
+                DockerContainerResource(self.context, self.storage, self.clock, self.docker),
                 DockerServiceResource(self.context, self.storage, self.clock, self.docker),
             ]
         return [

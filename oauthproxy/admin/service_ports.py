@@ -20,13 +20,13 @@ from klein import Klein
 from twisted.internet.interfaces import IReactorTime
 
 from oauthproxy.admin.access import visible
+from oauthproxy.admin.docker_inputs import port_from_body
 from oauthproxy.admin.docker_schemas import (
     PORT,
     PORT_CREATE,
     PORT_NAME,
     PORT_UPDATE,
     SERVICE_NAME,
-    port_from_body,
     port_json,
 )
 from oauthproxy.admin.docker_services import DockerWiring, visible_docker_service

@@ -10,8 +10,7 @@ The seed's commands, with its arguments, under the ``service`` group
 - ``service list|show|update|delete|start|stop|restart|stats NAME``;
 - ``service logs NAME [LINES] [--timestamps] [--follow]``;
 - ``service proxy-create NAME [HOSTNAME] [--no-https]``; ``service cleanup [--dry-run]``;
-- ``service port add SERVICE PORT [BIND] [--source-token T]``, ``port remove|update|list``,
-  ``port check PORT [BIND]``, ``port available``.
+- ``service port ...``: :mod:`oauthproxy.cli.service_port`.
 
 ``--command``, ``--entrypoint`` and ``--healthcheck`` take words split like a
 shell splits them (quotes work); the daemon gets a list and no shell ever runs it.
@@ -23,12 +22,11 @@ from __future__ import annotations
 
 import argparse
 import os
-import secrets
 import shlex
 import sys
 from typing import Any
 
-from oauthproxy.cli.context import CliError, Context, command, group
+from oauthproxy.cli.context import CliError, Context, command
 from oauthproxy.cli.paging import all_items, for_people, given, key_values, segment, show_deleted
 
 PATH = "/services/"
@@ -57,26 +55,19 @@ def show_service(ctx: Context, service: dict[str, Any]) -> None:
     ctx.show(shown)
     if service["ports"]:
         ctx.out.write("\n")
-        ctx.show([_port_row(p) for p in service["ports"]], PORT_COLUMNS)
+        ctx.show([port_row(p) for p in service["ports"]], PORT_COLUMNS)
 
 
-def _port_row(port: dict[str, Any]) -> dict[str, Any]:
+def port_row(port: dict[str, Any]) -> dict[str, Any]:
     """A port as a table row."""
     return {**port, "allowed": port["allowed_networks"] or "any"}
 
 
-def _progress(text: str) -> None:
+def progress(text: str) -> None:
     """Say what a long call waits for, on a terminal only (scripts get clean stderr)."""
     if sys.stderr.isatty():
         sys.stderr.write(text + "\n")
         sys.stderr.flush()
-
-
-def _source_token(value: str | None) -> tuple[str | None, bool]:
-    """The token to send for ``--source-token`` (``generate``: a new one); whether generated."""
-    if value == "generate":
-        return "pt_" + secrets.token_urlsafe(32), True
-    return value, False
 
 
 def _volume(text: str) -> dict[str, Any]:
@@ -147,7 +138,7 @@ def _create_body(args: argparse.Namespace) -> dict[str, Any]:
 async def create(ctx: Context, args: argparse.Namespace) -> int:
     """``service create NAME [IMAGE] ...``."""
     body = _create_body(args)
-    _progress(f"creating service {args.name} (building or pulling its image if needed) ...")
+    progress(f"creating service {args.name} (building or pulling its image if needed) ...")
     show_service(ctx, await ctx.api.post(PATH, body, timeout=LONG))
     return 0
 
@@ -164,7 +155,7 @@ async def create_exposed(ctx: Context, args: argparse.Namespace) -> int:
             "bind": args.bind,
         }
     ]
-    _progress(f"creating service {args.name} exposed on {args.bind}:{args.exposed_port} ...")
+    progress(f"creating service {args.name} exposed on {args.bind}:{args.exposed_port} ...")
     show_service(ctx, await ctx.api.post(PATH, body, timeout=LONG))
     return 0
 
@@ -198,7 +189,7 @@ async def update(ctx: Context, args: argparse.Namespace) -> int:
         body["environment"] = environment
     if not body:
         raise CliError("nothing to change: give an option (see --help)", exit_code=2)
-    _progress(f"updating service {args.name} (its container is recreated) ...")
+    progress(f"updating service {args.name} (its container is recreated) ...")
     path = PATH + segment(args.name)
     show_service(ctx, await ctx.api.request("PATCH", path, body=body, timeout=LONG))
     return 0
@@ -213,7 +204,7 @@ async def delete(ctx: Context, args: argparse.Namespace) -> int:
 
 async def _act(ctx: Context, args: argparse.Namespace, action: str) -> int:
     """start, stop, restart."""
-    _progress(f"{action} service {args.name} ...")
+    progress(f"{action} service {args.name} ...")
     path = f"{PATH}{segment(args.name)}/{action}"
     service = await ctx.api.post(path, timeout=LONG)
     if ctx.json:
@@ -317,101 +308,6 @@ async def cleanup(ctx: Context, args: argparse.Namespace) -> int:
     return 1 if report["failed"] else 0
 
 
-# -- ports -------------------------------------------------------------------------
-
-
-def _port_body(args: argparse.Namespace) -> tuple[dict[str, Any], str | None]:
-    """The port fields given; the generated token if ``--source-token generate``."""
-    token, generated = _source_token(args.source_token)
-    body: dict[str, Any] = given(
-        {"protocol": args.protocol, "description": args.description, "source_token": token}
-    )
-    if args.source_token == "none":
-        body["source_token"] = None
-    if args.allow:
-        body["allowed_networks"] = args.allow
-    return body, token if generated else None
-
-
-def _show_port(ctx: Context, port: dict[str, Any], token: str | None) -> None:
-    """Print a port (and a generated token, once)."""
-    if ctx.json:
-        ctx.show({**port, "source_token": token} if token else port)
-        return
-    ctx.show(_port_row(port))
-    if token:
-        ctx.out.write(f"access token (shown once): {token}\n")
-
-
-async def port_add(ctx: Context, args: argparse.Namespace) -> int:
-    """``service port add SERVICE PORT [BIND] [--source-token T]``."""
-    body, token = _port_body(args)
-    body.update(
-        {
-            "name": args.port_name or str(args.port),
-            "host": args.port,
-            "container": args.container or args.port,
-            "bind": args.bind,
-        }
-    )
-    path = f"{PATH}{segment(args.service)}/ports"
-    _show_port(ctx, await ctx.api.post(path, body, timeout=LONG), token)
-    return 0
-
-
-async def port_update(ctx: Context, args: argparse.Namespace) -> int:
-    """``service port update SERVICE PORT_NAME [--bind B] [--allow CIDR] [--source-token T]``."""
-    body, token = _port_body(args)
-    body.update(given({"bind": args.bind, "host": args.host, "container": args.container}))
-    if not body:
-        raise CliError("nothing to change: give an option (see --help)", exit_code=2)
-    path = f"{PATH}{segment(args.service)}/ports/{segment(args.port_name)}"
-    _show_port(ctx, await ctx.api.request("PATCH", path, body=body, timeout=LONG), token)
-    return 0
-
-
-async def port_remove(ctx: Context, args: argparse.Namespace) -> int:
-    """``service port remove SERVICE PORT_NAME``."""
-    path = f"{PATH}{segment(args.service)}/ports/{segment(args.port_name)}"
-    await ctx.api.request("DELETE", path, timeout=LONG)
-    return show_deleted(ctx, "port", f"{args.service}/{args.port_name}")
-
-
-async def port_list(ctx: Context, args: argparse.Namespace) -> int:
-    """``service port list SERVICE``."""
-    items = await all_items(ctx, f"{PATH}{segment(args.service)}/ports", {})
-    ctx.show(items if ctx.json else [_port_row(p) for p in items], PORT_COLUMNS)
-    return 0
-
-
-async def port_check(ctx: Context, args: argparse.Namespace) -> int:
-    """``service port check PORT [BIND]``: exit 0 when free, 1 when not."""
-    params = {"port": str(args.port), "bind": args.bind, "protocol": args.protocol or "tcp"}
-    answer = await ctx.api.get(PATH + "ports/check", params)
-    if ctx.json:
-        ctx.show(answer)
-    else:
-        where = f"{answer['bind']}:{answer['port']}/{answer['protocol']}"
-        verdict = "available" if answer["available"] else "not available"
-        reason = f": {answer['reason']}" if answer["reason"] else ""
-        ctx.out.write(f"{where} is {verdict}{reason}\n")
-    return 0 if answer["available"] else 1
-
-
-async def port_available(ctx: Context, args: argparse.Namespace) -> int:
-    """``service port available``: the free automatic ranges."""
-    answer = await ctx.api.get(PATH + "ports/available")
-    if ctx.json:
-        ctx.show(answer)
-        return 0
-    ranges = [f"{r['first']}-{r['last']}" if r["first"] != r["last"] else str(r["first"])
-              for r in answer["ranges"]]  # fmt: skip
-    ctx.out.write(f"free ranges: {', '.join(ranges) or 'none'}\n")
-    ctx.out.write(f"restricted: {', '.join(map(str, answer['restricted'])) or 'none'}\n")
-    ctx.out.write(f"reserved by services: {answer['reserved']}\n")
-    return 0
-
-
 # -- the parser ----------------------------------------------------------------------
 
 
@@ -460,21 +356,6 @@ def _container_options(parser: argparse.ArgumentParser, creating: bool) -> None:
     parser.add_argument(
         "--command", metavar="WORDS",
         help="the container's command, split like a shell splits it (no shell runs it)",
-    )  # fmt: skip
-
-
-def _port_options(parser: argparse.ArgumentParser) -> None:
-    """Options of port add and update."""
-    parser.add_argument("--container", type=int, metavar="PORT", help="container port")
-    parser.add_argument("--protocol", choices=("tcp", "udp"))
-    parser.add_argument("--description", metavar="TEXT")
-    parser.add_argument(
-        "--allow", action="append", metavar="CIDR",
-        help="only clients from this network (repeatable); the daemon checks them",
-    )  # fmt: skip
-    parser.add_argument(
-        "--source-token", metavar="TOKEN",
-        help="clients must send it (X-Port-Token or Authorization: Bearer); 'generate' makes one",
     )  # fmt: skip
 
 
@@ -548,32 +429,3 @@ def add_commands(services: argparse._SubParsersAction[argparse.ArgumentParser]) 
         "remove orphan containers and repair services (admin); --dry-run only reports",
     )  # fmt: skip
     parser.add_argument("--dry-run", action="store_true", help="report, change nothing")
-
-    ports = group(services, "port", "manage the ports of Docker services")
-    parser = command(ports, "add", port_add, "add a port: SERVICE's PORT on BIND:PORT")
-    parser.add_argument("service", metavar="SERVICE")
-    parser.add_argument("port", type=int, metavar="PORT", help="host port (0: pick one)")
-    parser.add_argument("bind", metavar="BIND", nargs="?", default="127.0.0.1")
-    parser.add_argument("--name", dest="port_name", metavar="NAME", help="default: PORT")
-    _port_options(parser)
-
-    parser = command(ports, "update", port_update, "change a port (token, networks, bind ...)")
-    parser.add_argument("service", metavar="SERVICE")
-    parser.add_argument("port_name", metavar="PORT_NAME")
-    parser.add_argument("--bind", metavar="ADDRESS")
-    parser.add_argument("--host", type=int, metavar="PORT", help="host port")
-    _port_options(parser)
-
-    parser = command(ports, "remove", port_remove, "remove a port (its host port is released)")
-    parser.add_argument("service", metavar="SERVICE")
-    parser.add_argument("port_name", metavar="PORT_NAME")
-
-    parser = command(ports, "list", port_list, "list a Docker service's ports")
-    parser.add_argument("service", metavar="SERVICE")
-
-    parser = command(ports, "check", port_check, "is PORT free on BIND, and why not (exit 1)")
-    parser.add_argument("port", type=int, metavar="PORT")
-    parser.add_argument("bind", metavar="BIND", nargs="?", default="127.0.0.1")
-    parser.add_argument("--protocol", choices=("tcp", "udp"))
-
-    command(ports, "available", port_available, "the free ranges of automatic host ports")

@@ -2,7 +2,8 @@
 
 The group holds the Docker service commands of :mod:`oauthproxy.cli.docker_service`
 (``service create|create-exposed|list|show|update|delete|start|stop|restart|logs|
-stats|proxy-create|cleanup`` and ``service port ...``) and, under ``service external``
+stats|proxy-create|cleanup``), ``service port ...`` of :mod:`oauthproxy.cli.service_port`
+and, under ``service external``
 (``register``, ``list``, ``show``, ``update``, ``delete``), the external services of
 ``/services/external/``; ``service register NAME URL`` is kept as the seed's
 ``service-register`` spelling of ``service external register``.  A route targets
@@ -17,6 +18,7 @@ from typing import Any
 from oauthproxy.cli.context import CliError, Context, command, group
 from oauthproxy.cli.docker_service import add_commands
 from oauthproxy.cli.paging import all_items, for_people, given, segment, show_deleted
+from oauthproxy.cli.service_port import add_port_commands
 
 PATH = "/services/external/"
 COLUMNS = ("name", "target_url", "description", "owner")
@@ -80,6 +82,7 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
         "'service external ...' manages named URLs that routes can target",
     )
     add_commands(services)
+    add_port_commands(services)
     _register_command(services, "register an external service (= service external register)")
     sub = group(services, "external", "manage external services at /services/external/")
     _register_command(sub, "register an external service: NAME → URL")

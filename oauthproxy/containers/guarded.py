@@ -11,7 +11,7 @@ its ``bind:host`` instead and, per connection:
    ``X-Port-Token: <token>`` or ``Authorization: Bearer <token>`` (compared by
    SHA-256 digest in constant time), removes that header, and forwards the request
    with the gateway's forwarder (its limits, timeouts and header rewriting);
-3. otherwise relays the TCP stream both ways with back-pressure.
+3. otherwise relays the TCP stream both ways (:mod:`oauthproxy.containers.relay`).
 
 Every refused connection, relayed connection and HTTP request is written to the
 request log (``method`` ``TCP`` for relayed streams, ``host`` the port's
@@ -22,15 +22,14 @@ holding its lease) and calls :meth:`GuardedPorts.apply` with the records.
 from __future__ import annotations
 
 import ipaddress
-import secrets
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from attrs import define, field, frozen
+from attrs import define, field
 from twisted.internet import defer
-from twisted.internet.endpoints import TCP4ClientEndpoint, TCP6ClientEndpoint, serverFromString
+from twisted.internet.endpoints import serverFromString
 from twisted.internet.interfaces import IAddress, IListeningPort
-from twisted.internet.protocol import Factory, Protocol
+from twisted.internet.protocol import Factory
 from twisted.logger import Logger
 from twisted.protocols.policies import WrappingFactory
 from twisted.python.failure import Failure
@@ -40,45 +39,18 @@ from twisted.web.server import Request
 
 from oauthproxy.admin.credentials import hash_token, same_hash
 from oauthproxy.config import Config
+from oauthproxy.containers.relay import GuardedPort, RecordSink, RelayFactory, connection_record
 from oauthproxy.gateway.forward import Forwarder
 from oauthproxy.gateway.hosts import error_body
 from oauthproxy.gateway.paths import BadPath, canonical_path, split_target
 from oauthproxy.gateway.routing import Forward, parse_upstream
 from oauthproxy.gateway.site import GatewaySite
 from oauthproxy.model import DockerService, Proxy
-from oauthproxy.requestlog.record import RequestRecord, correlation_id, notes_for
+from oauthproxy.requestlog.record import RequestRecord, notes_for
 
 _log = Logger()
-#: seconds a relay waits for the container to accept
-CONNECT_TIMEOUT = 10.0
+#: the header carrying a port token (``Authorization: Bearer`` works too)
 TOKEN_HEADER = b"x-port-token"
-
-RecordSink = Callable[[RequestRecord], None]
-
-
-@frozen
-class GuardedPort:
-    """What one guarded listener does: where it listens, whom it admits, where it relays."""
-
-    service: str
-    port: str
-    bind: str
-    host: int
-    target_ip: str
-    target_port: int
-    allowed_networks: tuple[str, ...] = ()
-    token_hash: str | None = field(default=None, repr=False)
-
-    @property
-    def key(self) -> tuple[str, int]:
-        """The listening address: one listener per ``(bind, host)``."""
-        return (self.bind, self.host)
-
-    @property
-    def where(self) -> str:
-        """``bind:host`` as the request log shows it."""
-        bind = f"[{self.bind}]" if ":" in self.bind else self.bind
-        return f"{bind}:{self.host}"
 
 
 def guarded_ports(services: Iterable[DockerService]) -> list[GuardedPort]:
@@ -127,147 +99,6 @@ def presented_token(request: Request) -> tuple[bytes, str] | None:
         if scheme.lower() == b"bearer" and credential.strip():
             return b"authorization", credential.strip().decode("latin-1")
     return None
-
-
-def _record(
-    spec: GuardedPort,
-    peer: str,
-    now: float,
-    status: int,
-    error: str | None = None,
-    started: float | None = None,
-    sent: int = 0,
-    received: int = 0,
-) -> RequestRecord:
-    """The request-log record of one TCP connection to a guarded port."""
-    return RequestRecord(
-        time=now,
-        correlation_id=correlation_id(now, "tcp", secrets.token_hex(4)),
-        client_ip=peer,
-        method="TCP",
-        host=spec.where,
-        path="/",
-        status=status,
-        bytes_in=received,
-        bytes_out=sent,
-        duration=None if started is None else max(0.0, now - started),
-        scheme="tcp",
-        upstream=f"{spec.target_ip}:{spec.target_port}",
-        error=error,
-    )
-
-
-class _Upstream(Protocol):
-    """The relay's connection to the container."""
-
-    def __init__(self, relay: _Relay) -> None:
-        self.relay = relay
-
-    def connectionMade(self) -> None:
-        """Wire the two transports together with back-pressure, then let data flow."""
-        self.relay.upstream_ready(self)
-
-    def dataReceived(self, data: bytes) -> None:
-        """Container → client."""
-        self.relay.sent += len(data)
-        assert self.relay.transport is not None
-        self.relay.transport.write(data)
-
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
-        """The container closed: close the client's side."""
-        if self.relay.transport is not None:
-            self.relay.transport.loseConnection()
-
-
-class _Relay(Protocol):
-    """One client connection relayed to the container."""
-
-    def __init__(self, factory: _RelayFactory, peer: str) -> None:
-        self.factory = factory
-        self.peer = peer
-        self.spec = factory.spec
-        self.started = factory.reactor.seconds()
-        self.sent = 0
-        self.received = 0
-        self.upstream: _Upstream | None = None
-        self.error: str | None = None
-
-    def connectionMade(self) -> None:
-        """Hold the client's bytes until the container accepted."""
-        assert self.transport is not None
-        self.transport.pauseProducing()  # type: ignore[attr-defined]
-        endpoint_type = TCP6ClientEndpoint if ":" in self.spec.target_ip else TCP4ClientEndpoint
-        endpoint = endpoint_type(
-            self.factory.reactor, self.spec.target_ip, self.spec.target_port, CONNECT_TIMEOUT
-        )
-        d = endpoint.connect(_OneShot(lambda: _Upstream(self)))
-        d.addErrback(self._upstream_failed)
-
-    def _upstream_failed(self, failure: Failure) -> None:
-        """The container did not accept: close the client's connection."""
-        self.error = f"container unreachable: {failure.getErrorMessage()}"[:200]
-        if self.transport is not None:
-            self.transport.loseConnection()
-
-    def upstream_ready(self, upstream: _Upstream) -> None:
-        """Both sides are up: relay with flow control both ways."""
-        self.upstream = upstream
-        assert self.transport is not None and upstream.transport is not None
-        upstream.transport.registerProducer(self.transport, True)  # type: ignore[attr-defined]
-        self.transport.registerProducer(upstream.transport, True)  # type: ignore[attr-defined]
-        self.transport.resumeProducing()  # type: ignore[attr-defined]
-
-    def dataReceived(self, data: bytes) -> None:
-        """Client → container."""
-        self.received += len(data)
-        if self.upstream is not None and self.upstream.transport is not None:
-            self.upstream.transport.write(data)
-
-    def connectionLost(self, reason: Failure = Failure(ConnectionError())) -> None:  # noqa: B008
-        """Close the container's side and log the connection."""
-        if self.upstream is not None and self.upstream.transport is not None:
-            self.upstream.transport.loseConnection()
-        status = 502 if self.error is not None else 200
-        self.factory.log(
-            _record(
-                self.spec,
-                self.peer,
-                self.factory.reactor.seconds(),
-                status,
-                self.error,
-                self.started,
-                self.sent,
-                self.received,
-            )
-        )
-
-
-class _OneShot(Factory):
-    """A client factory building one given protocol."""
-
-    noisy = False
-
-    def __init__(self, build: Callable[[], Protocol]) -> None:
-        self._build = build
-
-    def buildProtocol(self, addr: IAddress | None) -> Protocol:
-        """The protocol."""
-        return self._build()
-
-
-class _RelayFactory(Factory):
-    """Relays every connection to the spec's container port."""
-
-    noisy = False
-
-    def __init__(self, spec: GuardedPort, reactor: Any, log: RecordSink) -> None:
-        self.spec = spec
-        self.reactor = reactor
-        self.log = log
-
-    def buildProtocol(self, addr: IAddress | None) -> Protocol:
-        """A relay for the client at ``addr``."""
-        return _Relay(self, str(getattr(addr, "host", "unknown")))
 
 
 class PortGateResource(Resource):
@@ -327,7 +158,7 @@ class _NetworkGate(WrappingFactory):
         if not admitted(peer, spec.allowed_networks):
             now = self.listener.reactor.seconds()
             self.listener.log(
-                _record(spec, peer or "unknown", now, 403, "source address not allowed")
+                connection_record(spec, peer or "unknown", now, 403, "source address not allowed")
             )
             return None
         return super().buildProtocol(addr)
@@ -400,7 +231,7 @@ class GuardedPorts:
             inner: Any = GatewaySite(resource, self.config, self.reactor, self.access_log)
             listener.inner = resource
         else:
-            inner = _RelayFactory(spec, self.reactor, self._log)
+            inner = RelayFactory(spec, self.reactor, self._log)
             listener.inner = inner
         listener.gate = _NetworkGate(inner, listener)
         self._open[spec.key] = listener

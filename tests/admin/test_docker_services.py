@@ -14,6 +14,7 @@ from treq.testing import StubTreq
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
+from oauthproxy.admin.docker_containers import DockerContainerResource
 from oauthproxy.admin.docker_services import DockerServiceResource, DockerWiring
 from oauthproxy.admin.service_ports import ServicePortResource
 from oauthproxy.containers.allocator import PortAllocator
@@ -60,6 +61,7 @@ class DockerHarness(Harness):
         self.treq = StubTreq(
             self.api.resource(
                 ServicePortResource(context, self.storage, self.clock, docker),
+                DockerContainerResource(context, self.storage, self.clock, docker),
                 DockerServiceResource(context, self.storage, self.clock, docker),
             )
         )
