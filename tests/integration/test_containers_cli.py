@@ -11,6 +11,7 @@ image, and host networking with the image's own httpd (``--network-mode host
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 
 from twisted.trial.unittest import TestCase
@@ -38,6 +39,7 @@ class SeedFlowTests(TestCase):
         self.dockerd = shared_dockerd()
         self.dockerd.busybox_image()
         self.builds = tempfile.mkdtemp(prefix="opbuild-")
+        self.addCleanup(shutil.rmtree, self.builds, True)
 
     async def test_docker_service_and_port_management(self) -> None:
         """create-exposed, port add/list/check/remove, list, proxy-create, logs, stats,

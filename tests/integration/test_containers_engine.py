@@ -9,6 +9,7 @@ networking and nothing is sent to them here.
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 import uuid
 
@@ -57,7 +58,7 @@ class DockerEngineTests(runtime_contract.RuntimeContract):
     async def test_dockerfile_build(self) -> None:
         """A Dockerfile under a build directory builds ``FROM`` the local image."""
         context = tempfile.mkdtemp(prefix="opbuild-")
-        self.addCleanup(lambda: [os.remove(os.path.join(context, "Dockerfile")), os.rmdir(context)])
+        self.addCleanup(shutil.rmtree, context, True)
         with open(os.path.join(context, "Dockerfile"), "w") as f:
             f.write(f"FROM {self.image}\nARG GREETING\nRUN echo $GREETING > /greeting\n")
         name = "b" + uuid.uuid4().hex[:10]
@@ -78,7 +79,7 @@ class DockerEngineTests(runtime_contract.RuntimeContract):
     async def test_a_failing_build_names_the_dockerfile(self) -> None:
         """A build that fails is ImageUnavailable naming /dockerfile_path."""
         context = tempfile.mkdtemp(prefix="opbuild-")
-        self.addCleanup(lambda: [os.remove(os.path.join(context, "Dockerfile")), os.rmdir(context)])
+        self.addCleanup(shutil.rmtree, context, True)
         with open(os.path.join(context, "Dockerfile"), "w") as f:
             f.write(f"FROM {self.image}\nRUN false\n")
         name = "b" + uuid.uuid4().hex[:10]
@@ -137,7 +138,9 @@ class UnreachableDockerTests(TestCase):
 
     async def test_missing_socket_is_unavailable_naming_docker_host(self) -> None:
         """A socket that does not exist: Unavailable saying where Docker was looked for."""
-        path = os.path.join(tempfile.mkdtemp(prefix="opd-"), "docker.sock")
+        directory = tempfile.mkdtemp(prefix="opd-")
+        self.addCleanup(os.rmdir, directory)
+        path = os.path.join(directory, "docker.sock")
         engine = engine_for(self, f"unix://{path}", timeout=5)
         with self.assertRaises(Unavailable) as raised:
             await engine.ping()
