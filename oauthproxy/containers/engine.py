@@ -410,11 +410,18 @@ def _thd_prepare_image(client: Any, service: DockerService, may_pull: bool) -> N
             "(list allowed images in OAUTHPROXY_DOCKER_IMAGES to pull them)",
             field="/image",
         )
-    repository, _, tag = service.image.rpartition(":")
-    if "/" in tag or not repository:
-        repository, tag = service.image, "latest"
+    reference, tag = service.image, None
+    if "@" not in reference:
+        reference, _, tag = reference.rpartition(":")
     try:
-        client.api.pull(repository, tag=tag)
+        client.api.pull(reference, tag=tag)
+        # a pull can fail inside its progress stream without an error status
+        client.images.get(service.image)
+    except docker.errors.ImageNotFound:
+        raise ImageUnavailable(
+            f"image {service.image} is not on the Docker host and the pull did not bring it",
+            field="/image",
+        ) from None
     except docker.errors.APIError as e:
         raise ImageUnavailable(
             f"image {service.image} is not on the Docker host and pulling it failed: "

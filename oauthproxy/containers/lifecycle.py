@@ -332,6 +332,7 @@ class ServiceLifecycle:
             info = await self._current_container(current)
             if info is None:
                 if desired == "running":
+                    await self._remove_containers(name)  # a leftover would hold the name
                     record = await self._make_container(record)
             elif desired == "stopped":
                 if info.running:
@@ -465,9 +466,10 @@ class ServiceLifecycle:
     async def repair(self, name: str) -> str | None:
         """Make the container of a ready record agree with it; what was done, or None.
 
-        A container that is gone is made again; a stopped one that should run is left
-        to its restart policy, but one that should be stopped is stopped; the IP and
-        the proxies follow a container that moved (Docker restarted).
+        Leftover containers of the service go; a container that is gone is made again;
+        a stopped one that should run is left to its restart policy, but one that should
+        be stopped is stopped; the IP and the proxies follow a container that moved
+        (Docker restarted).
         """
         try:
             async with self._holding(name) as lease:
@@ -477,6 +479,12 @@ class ServiceLifecycle:
                 info = await self._current_container(service)
                 done = None
                 record = service
+                strays = [
+                    c for c in await self._containers_of(name) if c.id != service.container_id
+                ]
+                if strays:
+                    await self._remove_containers(name, keep=service.container_id)
+                    done = f"removed {len(strays)} leftover container(s)"
                 if info is None:
                     record = await self._make_container(evolve(service, container_id=None))
                     done = "made its missing container again"

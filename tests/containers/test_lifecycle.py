@@ -332,6 +332,28 @@ class RecoveryTests(TestCase):
             (record.phase, record.container_id, record.previous), ("ready", new_id, None)
         )
 
+    async def test_repair_removes_leftover_containers(self) -> None:
+        """Another container of a ready service (an old one) is removed; the current stays."""
+        record = await self.lifecycle.create(web())
+        await self.twins.runtime.create(
+            web("web-previous-1"), await self.lifecycle.deployment(), "oauthproxy"
+        )
+        leftover = self.twins.runtime.named("web-previous-1")
+        assert leftover is not None
+        leftover.info = evolve(leftover.info, service="web")
+        self.assertIn("leftover", await self.lifecycle.repair("web") or "")
+        self.assertEqual(list(self.twins.runtime.by_id), [record.container_id])
+
+    async def test_start_clears_a_leftover_holding_the_name(self) -> None:
+        """The recorded container is gone but another one holds the name: start still works."""
+        record = await self.lifecycle.create(web())
+        await self.lifecycle.stop("web")
+        await self.twins.runtime.remove(record.container_id or "", force=True)
+        await self.twins.runtime.create(web(), await self.lifecycle.deployment(), "oauthproxy")
+        started = await self.lifecycle.start("web")
+        self.assertTrue(self.twins.runtime.named("web").info.running)  # type: ignore[union-attr]
+        self.assertEqual(list(self.twins.runtime.by_id), [started.container_id])
+
     async def test_repair_makes_a_missing_container_and_stops_an_unwanted_one(self) -> None:
         """A gone container is made again; one that should be stopped is stopped."""
         record = await self.lifecycle.create(web())
