@@ -5,7 +5,9 @@ HTTP (native apps may also use private-use schemes); the rules depend on
 ``application_type`` (MCP-8, MCP-13, O21-4).  An authorization request's URI must equal a
 registered one by simple string comparison; the only exception is the port of a loopback
 URI (O21-4).  Nothing is normalised before comparing, so case changes, trailing
-slashes, dot segments and extra query parameters all fail (ATK-2, BCP-1).
+slashes, dot segments and extra query parameters all fail (ATK-2, BCP-1).  Since
+matching is exact, registration refuses what no request could match: wildcards
+(``https://*.example.com/cb``) and https hosts that are not a DNS name or an IP literal.
 
 :func:`safe_return_url` guards the login return parameter (``rd``/``next``) against
 open redirects (ATK-1).
@@ -13,6 +15,7 @@ open redirects (ATK-1).
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Collection, Iterable
 from urllib.parse import unquote, urlsplit
@@ -29,6 +32,8 @@ _SCHEME = re.compile(r"^[a-z][a-z0-9+.\-]*$")
 # printable ASCII without the space
 _PRINTABLE = re.compile(r"^[\x21-\x7e]+$")
 _CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+# one label of a DNS host name (RFC 1123): letters, digits, inner hyphens
+_LABEL = re.compile(r"^[a-z0-9]([a-z0-9-]{0,61}[a-z0-9])?$")
 # schemes a browser would execute or read locally instead of handing to an app
 _FORBIDDEN_SCHEMES = frozenset(
     {
@@ -101,6 +106,17 @@ def infer_application_type(uris: Iterable[str]) -> str:
     return "web"
 
 
+def _is_host(host: str) -> bool:
+    """Whether ``host`` (lower-case, brackets removed) is an IP literal or a DNS name."""
+    try:
+        ipaddress.ip_address(host)
+        return True
+    except ValueError:
+        pass
+    labels = host.split(".")
+    return len(host) <= 253 and all(_LABEL.fullmatch(label) for label in labels)
+
+
 def validate_registered_redirect_uri(uri: object, application_type: str) -> str:
     """Check one redirect URI a client wants to register; return it unchanged.
 
@@ -115,6 +131,10 @@ def validate_registered_redirect_uri(uri: object, application_type: str) -> str:
         )
     if "#" in uri:
         raise InvalidRedirectUri("redirect URI must not contain a fragment", "redirect_uris")
+    if "*" in uri:
+        raise InvalidRedirectUri(
+            "redirect URIs are matched exactly: wildcards (*) are not supported", "redirect_uris"
+        )
     scheme, _, rest = uri.partition(":")
     if not rest or _SCHEME.fullmatch(scheme) is None:
         raise InvalidRedirectUri(
@@ -129,6 +149,10 @@ def validate_registered_redirect_uri(uri: object, application_type: str) -> str:
         if not rest.startswith("//") or not parts.hostname or "@" in parts.netloc:
             raise InvalidRedirectUri(
                 "https redirect URI needs a host and no userinfo", "redirect_uris"
+            )
+        if not _is_host(parts.hostname):
+            raise InvalidRedirectUri(
+                "https redirect URI host must be a DNS name or an IP address", "redirect_uris"
             )
         return uri
     if scheme == "http":

@@ -162,6 +162,38 @@ class RegistrationTests(SynchronousTestCase):
             with self.assertRaises(InvalidRedirectUri):
                 validate_registered_redirect_uri(uri, "web")
 
+    def test_wildcards_are_refused(self) -> None:
+        """O21-4, MCP-13, ATK-2: matching is exact, so a wildcard could never match: refused."""
+        for uri in (
+            "https://*.example.test/cb",
+            "https://app.example.test/*",
+            "https://app.example.test/cb?next=*",
+            "https://app.*.test/cb",
+            "http://127.0.0.1/*",
+            "com.example.app:/*",
+        ):
+            with self.assertRaises(InvalidRedirectUri, msg=uri):
+                validate_registered_redirect_uri(uri, "native")
+
+    def test_hosts_that_are_no_hostname_are_refused(self) -> None:
+        """O21-4, ATK-2: an https host no browser could reach is refused, not stored."""
+        for uri in (
+            "https://app%2eexample.test/cb",
+            "https://app_example.test/cb",
+            "https://app..example.test/cb",
+            "https://-app.example.test/cb",
+            "https://app.example.test./cb",
+            "https://" + "a" * 64 + ".test/cb",
+            "https://[::1/cb",
+        ):
+            with self.assertRaises(InvalidRedirectUri, msg=uri):
+                validate_registered_redirect_uri(uri, "web")
+
+    def test_ip_literal_hosts_are_accepted(self) -> None:
+        """O21-4: https on an IP literal is a matchable host."""
+        for uri in ("https://192.0.2.10/cb", "https://[2001:db8::1]:8443/cb"):
+            self.assertEqual(validate_registered_redirect_uri(uri, "web"), uri)
+
     def test_userinfo_is_rejected(self) -> None:
         """BCP-1: userinfo in a redirect URI is a phishing device."""
         with self.assertRaises(InvalidRedirectUri):

@@ -45,6 +45,17 @@ class RegistrationTests(SynchronousTestCase):
         self.successResultOf(Deferred.fromCoroutine(self.h.server.revoker.reap()))
         self.assertIsNone(self.successResultOf(self.h.storage.oauth.get_client(client_id)))
 
+    def test_wildcard_redirect_uri_is_refused(self) -> None:
+        """O21-4, MCP-13: ``https://*.example.test/cb`` could never match exactly: 400."""
+        answer = self.h.call(
+            "POST",
+            "/register",
+            body={"redirect_uris": ["https://*.example.test/cb"], "client_name": "wild"},
+        )
+        self.assertEqual(answer.status, 400, answer.body)
+        self.assertEqual(answer.json()["error"], "invalid_redirect_uri")
+        self.assertEqual(self.successResultOf(self.h.storage.oauth.list_clients()), [])
+
     def test_registration_token_reads_the_client(self) -> None:
         """RFC 7592: the registration access token reads the client; a wrong one is 401."""
         body = self.h.register()
