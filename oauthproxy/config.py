@@ -83,6 +83,8 @@ class Config:
     oauth_jwt_private_key_b64: str | None = field(default=None, repr=False)
     oauth_access_token_lifetime: int = 1800
     oauth_refresh_token_lifetime: int = 31536000
+    #: seconds a rotated-out refresh token still gets the pair its rotation issued (0 = off)
+    oauth_refresh_retry_window: float = 0.0
     oauth_session_timeout: int = 300
     oauth_client_lifetime: int = 7776000
     #: GitHub logins allowed to log in; ("*",) = everyone
@@ -211,6 +213,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("oauth_jwt_private_key_b64", None, "OAUTH_JWT_PRIVATE_KEY_B64", parsers.pem_b64),
     _s("oauth_access_token_lifetime", None, "OAUTH_ACCESS_TOKEN_LIFETIME", parsers.positive_int),
     _s("oauth_refresh_token_lifetime", None, "OAUTH_REFRESH_TOKEN_LIFETIME", parsers.positive_int),
+    _s("oauth_refresh_retry_window", None, "OAUTH_REFRESH_RETRY_WINDOW", parsers.retry_window),
     _s("oauth_session_timeout", None, "OAUTH_SESSION_TIMEOUT", parsers.positive_int),
     _s("oauth_client_lifetime", None, "OAUTH_CLIENT_LIFETIME", parsers.positive_int),
     _s("oauth_allowed_github_users", None, "OAUTH_ALLOWED_GITHUB_USERS", parsers.users),

@@ -140,6 +140,31 @@ def positive_float(text: str, name: str) -> float:
     return value
 
 
+def non_negative_float(text: str, name: str) -> float:
+    """A finite number of seconds, zero included (zero usually means "off")."""
+    try:
+        value = float(text.strip())
+    except ValueError:
+        raise ConfigError(f"{name}: {text!r} is not a number", field=name) from None
+    if not (0 <= value < float("inf")):
+        raise ConfigError(
+            f"{name}: must be zero or a positive number, not {text.strip()}", field=name
+        )
+    return value
+
+
+def retry_window(text: str, name: str) -> float:
+    """Seconds a rotated-out refresh token may be retried: 0 (off) to 300."""
+    value = non_negative_float(text, name)
+    if value > 300:
+        raise ConfigError(
+            f"{name}: at most 300 seconds (a longer window lets a stolen refresh token "
+            "be replayed unnoticed), not {text.strip()}",
+            field=name,
+        )
+    return value
+
+
 def plain_text(text: str, name: str) -> str:
     """Any text, surrounding whitespace removed."""
     return text.strip()

@@ -255,8 +255,13 @@ class IOAuthStore(Interface):
     def take_session(state: str) -> Deferred[LoginSession | None]:
         """The session for ``state``, removed atomically (single use), or None."""
 
-    def put_family(family: TokenFamily, expires_at: float) -> Deferred[None]:
-        """Store or replace a token family, kept until ``expires_at``."""
+    def put_family(family: TokenFamily, expires_at: float) -> Deferred[TokenFamily]:
+        """Store or replace a token family, kept until ``expires_at``; the family as stored.
+
+        Revocation wins: a family already revoked, or revoked before it was first stored
+        (a replayed code racing its first redemption), stays revoked and comes back
+        with ``revoked_at`` set, so the caller can take back what it just issued.
+        """
 
     def get_family(family_id: str) -> Deferred[TokenFamily | None]:
         """The family, or None."""
@@ -270,8 +275,22 @@ class IOAuthStore(Interface):
     def get_refresh(token_hash: str) -> Deferred[RefreshTokenRecord | None]:
         """The refresh token record, or None."""
 
+    def replace_refresh(
+        expected: RefreshTokenRecord, replacement: RefreshTokenRecord
+    ) -> Deferred[RefreshTokenRecord | None]:
+        """Compare and set: store ``replacement`` only if ``expected`` is what is stored.
+
+        Returns the record stored afterwards: ``replacement`` when this call won, what
+        another call stored first otherwise, None when the token is gone.  Rotation
+        uses it so that one refresh token is exchanged once, however many race (ATK-34).
+        """
+
     def revoke_family(family_id: str, now: float) -> Deferred[TokenFamily | None]:
-        """Mark the family revoked and drop its refresh tokens; the family, or None."""
+        """Mark the family revoked and drop its refresh tokens; the family, or None.
+
+        A family not stored yet is remembered as revoked for a while, so that
+        :meth:`put_family` stores it revoked (ATK-35).
+        """
 
     def put_access_token(record: OAuthAccessToken) -> Deferred[None]:
         """Remember an issued access token until its ``expires_at``."""

@@ -115,6 +115,19 @@ class PrecedenceTests(SynchronousTestCase):
             load_config({}, {"OAUTHPROXY_CIMD_ALLOWED_NETWORKS": "intranet"}, None)
         self.assertIn("OAUTHPROXY_CIMD_ALLOWED_NETWORKS", str(caught.exception))
 
+    def test_refresh_retry_window_is_off_by_default(self) -> None:
+        """ATK-34: without OAUTH_REFRESH_RETRY_WINDOW a rotated refresh token never works."""
+        self.assertEqual(load_config({}, {}, None).oauth_refresh_retry_window, 0.0)
+        config = load_config({}, {"OAUTH_REFRESH_RETRY_WINDOW": "2.5"}, None)
+        self.assertEqual(config.oauth_refresh_retry_window, 2.5)
+
+    def test_long_or_negative_retry_window_is_refused(self) -> None:
+        """ATK-34: a window over 300 s (or below 0) is refused, naming the setting."""
+        for value in ("301", "-1", "soon", "inf"):
+            with self.assertRaises(ConfigError) as caught:
+                load_config({}, {"OAUTH_REFRESH_RETRY_WINDOW": value}, None)
+            self.assertIn("OAUTH_REFRESH_RETRY_WINDOW", str(caught.exception))
+
     def test_request_log_can_be_switched_off(self) -> None:
         """OAUTHPROXY_REQUEST_LOG takes on/off (and true/false, yes/no, 1/0)."""
         self.assertTrue(load_config({}, {}, None).request_log)

@@ -3,13 +3,16 @@
 Pure functions over records and the current time; they return the records to store
 (and the new secrets to hand out) or raise an :class:`~oauthproxy.oauth.errors.OAuth2Error`.
 When a failure proves a token family is compromised (a second redemption of a code,
-O21-6; reuse of a rotated refresh token after the grace window, BCP-4), the error's
-``revoke_family`` names the family the caller must revoke.
+O21-6; any reuse of a rotated refresh token, BCP-4), the error's ``revoke_family``
+names the family the caller must revoke.
 
 Codes live at most ten minutes and are bound to the client, the redirect URI, the
 PKCE challenge, the scopes and the audience (O21-6).  Refresh tokens are bound to the
-client, one-time use with rotation (O21-9, MCP-14); a short grace window lets two
-concurrent refreshes of the same token both succeed.
+client, one-time use with rotation (O21-9, MCP-14).  A rotated-out token is never
+exchanged again (OAuth 2.1 §4.3.1, RFC 9700 §4.14, ATK-34): its reuse revokes the
+family.  The one exception is an optional retry window (``OAUTH_REFRESH_RETRY_WINDOW``,
+off by default) for a client whose response got lost: inside it, the retry is answered
+with the very pair the rotation issued (:class:`Replay`), never with a new one.
 """
 
 from __future__ import annotations
@@ -36,9 +39,6 @@ from oauthproxy.oauth.records import (
     UserIdentity,
     token_hash,
 )
-
-#: seconds during which a just-rotated refresh token still works (concurrent refreshes)
-REFRESH_GRACE = 10.0
 
 
 def new_secret() -> str:
@@ -203,6 +203,14 @@ class Rotation:
     audience: tuple[str, ...]
 
 
+@frozen
+class Replay:
+    """A retry inside the retry window: answer with the pair the rotation already issued."""
+
+    #: the rotated record, carrying the sealed response of its rotation
+    rotated: RefreshTokenRecord
+
+
 def rotate_refresh_token(
     record: RefreshTokenRecord | None,
     family: TokenFamily | None,
@@ -213,15 +221,17 @@ def rotate_refresh_token(
     allowed: Collection[str] | None = None,
     now: float,
     lifetime: float,
-    grace: float = REFRESH_GRACE,
-) -> Rotation:
+    retry_window: float = 0.0,
+) -> Rotation | Replay:
     """Exchange a refresh token (looked up by hash) for a new one and a new grant.
 
     Refuses another client's token (ATK-22), a revoked family, an expired token, wider
     scopes (ATK-22), and resources outside the family (``invalid_target``).  A token
-    that was already rotated more than ``grace`` seconds ago is reuse: the whole family
-    must be revoked (BCP-4, ATK-22).  ``allowed`` re-applies the user's current
-    allowlists: resources the user lost are dropped from the new token.
+    that was already rotated is reuse: refused, and the whole family must be revoked
+    (BCP-4, ATK-22, ATK-34), unless the use comes within ``retry_window`` seconds of
+    the rotation and the rotation's response was kept: then :class:`Replay`.
+    ``allowed`` re-applies the user's current allowlists: resources the user lost are
+    dropped from the new token.
     """
     if record is None or family is None or record.family_id != family.family_id:
         raise InvalidGrant("unknown refresh token", "refresh_token")
@@ -231,7 +241,9 @@ def rotate_refresh_token(
         raise InvalidGrant("the refresh token was revoked", "refresh_token")
     if now >= record.expires_at:
         raise InvalidGrant("the refresh token has expired", "refresh_token")
-    if record.rotated_at is not None and now - record.rotated_at > grace:
+    if record.rotated_at is not None:
+        if retry_allowed(record, now=now, window=retry_window):
+            return Replay(record)
         raise InvalidGrant(
             "the refresh token was already used",
             "refresh_token",
@@ -247,12 +259,18 @@ def rotate_refresh_token(
     value, successor = new_refresh_token(
         family, scopes=record.scopes, now=now, lifetime=min(lifetime, record.expires_at - now)
     )
-    rotated = (
-        record
-        if record.rotated_at is not None
-        else evolve(record, rotated_at=now, replaced_by=successor.token_hash)
-    )
+    rotated = evolve(record, rotated_at=now, replaced_by=successor.token_hash)
     return Rotation(rotated, value, successor, family, scopes, audience)
+
+
+def retry_allowed(record: RefreshTokenRecord, *, now: float, window: float) -> bool:
+    """Whether a use of the rotated ``record`` is a retry to answer with the same pair."""
+    return (
+        window > 0
+        and record.rotated_at is not None
+        and record.sealed_response is not None
+        and now - record.rotated_at <= window
+    )
 
 
 def token_response(

@@ -23,6 +23,9 @@ ClientSource = Literal["static", "dcr", "cimd"]
 
 #: authorization codes live at most this long (O21-6 recommends 10 minutes)
 MAX_CODE_LIFETIME = 600.0
+#: how long a token family revoked before it was stored stays revoked: a replayed code
+#: can revoke the family its first redemption is still storing (ATK-35)
+FAMILY_TOMBSTONE_LIFETIME = 2 * MAX_CODE_LIFETIME
 
 
 def token_hash(value: str) -> str:
@@ -157,6 +160,9 @@ class RefreshTokenRecord:
     #: set when the token was exchanged; a later use is reuse (BCP-4, ATK-22)
     rotated_at: float | None = None
     replaced_by: str | None = field(default=None, repr=False)
+    #: the token response of the rotation, sealed with the storage SecretBox; only kept
+    #: when a retry window is configured, so that a retry gets the very same pair
+    sealed_response: str | None = field(default=None, repr=False)
 
 
 @frozen

@@ -42,6 +42,8 @@ class OAuthSettings:
     scopes_supported: tuple[str, ...] = DEFAULT_SCOPES
     access_token_lifetime: int = 1800
     refresh_token_lifetime: int = 31536000
+    #: seconds a rotated-out refresh token may be retried for the same pair (0 = never)
+    refresh_retry_window: float = 0.0
     login_timeout: float = consent.STATE_LIFETIME
     client_lifetime: float = 7776000.0
     allowed_users: tuple[str, ...] = ("*",)

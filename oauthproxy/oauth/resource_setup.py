@@ -58,6 +58,7 @@ def settings_from_config(config: Config, box: SecretBox) -> OAuthSettings:
         secret=derive_secret(box.key),
         access_token_lifetime=config.oauth_access_token_lifetime,
         refresh_token_lifetime=config.oauth_refresh_token_lifetime,
+        refresh_retry_window=config.oauth_refresh_retry_window,
         login_timeout=float(config.oauth_session_timeout),
         client_lifetime=float(config.oauth_client_lifetime),
         allowed_users=config.oauth_allowed_github_users,
@@ -111,4 +112,5 @@ async def build_oauth_server(
         GitHubClient(http, settings.github, reactor),
         key,
         documents,
+        box,
     )

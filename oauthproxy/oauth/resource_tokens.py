@@ -1,12 +1,21 @@
 """The authorization server's machine-facing endpoints, mixed into ``OAuthServer``.
 
 ``/token`` (authorization_code with PKCE S256, O21-1..3; refresh_token rotation with
-reuse detection that revokes the family, O21-9, BCP-4; ``Cache-Control: no-store``),
+reuse detection that revokes the family, O21-9, BCP-4, ATK-34; ``Cache-Control:
+no-store``),
 ``/register`` and ``/register/{client_id}`` (RFC 7591/7592, idempotent, capped, ATK-28),
 ``/introspect`` (RFC 7662: confidential clients, or the admin API token as bearer),
 ``/revoke`` (RFC 7009: 200 even for unknown tokens).  ``/jwks`` and ``/verify`` are in
 :mod:`oauthproxy.oauth.resource_verify`.  Routes live on :data:`oauth_app`, the Klein
 app of :class:`~oauthproxy.oauth.server.OAuthServer`.
+
+The grants are written so that concurrent requests cannot leave a live branch of a
+token family behind (ATK-34, ATK-35): a refresh token is rotated by compare-and-set, so
+exactly one request exchanges it; every grant records its access token *before* it
+stores the family, and the store keeps a revoked family revoked and tells the grant,
+which then takes its access token back.  Whichever of a grant and a revocation comes
+second sees the other: the revocation lists the access token, or the grant finds the
+family revoked.
 """
 
 from __future__ import annotations
@@ -16,6 +25,7 @@ import json
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+from attrs import evolve
 from joserfc.jwk import RSAKey
 from klein import Klein
 from twisted.internet.interfaces import IReactorTime
@@ -36,7 +46,7 @@ from oauthproxy.oauth.errors import (
     TemporarilyUnavailable,
     UnsupportedGrantType,
 )
-from oauthproxy.oauth.records import OAuthClient, TokenFamily, token_hash
+from oauthproxy.oauth.records import OAuthClient, RefreshTokenRecord, TokenFamily, token_hash
 from oauthproxy.oauth.registration import (
     check_registration_token,
     new_client,
@@ -55,6 +65,7 @@ from oauthproxy.oauth.resource_http import (
 from oauthproxy.oauth.revocation import Revoker
 from oauthproxy.oauth.tokens import introspection_response, mint_access_token
 from oauthproxy.oauth.verifier import SnapshotVerifier
+from oauthproxy.storage.crypto import SecretBox
 
 #: the Klein app of the authorization server (routes of both modules)
 oauth_app = Klein()
@@ -78,6 +89,8 @@ class TokenEndpoints:
     signing_key: RSAKey
     verifier: SnapshotVerifier
     revoker: Revoker
+    #: seals the kept token responses of a retry window (None: no window)
+    box: SecretBox | None
 
     async def client(self, client_id: str | None) -> OAuthClient | None:
         """A pre-registered or stored client (provided by ``OAuthServer``)."""
@@ -103,11 +116,10 @@ class TokenEndpoints:
         client = await self.client(client_id)
         return grants.authenticate_client(client, secret=secret, now=self.clock.seconds())
 
-    async def mint(
+    def sign(
         self, family: TokenFamily, scopes: tuple[str, ...], audience: tuple[str, ...]
-    ) -> tuple[str, int]:
-        """Sign an access token of ``family`` and remember its jti: ``(token, expires_in)``."""
-        lifetime = self.settings.access_token_lifetime
+    ) -> tuple[str, OAuthAccessToken]:
+        """Sign an access token of ``family``: the token and its record (not stored yet)."""
         token, claims = mint_access_token(
             self.signing_key,
             issuer=self.settings.base,
@@ -117,22 +129,43 @@ class TokenEndpoints:
             scopes=scopes,
             client_id=family.client_id,
             now=self.clock.seconds(),
-            lifetime=lifetime,
+            lifetime=self.settings.access_token_lifetime,
         )
-        await self.store.put_access_token(
-            OAuthAccessToken(
-                jti=claims.jti,
-                family_id=family.family_id,
-                client_id=family.client_id,
-                username=family.user.username,
-                subject=family.user.subject,
-                audience=claims.audience,
-                scopes=claims.scopes,
-                issued_at=claims.issued_at,
-                expires_at=claims.expires_at,
-            )
+        record = OAuthAccessToken(
+            jti=claims.jti,
+            family_id=family.family_id,
+            client_id=family.client_id,
+            username=family.user.username,
+            subject=family.user.subject,
+            audience=claims.audience,
+            scopes=claims.scopes,
+            issued_at=claims.issued_at,
+            expires_at=claims.expires_at,
         )
-        return token, lifetime
+        return token, record
+
+    async def mint(
+        self, family: TokenFamily, scopes: tuple[str, ...], audience: tuple[str, ...]
+    ) -> tuple[str, int]:
+        """Sign an access token of ``family`` and remember its jti: ``(token, expires_in)``."""
+        token, record = self.sign(family, scopes, audience)
+        await self.store.put_access_token(record)
+        return token, self.settings.access_token_lifetime
+
+    async def keep_family(
+        self, family: TokenFamily, expires_at: float, access: OAuthAccessToken, grant: str
+    ) -> None:
+        """Record ``access``, then store ``family``; if it was revoked meanwhile, undo.
+
+        The order is what makes a racing revocation safe (module docstring): the access
+        token is recorded first, so a revocation that lists tokens after this sees it,
+        and one that came earlier left the family revoked, which the store reports.
+        """
+        await self.store.put_access_token(access)
+        stored = await self.store.put_family(family, expires_at)
+        if stored.revoked_at is not None:
+            await self.revoker.revoke_access_token(access, "token family revoked")
+            raise InvalidGrant(f"the {grant.replace('_', ' ')} was revoked", grant)
 
     @oauth_app.route("/token", methods=["POST"])
     async def token(self, request: Request) -> bytes:
@@ -174,18 +207,19 @@ class TokenEndpoints:
             now=now,
         )
         family = redemption.family
-        token, expires_in = await self.mint(family, family.scopes, redemption.audience)
-        refresh = None
+        token, access = self.sign(family, family.scopes, redemption.audience)
+        expires_in = self.settings.access_token_lifetime
         if "refresh_token" in client.grant_types:
             lifetime = self.settings.refresh_token_lifetime
             refresh, refresh_record = grants.new_refresh_token(
                 family, scopes=family.scopes, now=now, lifetime=lifetime
             )
-            await self.store.put_family(family, now + lifetime)
+            await self.keep_family(family, now + lifetime, access, "code")
             await self.store.put_refresh(refresh_record)
         else:
             # no refresh token: the session lasts as long as its access token
-            await self.store.put_family(family, now + expires_in)
+            refresh = None
+            await self.keep_family(family, now + expires_in, access, "code")
         await self.store.touch_client(client.client_id, now)
         return grants.token_response(
             token, expires_in=expires_in, scopes=family.scopes, refresh_token=refresh
@@ -209,24 +243,63 @@ class TokenEndpoints:
                 family.user, self.protected_resources(), self.settings.allowed_users
             )
         now = self.clock.seconds()
-        rotation = grants.rotate_refresh_token(
-            record,
-            family,
-            client=client,
-            requested_scopes=parse_scope(single(form, "scope")),
-            resources=form.get("resource", ()),
-            allowed=allowed,
-            now=now,
-            lifetime=self.settings.refresh_token_lifetime,
+
+        def rotate(current: RefreshTokenRecord | None) -> grants.Rotation | grants.Replay:
+            return grants.rotate_refresh_token(
+                current,
+                family,
+                client=client,
+                requested_scopes=parse_scope(single(form, "scope")),
+                resources=form.get("resource", ()),
+                allowed=allowed,
+                now=now,
+                lifetime=self.settings.refresh_token_lifetime,
+                retry_window=self.settings.refresh_retry_window,
+            )
+
+        rotation = rotate(record)
+        if isinstance(rotation, grants.Replay):
+            return self.replayed(rotation.rotated)
+        token, access = self.sign(rotation.family, rotation.scopes, rotation.audience)
+        body = grants.token_response(
+            token,
+            expires_in=self.settings.access_token_lifetime,
+            scopes=rotation.scopes,
+            refresh_token=rotation.new_token,
         )
-        await self.store.put_refresh(rotation.rotated)
+        rotated = self.with_sealed_response(rotation.rotated, body)
+        assert record is not None  # rotate_refresh_token refuses an unknown token
+        stored = await self.store.replace_refresh(record, rotated)
+        if stored != rotated:
+            # another request exchanged (or revoked) this token first: this one is a
+            # retry at best (the same pair), a reuse otherwise (ATK-34)
+            again = rotate(stored)
+            if isinstance(again, grants.Replay):
+                return self.replayed(again.rotated)
+            raise InvalidGrant("the refresh token was already used", "refresh_token")
+        await self.keep_family(
+            rotation.family, rotation.new_record.expires_at, access, "refresh_token"
+        )
         await self.store.put_refresh(rotation.new_record)
-        await self.store.put_family(rotation.family, rotation.new_record.expires_at)
-        token, expires_in = await self.mint(rotation.family, rotation.scopes, rotation.audience)
         await self.store.touch_client(client.client_id, now)
-        return grants.token_response(
-            token, expires_in=expires_in, scopes=rotation.scopes, refresh_token=rotation.new_token
+        return body
+
+    def with_sealed_response(
+        self, rotated: RefreshTokenRecord, body: dict[str, object]
+    ) -> RefreshTokenRecord:
+        """``rotated`` keeping ``body`` sealed, when a retry window is configured."""
+        if self.settings.refresh_retry_window <= 0 or self.box is None:
+            return rotated
+        sealed = self.box.seal(json.dumps(body), rotated.token_hash)
+        return evolve(rotated, sealed_response=sealed)
+
+    def replayed(self, rotated: RefreshTokenRecord) -> dict[str, object]:
+        """The response a rotation gave, for a retry inside the window (ATK-34)."""
+        assert self.box is not None and rotated.sealed_response is not None
+        body: dict[str, object] = json.loads(
+            self.box.open(rotated.sealed_response, rotated.token_hash)
         )
+        return body
 
     @oauth_app.route("/register", methods=["POST"])
     async def register(self, request: Request) -> bytes:

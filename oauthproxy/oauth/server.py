@@ -80,6 +80,7 @@ from oauthproxy.oauth.resource_tokens import TokenEndpoints, oauth_app
 from oauthproxy.oauth.resource_verify import VerifyEndpoints
 from oauthproxy.oauth.revocation import Revoker
 from oauthproxy.oauth.verifier import SnapshotVerifier
+from oauthproxy.storage.crypto import SecretBox
 
 
 @define
@@ -97,11 +98,15 @@ class OAuthServer(TokenEndpoints, VerifyEndpoints):
     signing_key: RSAKey
     #: fetches client ID metadata documents; None = CIMD clients are not supported
     documents: MetadataDocumentFetcher | None = None
+    #: the storage SecretBox: seals the answers a refresh retry window keeps
+    box: SecretBox | None = None
     verifier: SnapshotVerifier = field(init=False)
     revoker: Revoker = field(init=False)
 
     def __attrs_post_init__(self) -> None:
         """Build the verifier and the revoker over the same store and snapshot."""
+        if self.settings.refresh_retry_window > 0 and self.box is None:
+            raise ValueError("a refresh retry window needs the SecretBox to keep answers")
         self.verifier = SnapshotVerifier(self.snapshots, self.clock, self.settings.base)
         self.revoker = Revoker(self.store, self.clock, self.settings.client_lifetime)
 

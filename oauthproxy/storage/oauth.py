@@ -15,9 +15,12 @@ rest is operational state that publishes no events::
                                    ``refresh`` and ``access`` (reaped by :meth:`reap`)
     <p>oauth:family_refresh:<id>   set    refresh token hashes of a family (expires
                                    with its newest token; revocation drops them all)
+    <p>oauth:family_revoked:<id>   string a family revoked before it was stored (expires)
 
 Single use is atomic: codes are marked used by one Lua script, sessions are taken
-with ``GETDEL``.
+with ``GETDEL``, a refresh token is rotated by compare-and-set
+(:meth:`RedisOAuthStore.replace_refresh`), and a family once revoked stays revoked
+whatever a concurrent grant stores (:meth:`RedisOAuthStore.put_family`).
 """
 
 from __future__ import annotations
@@ -31,6 +34,7 @@ from zope.interface import implementer
 from oauthproxy.interfaces import IOAuthStore
 from oauthproxy.model import OAuthAccessToken, OAuthRevocation, OAuthSigningKey
 from oauthproxy.oauth.records import (
+    FAMILY_TOMBSTONE_LIFETIME,
     AuthorizationCode,
     LoginSession,
     OAuthClient,
@@ -87,16 +91,49 @@ end
 return #gone
 """
 
-#: KEYS: families, refresh, refresh_exp, the family's refresh set; ARGV: family_id,
-#: JSON or "".  Drops every refresh token of the family; stores the revoked family.
+#: KEYS: families, refresh, refresh_exp, the family's refresh set, its tombstone;
+#: ARGV: family_id, JSON or "", tombstone lifetime (ms).  Drops every refresh token of
+#: the family; stores the revoked family, or a tombstone when it is not stored yet.
 REVOKE_FAMILY_SCRIPT = """
 for _, hash in ipairs(redis.call('SMEMBERS', KEYS[4])) do
   redis.call('HDEL', KEYS[2], hash)
   redis.call('ZREM', KEYS[3], hash)
 end
 redis.call('DEL', KEYS[4])
-if ARGV[2] ~= '' then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+if ARGV[2] ~= '' then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+else
+  redis.call('SET', KEYS[5], '1', 'PX', ARGV[3])
+end
 return 0
+"""
+
+#: KEYS: families, families_exp, the family's tombstone; ARGV: family_id, JSON, the
+#: same family revoked as JSON, expiry.  Stores the family unless it is revoked
+#: already; returns the JSON stored.
+PUT_FAMILY_SCRIPT = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+local stored = ARGV[2]
+if current then
+  local revoked = cjson.decode(current)['revoked_at']
+  if revoked ~= nil and revoked ~= cjson.null then stored = current end
+end
+if stored == ARGV[2] and redis.call('EXISTS', KEYS[3]) == 1 then stored = ARGV[3] end
+redis.call('HSET', KEYS[1], ARGV[1], stored)
+redis.call('ZADD', KEYS[2], ARGV[4], ARGV[1])
+return stored
+"""
+
+#: KEYS: refresh; ARGV: token hash, expected JSON, replacement JSON.  Compare and set;
+#: returns the JSON stored afterwards (nil when there is none).
+REPLACE_REFRESH_SCRIPT = """
+local current = redis.call('HGET', KEYS[1], ARGV[1])
+if not current then return nil end
+if current == ARGV[2] then
+  redis.call('HSET', KEYS[1], ARGV[1], ARGV[3])
+  return ARGV[3]
+end
+return current
 """
 
 
@@ -272,9 +309,28 @@ class RedisOAuthStore:
         texts = await self.connection.call("HVALS", self._key(collection))
         return [decode(cls, t) for t in texts]
 
-    def put_family(self, family: TokenFamily, expires_at: float) -> Deferred[None]:
-        """Store or replace a family until ``expires_at``."""
-        return Deferred.fromCoroutine(self._put("families", family.family_id, family, expires_at))
+    def put_family(self, family: TokenFamily, expires_at: float) -> Deferred[TokenFamily]:
+        """Store or replace a family until ``expires_at``; a revoked one stays revoked."""
+        # revoked before it was stored: revoked from its creation on
+        revoked = (
+            family
+            if family.revoked_at is not None
+            else evolve(family, revoked_at=family.created_at)
+        )
+
+        async def put() -> TokenFamily:
+            stored = await self.connection.eval(
+                PUT_FAMILY_SCRIPT,
+                [
+                    self._key("families"),
+                    self._key("families_exp"),
+                    self._key(f"family_revoked:{family.family_id}"),
+                ],
+                [family.family_id, encode(family), encode(revoked), repr(expires_at)],
+            )
+            return decode(TokenFamily, stored)
+
+        return Deferred.fromCoroutine(put())
 
     def get_family(self, family_id: str) -> Deferred[TokenFamily | None]:
         """The family, or None."""
@@ -307,6 +363,21 @@ class RedisOAuthStore:
         """The record (expiry is judged by the grant logic), or None."""
         return Deferred.fromCoroutine(self._get("refresh", token_hash, RefreshTokenRecord))
 
+    def replace_refresh(
+        self, expected: RefreshTokenRecord, replacement: RefreshTokenRecord
+    ) -> Deferred[RefreshTokenRecord | None]:
+        """Store ``replacement`` if ``expected`` is stored; the record stored afterwards."""
+
+        async def replace() -> RefreshTokenRecord | None:
+            stored = await self.connection.eval(
+                REPLACE_REFRESH_SCRIPT,
+                [self._key("refresh")],
+                [expected.token_hash, encode(expected), encode(replacement)],
+            )
+            return None if stored is None else decode(RefreshTokenRecord, stored)
+
+        return Deferred.fromCoroutine(replace())
+
     def revoke_family(self, family_id: str, now: float) -> Deferred[TokenFamily | None]:
         """Mark the family revoked and drop its refresh tokens."""
 
@@ -326,8 +397,13 @@ class RedisOAuthStore:
                     self._key("refresh"),
                     self._key("refresh_exp"),
                     self._key(f"family_refresh:{family_id}"),
+                    self._key(f"family_revoked:{family_id}"),
                 ],
-                [family_id, "" if revoked is None else encode(revoked)],
+                [
+                    family_id,
+                    "" if revoked is None else encode(revoked),
+                    milliseconds(FAMILY_TOMBSTONE_LIFETIME),
+                ],
             )
             return revoked
 

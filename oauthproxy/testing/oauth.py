@@ -17,6 +17,7 @@ from oauthproxy.model import (
     OAuthSigningKey,
 )
 from oauthproxy.oauth.records import (
+    FAMILY_TOMBSTONE_LIFETIME,
     AuthorizationCode,
     LoginSession,
     OAuthClient,
@@ -53,6 +54,8 @@ class MemoryOAuthStore:
         self.codes: dict[str, tuple[str, float]] = {}
         self.codes_used: dict[str, tuple[float, float]] = {}
         self.sessions: dict[str, tuple[str, float]] = {}
+        #: family_id -> (True, expiry): revoked before it was stored
+        self.revoked_families: dict[str, tuple[bool, float]] = {}
         #: collection -> key -> (JSON, expiry)
         self.expiring: dict[str, dict[str, tuple[str, float]]] = {
             "families": {},
@@ -194,9 +197,22 @@ class MemoryOAuthStore:
         """Every record of ``collection`` not yet reaped."""
         return [decode(cls, text) for text, _ in self.expiring[collection].values()]
 
-    def put_family(self, family: TokenFamily, expires_at: float) -> Deferred[None]:
-        """Store or replace a family until ``expires_at``."""
-        return self._put("families", family.family_id, family, expires_at)
+    def put_family(self, family: TokenFamily, expires_at: float) -> Deferred[TokenFamily]:
+        """Store or replace a family until ``expires_at``; a revoked one stays revoked."""
+
+        def put() -> TokenFamily:
+            families = self.expiring["families"]
+            entry = families.get(family.family_id)
+            current = None if entry is None else decode(TokenFamily, entry[0])
+            stored = family
+            if current is not None and current.revoked_at is not None:
+                stored = current
+            elif self.state.live(self.revoked_families, family.family_id):
+                stored = evolve(family, revoked_at=family.created_at)
+            families[family.family_id] = (encode(stored), expires_at)
+            return stored
+
+        return self.state.run(put)
 
     def get_family(self, family_id: str) -> Deferred[TokenFamily | None]:
         """The family, or None."""
@@ -218,6 +234,23 @@ class MemoryOAuthStore:
         """The record, or None."""
         return self._get("refresh", token_hash, RefreshTokenRecord)
 
+    def replace_refresh(
+        self, expected: RefreshTokenRecord, replacement: RefreshTokenRecord
+    ) -> Deferred[RefreshTokenRecord | None]:
+        """Store ``replacement`` if ``expected`` is stored; the record stored afterwards."""
+
+        def replace() -> RefreshTokenRecord | None:
+            refresh = self.expiring["refresh"]
+            entry = refresh.get(expected.token_hash)
+            if entry is None:
+                return None
+            if entry[0] == encode(expected):
+                refresh[expected.token_hash] = (encode(replacement), entry[1])
+                return replacement
+            return decode(RefreshTokenRecord, entry[0])
+
+        return self.state.run(replace)
+
     def revoke_family(self, family_id: str, now: float) -> Deferred[TokenFamily | None]:
         """Mark the family revoked and drop its refresh tokens."""
 
@@ -228,6 +261,8 @@ class MemoryOAuthStore:
                     del refresh[key]
             entry = self.expiring["families"].get(family_id)
             if entry is None:
+                expires = self.state.clock.seconds() + FAMILY_TOMBSTONE_LIFETIME
+                self.revoked_families[family_id] = (True, expires)
                 return None
             family = decode(TokenFamily, entry[0])
             if family.revoked_at is None:

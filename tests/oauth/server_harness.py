@@ -96,6 +96,7 @@ class OAuthHarness:
             # StubTreq offers HTTPClient's methods over the fake, in memory
             GitHubClient(cast(HTTPClient, self.github_http), app, self.clock),
             key,
+            box=self.box,
         )
         self.treq: Any = StubTreq(self.server.resource())  # type: ignore[no-untyped-call]
 

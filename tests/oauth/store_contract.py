@@ -109,6 +109,35 @@ class OAuthStoreContract(TestCase):
         self.assertIsNone(await self.store.get_refresh(refresh.token_hash))
         self.assertEqual(await self.store.get_refresh(other.token_hash), other)
 
+    async def test_a_revoked_family_stays_revoked_when_stored_again(self) -> None:
+        """ATK-34: a grant storing the family it read earlier cannot undo a revocation."""
+        await self.store.put_family(family(), NOW + 100)
+        await self.store.revoke_family("fam-1", NOW + 5)
+        stored = await self.store.put_family(family(), NOW + 200)
+        self.assertEqual(stored.revoked_at, NOW + 5)
+        self.assertEqual((await self.store.get_family("fam-1")).revoked_at, NOW + 5)
+
+    async def test_a_family_revoked_before_it_is_stored_is_stored_revoked(self) -> None:
+        """ATK-35: a code replay may revoke the family its first redemption is storing."""
+        self.assertIsNone(await self.store.revoke_family("fam-1", NOW + 5))
+        stored = await self.store.put_family(family(), NOW + 100)
+        self.assertIsNotNone(stored.revoked_at)
+        self.assertIsNotNone((await self.store.get_family("fam-1")).revoked_at)
+        other = await self.store.put_family(family("fam-2"), NOW + 100)
+        self.assertIsNone(other.revoked_at)
+
+    async def test_refresh_rotation_is_compare_and_set(self) -> None:
+        """ATK-34: of two rotations of one token, only the first is stored."""
+        _, record = new_refresh_token(family(), scopes=(), now=NOW, lifetime=100)
+        await self.store.put_refresh(record)
+        first = evolve(record, rotated_at=NOW + 1, replaced_by="a")
+        second = evolve(record, rotated_at=NOW + 1, replaced_by="b")
+        self.assertEqual(await self.store.replace_refresh(record, first), first)
+        self.assertEqual(await self.store.replace_refresh(record, second), first)
+        self.assertEqual(await self.store.get_refresh(record.token_hash), first)
+        await self.store.revoke_family("fam-1", NOW + 2)
+        self.assertIsNone(await self.store.replace_refresh(first, second))
+
     async def test_reap_drops_expired_records(self) -> None:
         """Expired families, refresh tokens and access-token records are reaped."""
         await self.store.put_family(family(), NOW + 10)

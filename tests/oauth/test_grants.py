@@ -10,9 +10,9 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from oauthproxy.oauth.errors import InvalidClient, InvalidGrant, InvalidScope, InvalidTarget
 from oauthproxy.oauth.grants import (
-    REFRESH_GRACE,
     TOKEN_RESPONSE_HEADERS,
     CodeRedemption,
+    Replay,
     Rotation,
     authenticate_client,
     issue_code,
@@ -205,16 +205,20 @@ class RefreshTests(SynchronousTestCase):
             self.family, scopes=self.family.scopes, now=NOW, lifetime=30 * DAY
         )
 
-    def rotate(self, record: RefreshTokenRecord | None = None, **overrides: object) -> Rotation:
-        """Rotate ``record`` (default: the first token) one hour later."""
+    def outcome(
+        self, record: RefreshTokenRecord | None = None, **overrides: object
+    ) -> Rotation | Replay:
+        """Use ``record`` (default: the first token) one hour later."""
         args: dict[str, Any] = {"client": self.client, "now": NOW + 3600, "lifetime": 30 * DAY}
         args.update(overrides)
         family: TokenFamily = args.pop("family", self.family)
-        return rotate_refresh_token(
-            record or self.record,
-            family,
-            **args,
-        )
+        return rotate_refresh_token(record or self.record, family, **args)
+
+    def rotate(self, record: RefreshTokenRecord | None = None, **overrides: object) -> Rotation:
+        """Rotate ``record``; the rotation (a replay fails the test)."""
+        outcome = self.outcome(record, **overrides)
+        assert isinstance(outcome, Rotation), outcome
+        return outcome
 
     def test_rotation_issues_successor_and_marks_old_used(self) -> None:
         """MCP-14, O21-9: each refresh returns a new token and retires the old one."""
@@ -230,19 +234,32 @@ class RefreshTests(SynchronousTestCase):
         rotation = self.rotate()
         self.assertEqual(rotation.new_record.expires_at, self.record.expires_at)
 
-    def test_reuse_after_grace_revokes_family(self) -> None:
-        """BCP-4, ATK-22: a rotated token used after the grace window revokes the family."""
-        used = evolve(self.record, rotated_at=NOW + 3600)
+    def test_any_reuse_revokes_family(self) -> None:
+        """ATK-34, BCP-4, ATK-22: a rotated token used again, even at once, revokes the family."""
+        used = evolve(self.record, rotated_at=NOW + 3600, replaced_by="first-successor")
+        for later in (0.0, 0.001, 10.0, 3600.0):
+            with self.assertRaises(InvalidGrant) as cm:
+                self.outcome(used, now=NOW + 3600 + later)
+            self.assertEqual(cm.exception.revoke_family, "fam-1")
+
+    def test_retry_inside_the_window_replays_the_kept_pair(self) -> None:
+        """ATK-34: inside a configured retry window the rotation's own answer is replayed."""
+        used = evolve(self.record, rotated_at=NOW + 3600, sealed_response="sealed")
+        outcome = self.outcome(used, now=NOW + 3630, retry_window=30.0)
+        self.assertEqual(outcome, Replay(used))
+
+    def test_retry_after_the_window_is_reuse(self) -> None:
+        """ATK-34: past the retry window a retry is reuse: the family is revoked."""
+        used = evolve(self.record, rotated_at=NOW + 3600, sealed_response="sealed")
         with self.assertRaises(InvalidGrant) as cm:
-            self.rotate(used, now=NOW + 3600 + REFRESH_GRACE + 1)
+            self.outcome(used, now=NOW + 3631, retry_window=30.0)
         self.assertEqual(cm.exception.revoke_family, "fam-1")
 
-    def test_concurrent_refresh_within_grace_succeeds(self) -> None:
-        """MCP-14: two refreshes of one token within the grace window both succeed."""
-        used = evolve(self.record, rotated_at=NOW + 3600, replaced_by="first-successor")
-        rotation = self.rotate(used, now=NOW + 3600 + REFRESH_GRACE)
-        self.assertEqual(rotation.rotated, used)
-        self.assertNotEqual(rotation.new_record.token_hash, "first-successor")
+    def test_retry_without_a_kept_answer_is_reuse(self) -> None:
+        """ATK-34: a window never mints a new pair: without the kept answer it is reuse."""
+        used = evolve(self.record, rotated_at=NOW + 3600)
+        with self.assertRaises(InvalidGrant):
+            self.outcome(used, now=NOW + 3601, retry_window=30.0)
 
     def test_wider_scope_is_rejected(self) -> None:
         """ATK-22: a refresh asking for a scope beyond the grant is invalid_scope."""

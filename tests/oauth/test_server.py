@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 from attrs import evolve
 from treq.testing import StubTreq
 from twisted.trial.unittest import SynchronousTestCase
@@ -136,17 +138,17 @@ class RefreshTests(SynchronousTestCase):
         self.assertNotEqual(second["refresh_token"], self.first["refresh_token"])
         self.assertIsNotNone(self.h.server.verifier.verify(second["access_token"]))
 
-    def test_reuse_after_grace_revokes_the_family(self) -> None:
-        """BCP-4, ATK-22, MCP-17: reuse of a rotated token revokes the whole family."""
+    def test_reuse_revokes_the_family_at_once(self) -> None:
+        """ATK-34, BCP-4, ATK-22, MCP-17: any reuse of a rotated token revokes the family."""
         second = self.refresh(self.first["refresh_token"])
-        self.h.clock.advance(60)
         self.assertEqual(self.refresh(self.first["refresh_token"])["error"], "invalid_grant")
         self.assertEqual(self.refresh(second["refresh_token"])["error"], "invalid_grant")
         self.assertIsNone(self.h.server.verifier.verify(second["access_token"]))
+        self.assertIsNone(self.h.server.verifier.verify(self.first["access_token"]))
 
 
 class MoreRefreshTests(SynchronousTestCase):
-    """Refresh edge cases: concurrency grace and allowlists applied again."""
+    """Refresh edge cases: reuse without a sibling, allowlists applied again."""
 
     def setUp(self) -> None:
         """Alice logged in for the protected proxy."""
@@ -161,11 +163,12 @@ class MoreRefreshTests(SynchronousTestCase):
             grant_type="refresh_token", refresh_token=token, client_id=self.client_id
         )
 
-    def test_concurrent_refreshes_within_grace_both_succeed(self) -> None:
-        """BCP-4: two refreshes of one token within the grace window both succeed."""
+    def test_second_use_gets_no_new_pair(self) -> None:
+        """ATK-34: a rotated token used again never yields a sibling refresh token."""
         one = self.refresh(self.first["refresh_token"])
         two = self.refresh(self.first["refresh_token"])
-        self.assertEqual((one.status, two.status), (200, 200))
+        self.assertEqual((one.status, two.status), (200, 400))
+        self.assertEqual(self.refresh(one.json()["refresh_token"]).status, 400)
 
     def test_user_removed_from_allowlist_loses_the_resource(self) -> None:
         """MCP-11: a refresh re-applies the proxy's allowlist."""
@@ -175,6 +178,46 @@ class MoreRefreshTests(SynchronousTestCase):
         self.successResultOf(self.h.storage.proxies.update(evolve(proxy, auth=auth)))
         answer = self.refresh(self.first["refresh_token"])
         self.assertEqual(answer.json()["error"], "invalid_target")
+
+
+class RetryWindowTests(SynchronousTestCase):
+    """ATK-34: ``OAUTH_REFRESH_RETRY_WINDOW`` replays the kept pair, never a new one."""
+
+    def setUp(self) -> None:
+        """Alice logged in; the server keeps rotations' answers for 30 s."""
+        self.h = OAuthHarness(self, refresh_retry_window=30.0)
+        self.h.add_proxy("mcp.example.test")
+        self.client_id = self.h.register()["client_id"]
+        self.first = self.h.tokens(self.client_id, resource=RESOURCE)
+
+    def refresh(self, token: str) -> Answer:
+        """POST a refresh grant."""
+        return self.h.token(
+            grant_type="refresh_token", refresh_token=token, client_id=self.client_id
+        )
+
+    def test_retry_inside_the_window_gets_the_same_pair(self) -> None:
+        """ATK-34: the retry's answer is the rotation's answer, byte for byte."""
+        one = self.refresh(self.first["refresh_token"])
+        self.h.clock.advance(30)
+        two = self.refresh(self.first["refresh_token"])
+        self.assertEqual((one.status, two.status), (200, 200))
+        self.assertEqual(one.json(), two.json())
+        self.assertIsNotNone(self.h.server.verifier.verify(one.json()["access_token"]))
+
+    def test_retry_after_the_window_revokes_the_family(self) -> None:
+        """ATK-34: past the window a retry is reuse: refused, family revoked."""
+        one = self.refresh(self.first["refresh_token"]).json()
+        self.h.clock.advance(31)
+        self.assertEqual(self.refresh(self.first["refresh_token"]).status, 400)
+        self.assertIsNone(self.h.server.verifier.verify(one["access_token"]))
+
+    def test_kept_answer_is_sealed_at_rest(self) -> None:
+        """ATK-34: the kept pair is stored encrypted, never in clear text."""
+        one = self.refresh(self.first["refresh_token"]).json()
+        stored = json.dumps(self.h.storage.oauth.expiring["refresh"])
+        self.assertNotIn(one["refresh_token"], stored)
+        self.assertNotIn(one["access_token"], stored)
 
 
 class ConsentTests(SynchronousTestCase):
