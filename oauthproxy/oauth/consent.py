@@ -2,12 +2,23 @@
 
 We use one static GitHub OAuth app for every client, so a client must be approved by
 the user *before* the user is sent to GitHub (confused deputy, MCP-20).  Approvals live
-in a signed ``__Host-`` cookie that lists the approved ``client_id`` values with their
-time; it cannot be replayed for another client (ATK-23).  The consent form carries a
-CSRF token bound to the pending request and the client.  The GitHub ``state`` is random,
-stored server-side only after consent, single-use, expires in ten minutes and must
-match exactly at the callback (ATK-23).  The page can never be framed (O21-13) and sends
-no referrer (BCP-1).
+in a signed cookie that lists the approved ``client_id`` values with their time; it
+cannot be replayed for another client (ATK-23).  The GitHub ``state`` is random, stored
+server-side only after consent, single-use, expires in ten minutes and must match
+exactly at the callback (ATK-23).  The page can never be framed (O21-13) and sends no
+referrer to other origins (BCP-1).
+
+Both steps are bound to the browser that started them (ATK-36): the consent page sets
+a random per-browser *flow* cookie and its form's CSRF token is a MAC over the pending
+request, the client and that cookie, so the form (request id and token) is worthless in
+any other browser; the GitHub leg sets a login cookie that the callback checks.  The
+form is only accepted as a same-origin post (``Origin`` ours, ``Sec-Fetch-Site``
+``same-origin``): a cross-site auto-submitted form is refused before anything happens.
+
+Cookies are ``__Host-`` cookies, ``Secure``, ``HttpOnly``, ``SameSite=Lax`` (ATK-32),
+except for a plain-HTTP loopback issuer (local trials): browsers drop ``Secure``
+cookies there, so :class:`CookiePolicy` then uses the same names without the prefix and
+without ``Secure``.
 """
 
 from __future__ import annotations
@@ -17,9 +28,11 @@ import binascii
 import hashlib
 import hmac
 import json
+import re
 import secrets
 from collections.abc import Iterable
 from html import escape
+from urllib.parse import urlsplit
 
 from attrs import frozen
 
@@ -27,27 +40,55 @@ from oauthproxy.oauth.cimd import client_id_host, is_metadata_document_client_id
 from oauthproxy.oauth.errors import AccessDenied, InvalidRequest
 from oauthproxy.oauth.pkce import new_verifier
 from oauthproxy.oauth.records import AuthorizationRequest, LoginSession, OAuthClient
+from oauthproxy.oauth.redirects import url_origin
 
-CONSENT_COOKIE = "__Host-oauthproxy-consent"
-LOGIN_COOKIE = "__Host-oauthproxy-login"
+#: cookie names without their prefix (:class:`CookiePolicy` adds ``__Host-``)
+CONSENT_COOKIE = "oauthproxy-consent"
+LOGIN_COOKIE = "oauthproxy-login"
+FLOW_COOKIE = "oauthproxy-flow"
 STATE_LIFETIME = 600.0
 #: approvals older than this are forgotten
 CONSENT_MAX_AGE = 30 * 86400.0
 MAX_APPROVALS = 20
+#: what browser_binding hands out: 32 random bytes, URL-safe base64
+_BINDING = re.compile(r"^[A-Za-z0-9_-]{43}$")
 
-#: response headers of the consent and error pages (O21-13, O21-14, BCP-1)
+#: response headers of the consent and error pages (O21-13, O21-14, BCP-1); the
+#: Content-Security-Policy is :func:`content_security_policy`
 PAGE_HEADERS = (
     ("Content-Type", "text/html; charset=utf-8"),
-    (
-        "Content-Security-Policy",
-        "default-src 'none'; style-src 'unsafe-inline'; "
-        "form-action 'self'; frame-ancestors 'none'; base-uri 'none'",
-    ),
     ("X-Frame-Options", "DENY"),
-    ("Referrer-Policy", "no-referrer"),
+    # no referrer leaves our origin (BCP-1); same-origin rather than no-referrer, which
+    # would make the browser send "Origin: null" with our own consent form (ATK-36)
+    ("Referrer-Policy", "same-origin"),
     ("Cache-Control", "no-store"),
     ("X-Content-Type-Options", "nosniff"),
 )
+
+
+def content_security_policy(form_targets: Iterable[str] = ()) -> str:
+    """The pages' policy: nothing loaded, never framed (O21-13), forms to known places only.
+
+    Browsers hold a form submission's redirects to ``form-action`` too, so the consent
+    form lists where approving leads: GitHub, back here, then the client's redirect URI
+    (``form_targets``, made by :func:`form_target`).
+    """
+    sources = " ".join(["'self'", *form_targets])
+    return (
+        f"default-src 'none'; style-src 'unsafe-inline'; form-action {sources}; "
+        "frame-ancestors 'none'; base-uri 'none'"
+    )
+
+
+def form_target(url: str) -> str:
+    """The CSP source allowing ``url``: its origin, or ``scheme:`` for an app's own scheme."""
+    origin = url_origin(url)
+    if origin is not None:
+        return origin
+    scheme = url.partition(":")[0].lower()
+    if not re.fullmatch(r"[a-z][a-z0-9+.-]*", scheme):
+        raise ValueError(f"no CSP source for {url!r}")
+    return f"{scheme}:"
 
 
 def _b64(data: bytes) -> str:
@@ -68,6 +109,31 @@ def host_cookie(name: str, value: str, max_age: int) -> str:
     if not name.startswith("__Host-"):
         raise ValueError(f"cookie {name} must carry the __Host- prefix")
     return f"{name}={value}; Path=/; Max-Age={max_age}; Secure; HttpOnly; SameSite=Lax"
+
+
+@frozen
+class CookiePolicy:
+    """How the authorization server names and flags its cookies (ATK-32, ATK-36)."""
+
+    #: ``__Host-`` prefix and ``Secure``; False only for a plain-HTTP loopback issuer
+    secure: bool = True
+
+    def name(self, base: str) -> str:
+        """The cookie's name: ``__Host-<base>`` when secure, else ``<base>``."""
+        return f"__Host-{base}" if self.secure else base
+
+    def header(self, base: str, value: str, max_age: int) -> str:
+        """A ``Set-Cookie`` value: host-only, whole site, script-proof, not cross-site."""
+        if self.secure:
+            return host_cookie(self.name(base), value, max_age)
+        return f"{base}={value}; Path=/; Max-Age={max_age}; HttpOnly; SameSite=Lax"
+
+
+def cookie_policy(issuer: str) -> CookiePolicy:
+    """Secure cookies, unless the issuer is plain HTTP on loopback (a local trial)."""
+    parts = urlsplit(issuer)
+    local = parts.scheme == "http" and parts.hostname in ("127.0.0.1", "::1", "localhost")
+    return CookiePolicy(secure=not local)
 
 
 def approvals(secret: bytes, cookie: str | None, *, now: float) -> dict[str, float]:
@@ -107,15 +173,59 @@ def approve(secret: bytes, cookie: str | None, client_id: str, *, now: float) ->
     return f"{_b64(payload)}.{_b64(_mac(secret, 'consent', payload))}"
 
 
-def csrf_token(secret: bytes, request_id: str, client_id: str) -> str:
-    """The consent form's CSRF token, bound to the pending request and the client."""
-    return _b64(_mac(secret, "csrf", f"{request_id}\0{client_id}".encode()))
+def browser_binding(cookie: str | None) -> str:
+    """The browser's flow-cookie value: the one it has, or a new random one.
+
+    A browser keeps its value across consent pages, so two tabs' forms both stay valid.
+    """
+    if cookie and _BINDING.fullmatch(cookie):
+        return cookie
+    return secrets.token_urlsafe(32)
 
 
-def check_csrf(secret: bytes, request_id: str, client_id: str, token: str | None) -> None:
-    """Raise :class:`AccessDenied` unless ``token`` is the form's CSRF token (ATK-23)."""
-    if not token or not hmac.compare_digest(token, csrf_token(secret, request_id, client_id)):
+def csrf_token(secret: bytes, request_id: str, client_id: str, binding: str) -> str:
+    """The consent form's CSRF token: the pending request, the client, the browser."""
+    return _b64(_mac(secret, "csrf", f"{request_id}\0{client_id}\0{binding}".encode()))
+
+
+def check_csrf(
+    secret: bytes, request_id: str, client_id: str, token: str | None, binding: str | None
+) -> None:
+    """Raise :class:`AccessDenied` unless ``token`` is this browser's form token (ATK-36).
+
+    ``binding`` is the flow cookie the submitting browser sent: a form opened in another
+    browser (or forged) does not match it.
+    """
+    if not binding or not _BINDING.fullmatch(binding):
+        raise AccessDenied(
+            "this consent form was opened in another browser (or cookies are blocked)",
+            "csrf_token",
+        )
+    expected = csrf_token(secret, request_id, client_id, binding)
+    if not token or not hmac.compare_digest(token, expected):
         raise AccessDenied("the consent form is invalid or expired", "csrf_token")
+
+
+def check_same_origin(origin: str | None, fetch_site: str | None, issuer: str) -> None:
+    """Refuse a form post another site made the browser send (ATK-36, MCP-20).
+
+    Browsers say where a post comes from: ``Sec-Fetch-Site`` must be ``same-origin`` (or
+    ``none``, typed by the user) and ``Origin``, when sent, must be the issuer's origin
+    (``null``, from sandboxed frames and some redirects, is not).  Clients that send
+    neither header are not browsers; the flow cookie still binds their form.
+    """
+    if fetch_site is not None and fetch_site.strip().lower() not in ("same-origin", "none"):
+        raise AccessDenied("cross-site form posts are refused", "origin")
+    if origin is not None and _origin_or_none(origin.strip()) != url_origin(issuer):
+        raise AccessDenied("form posts from another origin are refused", "origin")
+
+
+def _origin_or_none(value: str) -> str | None:
+    """An ``Origin`` header in canonical form; None for ``null`` or anything unparsable."""
+    try:
+        return url_origin(value) if value.count("/") == 2 else None
+    except ValueError:
+        return None
 
 
 def new_login_session(

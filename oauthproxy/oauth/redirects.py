@@ -173,7 +173,8 @@ def validate_registered_redirect_uri(uri: object, application_type: str) -> str:
     return uri
 
 
-def _origin(url: str) -> str | None:
+def url_origin(url: str) -> str | None:
+    """``scheme://host[:port]`` of an http(s) URL, lower-case, default port left out."""
     parts = urlsplit(url)
     if parts.scheme not in ("https", "http") or not parts.hostname or "@" in parts.netloc:
         return None
@@ -207,7 +208,7 @@ def safe_return_url(
     if value.startswith("/"):
         return value
     try:
-        origin = _origin(value)
+        origin = url_origin(value)
     except ValueError:
         return default
     if origin is None or not value.lower().startswith(origin.split("://")[0] + "://"):

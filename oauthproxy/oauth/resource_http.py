@@ -58,6 +58,11 @@ class OAuthSettings:
         return self.issuer.rstrip("/")
 
     @property
+    def cookies(self) -> consent.CookiePolicy:
+        """``__Host-`` cookies, or plain ones for a plain-HTTP loopback issuer (ATK-36)."""
+        return consent.cookie_policy(self.base)
+
+    @property
     def callback_url(self) -> str:
         """Where GitHub sends the user back."""
         return f"{self.base}/callback"
@@ -86,10 +91,15 @@ def render_oauth_error(request: Request, error: OAuth2Error) -> bytes:
     return json.dumps(error.json()).encode("utf-8")
 
 
-def page_headers(request: Request) -> None:
-    """Headers of every HTML page: no framing, no caching, no referrer (O21-13)."""
+def page_headers(request: Request, form_targets: Sequence[str] = ()) -> None:
+    """Headers of every answer to a browser: no framing, caching or referrer (O21-13).
+
+    ``form_targets`` are the places a form on the page may lead to besides this origin
+    (:func:`consent.content_security_policy`).
+    """
     for name, value in consent.PAGE_HEADERS:
         set_header(request, name, value)
+    set_header(request, "Content-Security-Policy", consent.content_security_policy(form_targets))
 
 
 def error_page(request: Request, error: OAuth2Error) -> bytes:

@@ -12,8 +12,10 @@ Every URL we hand out comes from :class:`OAuthSettings` (configuration), never f
 request's ``Host`` (ATK-8).  OAuth errors are rendered in one place,
 :func:`render_oauth_error` (RFC 6749 §5.2 / RFC 6750 JSON) and :meth:`OAuthServer.answer`
 (authorization responses: an error page, or a redirect with ``iss`` to a trusted
-client only, O21-5, O21-16, ATK-3, ATK-24).  Pages carry ``frame-ancestors 'none'``
-and ``X-Frame-Options: DENY`` (O21-13); cookies are ``__Host-`` (ATK-23).
+client only, O21-5, O21-16, ATK-3, ATK-24).  Every answer to a browser (pages and
+redirects) carries ``frame-ancestors 'none'`` and ``X-Frame-Options: DENY`` (O21-13);
+the consent and login steps are bound to the browser that started them and the consent
+form is accepted from our own origin only (ATK-23, ATK-36, :mod:`.consent`).
 """
 
 from __future__ import annotations
@@ -169,9 +171,8 @@ class OAuthServer(TokenEndpoints, VerifyEndpoints):
             return error_page(request, outcome.error)
         location = outcome.location if isinstance(outcome, ErrorRedirect) else outcome
         request.setResponseCode(REDIRECT_STATUS)
+        page_headers(request)
         set_header(request, "Location", location)
-        set_header(request, "Cache-Control", "no-store")
-        set_header(request, "Referrer-Policy", "no-referrer")
         return b""
 
     def fail(
@@ -197,7 +198,7 @@ class OAuthServer(TokenEndpoints, VerifyEndpoints):
         now = self.clock.seconds()
         approved = client is not None and consent.is_approved(
             self.settings.secret,
-            cookie(request, consent.CONSENT_COOKIE),
+            self.get_cookie(request, consent.CONSENT_COOKIE),
             client.client_id,
             now=now,
         )
@@ -222,18 +223,30 @@ class OAuthServer(TokenEndpoints, VerifyEndpoints):
             return await self.to_github(request, outcome)
         pending = consent.new_login_session(outcome, now=now, lifetime=self.settings.login_timeout)
         await self.store.put_session(pending)
-        page_headers(request)
+        # the form is only good in this browser: its token covers the flow cookie (ATK-36)
+        binding = consent.browser_binding(self.get_cookie(request, consent.FLOW_COOKIE))
+        self.set_cookie(request, consent.FLOW_COOKIE, binding, int(self.settings.login_timeout))
+        # approving leads to GitHub, back here, then to the client (CSP form-action)
+        github = self.upstream(outcome).app.base_url
+        page_headers(
+            request, (consent.form_target(github), consent.form_target(outcome.redirect_uri))
+        )
         return consent.render_consent_page(
             consent.consent_view(client, outcome),
             action=f"{self.settings.path}/authorize/consent",
             request_id=pending.state,
-            csrf=consent.csrf_token(self.settings.secret, pending.state, client.client_id),
+            csrf=consent.csrf_token(self.settings.secret, pending.state, client.client_id, binding),
         )
 
     @oauth_app.route("/authorize/consent", methods=["POST"])
     async def decide(self, request: Request) -> bytes:
-        """The consent form: approve (cookie, then GitHub) or deny; CSRF-checked."""
+        """The consent form: approve (cookie, then GitHub) or deny; same-origin, CSRF-checked."""
         try:
+            consent.check_same_origin(
+                request.getHeader("origin"),
+                request.getHeader("sec-fetch-site"),
+                self.settings.base,
+            )
             form = form_params(request)
             request_id = single(form, "request_id") or ""
             pending = await self.store.take_session(request_id) if request_id else None
@@ -241,7 +254,11 @@ class OAuthServer(TokenEndpoints, VerifyEndpoints):
                 raise AccessDenied("the consent form is invalid or expired", "request_id")
             client_id = pending.request.client_id
             consent.check_csrf(
-                self.settings.secret, request_id, client_id, single(form, "csrf_token")
+                self.settings.secret,
+                request_id,
+                client_id,
+                single(form, "csrf_token"),
+                self.get_cookie(request, consent.FLOW_COOKIE),
             )
         except OAuth2Error as error:
             return error_page(request, error)
@@ -250,17 +267,21 @@ class OAuthServer(TokenEndpoints, VerifyEndpoints):
             return error_page(request, AccessDenied("you denied the request"))
         approval = consent.approve(
             self.settings.secret,
-            cookie(request, consent.CONSENT_COOKIE),
+            self.get_cookie(request, consent.CONSENT_COOKIE),
             client_id,
             now=self.clock.seconds(),
         )
-        request.responseHeaders.addRawHeader(
-            b"Set-Cookie",
-            consent.host_cookie(
-                consent.CONSENT_COOKIE, approval, int(consent.CONSENT_MAX_AGE)
-            ).encode("ascii"),
-        )
+        self.set_cookie(request, consent.CONSENT_COOKIE, approval, int(consent.CONSENT_MAX_AGE))
         return await self.to_github(request, pending.request)
+
+    def get_cookie(self, request: Request, base: str) -> str | None:
+        """One of our cookies, by its name without prefix (:class:`consent.CookiePolicy`)."""
+        return cookie(request, self.settings.cookies.name(base))
+
+    def set_cookie(self, request: Request, base: str, value: str, max_age: int) -> None:
+        """Set one of our cookies with the policy's name and attributes."""
+        header = self.settings.cookies.header(base, value, max_age)
+        request.responseHeaders.addRawHeader(b"Set-Cookie", header.encode("ascii"))
 
     async def to_github(self, request: Request, auth: AuthorizationRequest) -> bytes:
         """Start the GitHub leg: a single-use state bound to this browser (ATK-23)."""
@@ -269,12 +290,7 @@ class OAuthServer(TokenEndpoints, VerifyEndpoints):
         )
         await self.store.put_session(session)
         binding = consent.login_binding(self.settings.secret, session.state)
-        request.responseHeaders.addRawHeader(
-            b"Set-Cookie",
-            consent.host_cookie(
-                consent.LOGIN_COOKIE, binding, int(self.settings.login_timeout)
-            ).encode("ascii"),
-        )
+        self.set_cookie(request, consent.LOGIN_COOKIE, binding, int(self.settings.login_timeout))
         return self.answer(
             request,
             authorize_url(
@@ -297,13 +313,11 @@ class OAuthServer(TokenEndpoints, VerifyEndpoints):
                 state,
                 now=self.clock.seconds(),
                 secret=self.settings.secret,
-                binding_cookie=cookie(request, consent.LOGIN_COOKIE),
+                binding_cookie=self.get_cookie(request, consent.LOGIN_COOKIE),
             )
         except OAuth2Error as error:
             return error_page(request, error)
-        request.responseHeaders.addRawHeader(
-            b"Set-Cookie", consent.host_cookie(consent.LOGIN_COOKIE, "", 0).encode("ascii")
-        )
+        self.set_cookie(request, consent.LOGIN_COOKIE, "", 0)
         auth = session.request
         # the user approved this client (consent) before we sent them to GitHub
         client = await self.client(auth.client_id)

@@ -21,14 +21,13 @@ import os
 import re
 import shutil
 from typing import Any
-from urllib.parse import urlencode
 
 from twisted.internet import defer, reactor, task
 from twisted.internet.protocol import ProcessProtocol
 from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
-from tests.integration.test_oauth_guard import FORM, AuthGateway, start_auth_gateway
+from tests.integration.test_oauth_guard import AuthGateway, start_auth_gateway
 from tests.support.backends import start_backend
 from tests.support.daemon import free_port
 
@@ -157,28 +156,10 @@ class ConformanceAuthorizationTests(TestCase):
 
 async def login_and_deliver(gateway: AuthGateway, url: str) -> None:
     """Be the user: consent, GitHub, our callback; then hit the tool's callback URL."""
-    _, page = await gateway.fetch("GET", url)
-    fields = dict(re.findall(r'name="(request_id|csrf_token)" value="([^"]+)"', page.decode()))
-    assert len(fields) == 2, page
-    to_github, _ = await gateway.fetch(
-        "POST",
-        f"{gateway.issuer}/authorize/consent",
-        FORM,
-        data=urlencode({**fields, "decision": "approve"}).encode(),
-    )
-    cookie = next(
-        line.decode().split(";")[0]
-        for line in to_github.headers.getRawHeaders(b"set-cookie")
-        if line.startswith(b"__Host-oauthproxy-login=")
-    )
-    at_github, _ = await gateway.fetch("GET", to_github.headers.getRawHeaders(b"location")[0])
-    callback = at_github.headers.getRawHeaders(b"location")[0].decode()
-    back, body = await gateway.fetch("GET", callback, {"Cookie": [cookie]})
-    location = back.headers.getRawHeaders(b"location")
-    assert location, (back.code, body)
+    location = await gateway.browse(url)
     for _ in range(50):
         try:
-            delivered, _ = await gateway.fetch("GET", location[0].decode())
+            delivered, _ = await gateway.fetch("GET", location)
         except ConnectionError:
             await task.deferLater(reactor, 0.1, lambda: None)
             continue

@@ -2,7 +2,7 @@
 
 The client side is plain treq with its own pool: it registers (DCR), follows the browser
 steps by hand (consent form, GitHub, callback, carrying the ``__Host-`` cookies itself
-since they are ``Secure`` and the test speaks plain HTTP on loopback), redeems the code
+since they are ``Secure`` and the test speaks plain HTTP to an https issuer), redeems the code
 with PKCE, and replays it.  A second daemon's mirror on the same Redis must then refuse
 the first access token (O21-6, MCP-17).
 """
@@ -124,13 +124,18 @@ class LoginOverSocketsTests(TestCase):
                 "code_challenge_method": "S256",
             }
         )
-        _, page = await self.fetch("GET", f"{base}/authorize?{query}")
+        consent, page = await self.fetch("GET", f"{base}/authorize?{query}")
         fields = dict(re.findall(r'name="(request_id|csrf_token)" value="([^"]+)"', page.decode()))
+        flow_cookie = next(
+            line.decode().split(";")[0]
+            for line in consent.headers.getRawHeaders(b"set-cookie")
+            if line.startswith(b"__Host-oauthproxy-flow=")
+        )
         to_github, _ = await self.fetch(
             "POST",
             f"{base}/authorize/consent",
             data=urlencode({**fields, "decision": "approve"}).encode(),
-            headers=FORM,
+            headers={**FORM, "Cookie": flow_cookie},
         )
         login_cookie = next(
             line.decode().split(";")[0]

@@ -134,47 +134,35 @@ class AuthGateway:
                 "resource": resource,
             }
         )
-        _, page = await self.fetch("GET", f"{self.issuer}/authorize?{query}")
-        fields = dict(re.findall(r'name="(request_id|csrf_token)" value="([^"]+)"', page.decode()))
-        assert len(fields) == 2, page
-        to_github, _ = await self.fetch(
-            "POST",
-            f"{self.issuer}/authorize/consent",
-            headers=FORM,
-            data=urlencode({**fields, "decision": "approve"}).encode(),
-        )
-        cookie = next(
-            line.decode().split(";")[0]
-            for line in to_github.headers.getRawHeaders(b"set-cookie")
-            if line.startswith(b"__Host-oauthproxy-login=")
-        )
-        at_github, _ = await self.fetch("GET", to_github.headers.getRawHeaders(b"location")[0])
-        callback = at_github.headers.getRawHeaders(b"location")[0].decode()
-        back, body = await self.fetch("GET", callback, headers={"Cookie": [cookie]})
-        location = back.headers.getRawHeaders(b"location")
-        assert location, (back.code, body)
-        return parse_qs(urlsplit(location[0].decode()).query)
+        location = await self.browse(f"{self.issuer}/authorize?{query}")
+        return parse_qs(urlsplit(location).query)
 
     async def browse(self, authorize: str) -> str:
         """Follow an authorize URL as a browser (consent if shown, GitHub, our callback).
 
-        Returns where our server finally redirects the browser.
+        The browser's cookies for the issuer (the consent flow's, the login's) are kept
+        and sent back as a browser would.  Returns where our server finally redirects it.
         """
+        jar: dict[str, str] = {}
         response, page = await self.fetch("GET", authorize)
+        jar.update(_set_cookies(response))
         if response.code == 200:
             fields = dict(
                 re.findall(r'name="(request_id|csrf_token)" value="([^"]+)"', page.decode())
             )
+            assert len(fields) == 2, page
             response, _ = await self.fetch(
                 "POST",
                 f"{self.issuer}/authorize/consent",
-                headers=FORM,
+                headers={**FORM, "Cookie": [_cookie_header(jar)]},
                 data=urlencode({**fields, "decision": "approve"}).encode(),
             )
-        cookie = _cookie(response, b"__Host-oauthproxy-login")
-        at_github, _ = await self.fetch("GET", response.headers.getRawHeaders(b"location")[0])
+            jar.update(_set_cookies(response))
+        location = response.headers.getRawHeaders(b"location")
+        assert location, (response.code, page)
+        at_github, _ = await self.fetch("GET", location[0])
         callback = at_github.headers.getRawHeaders(b"location")[0].decode()
-        back, body = await self.fetch("GET", callback, headers={"Cookie": [cookie]})
+        back, body = await self.fetch("GET", callback, headers={"Cookie": [_cookie_header(jar)]})
         location = back.headers.getRawHeaders(b"location")
         assert location, (back.code, body)
         return str(location[0].decode())
@@ -305,7 +293,7 @@ class OAuthGuardDaemonTests(TestCase):
         _, earlier = await gateway.login("https://b.test")
         await gateway.set_auth("b.test", required_users=["bob"])
         await wait_until(
-            lambda: _status_is(gateway, "b.test", earlier, 403),
+            lambda: status_is(gateway, "b.test", earlier, 403),
             1.0,
         )
         client_id = await gateway.register()
@@ -323,7 +311,7 @@ class OAuthGuardDaemonTests(TestCase):
         form = urlencode({"token": token, "client_id": client_id}).encode()
         revoked, _ = await gateway.fetch("POST", f"{gateway.issuer}/revoke", FORM, data=form)
         self.assertEqual(revoked.code, 200)
-        await wait_until(lambda: _status_is(gateway, "a.test", token, 401), 1.0)
+        await wait_until(lambda: status_is(gateway, "a.test", token, 401), 1.0)
 
     async def test_stream_cut_when_token_expires(self) -> None:
         """ATK-27: an SSE response outliving its token is cut at the token's expiry."""
@@ -447,6 +435,20 @@ class OAuthGuardDaemonTests(TestCase):
         self.assertEqual(forged.code, 403)
 
 
+def _set_cookies(response: Any) -> dict[str, str]:
+    """The cookies a response sets: name -> value."""
+    found = {}
+    for line in response.headers.getRawHeaders(b"set-cookie") or []:
+        name, _, rest = line.decode().partition("=")
+        found[name] = rest.split(";")[0]
+    return found
+
+
+def _cookie_header(jar: dict[str, str]) -> str:
+    """A ``Cookie`` header carrying ``jar``."""
+    return "; ".join(f"{name}={value}" for name, value in jar.items())
+
+
 def _cookie(response: Any, name: bytes) -> str:
     """``name=value`` of a cookie the response sets."""
     for line in response.headers.getRawHeaders(b"set-cookie") or []:
@@ -455,7 +457,7 @@ def _cookie(response: Any, name: bytes) -> str:
     raise AssertionError(f"no {name!r} cookie")
 
 
-async def _status_is(gateway: AuthGateway, host: str, token: str, status: int) -> bool:
+async def status_is(gateway: AuthGateway, host: str, token: str, status: int) -> bool:
     """Whether a ``GET`` with ``token`` answers ``status`` now.
 
     A request in flight when its token is revoked is cut (ATK-27: streams do not outlive

@@ -24,7 +24,6 @@ from urllib.parse import urlencode
 
 from twisted.internet import defer, reactor
 from twisted.trial.unittest import TestCase
-from twisted.web.client import ResponseNeverReceived
 
 from tests.integration.test_oauth_guard import (
     FORM,
@@ -33,6 +32,7 @@ from tests.integration.test_oauth_guard import (
     VERIFIER,
     AuthGateway,
     start_auth_gateway,
+    status_is,
     wait_until,
 )
 from tests.support.backends import start_backend
@@ -84,15 +84,8 @@ async def _redeem(gateway: AuthGateway, client_id: str, code: str) -> tuple[int,
 
 
 async def _refused(gateway: AuthGateway, host: str, token: str) -> bool:
-    """Whether the gateway answers 401 to ``token`` now.
-
-    A request admitted just before the revocation arrived may be cut instead of answered
-    (issue 10's business, not this module's): that is "not yet", and the caller asks again.
-    """
-    try:
-        return bool((await gateway.call(host, "/", token)).code == 401)
-    except ResponseNeverReceived:
-        return False
+    """Whether the gateway answers 401 to ``token`` now (a cut request: ask again)."""
+    return await status_is(gateway, host, token, 401)
 
 
 class RefreshReuseTests(TestCase):

@@ -10,12 +10,18 @@ from oauthproxy.oauth.consent import (
     CONSENT_MAX_AGE,
     MAX_APPROVALS,
     PAGE_HEADERS,
+    CookiePolicy,
     approvals,
     approve,
+    browser_binding,
     check_callback_state,
     check_csrf,
+    check_same_origin,
     consent_view,
+    content_security_policy,
+    cookie_policy,
     csrf_token,
+    form_target,
     host_cookie,
     is_approved,
     login_binding,
@@ -35,8 +41,8 @@ class CookieTests(SynchronousTestCase):
 
     def test_cookie_attributes(self) -> None:
         """MCP-20, ATK-32: __Host- prefix, Secure, HttpOnly, SameSite=Lax, Path=/, no Domain."""
-        header = host_cookie(CONSENT_COOKIE, "v", 60)
-        self.assertTrue(header.startswith("__Host-"))
+        header = CookiePolicy().header(CONSENT_COOKIE, "v", 60)
+        self.assertTrue(header.startswith("__Host-oauthproxy-consent=v;"))
         for attribute in ("Secure", "HttpOnly", "SameSite=Lax", "Path=/"):
             self.assertIn(attribute, header)
         self.assertNotIn("Domain", header)
@@ -45,6 +51,19 @@ class CookieTests(SynchronousTestCase):
         """ATK-32: every cookie we set carries the __Host- prefix."""
         with self.assertRaises(ValueError):
             host_cookie("consent", "v", 60)
+
+    def test_https_issuer_gets_host_cookies(self) -> None:
+        """ATK-32: every issuer but a plain-HTTP loopback one uses ``__Host-`` cookies."""
+        for issuer in ("https://auth.example.test", "https://127.0.0.1:8443", "http://auth.test"):
+            self.assertEqual(cookie_policy(issuer), CookiePolicy(secure=True), issuer)
+
+    def test_local_trial_cookies_work_without_tls(self) -> None:
+        """ATK-36: on http://loopback, cookies lose prefix and Secure (else browsers drop them)."""
+        policy = cookie_policy("http://127.0.0.1:8080")
+        self.assertEqual(policy.name(CONSENT_COOKIE), "oauthproxy-consent")
+        header = policy.header(CONSENT_COOKIE, "v", 60)
+        self.assertEqual(header, "oauthproxy-consent=v; Path=/; Max-Age=60; HttpOnly; SameSite=Lax")
+        self.assertFalse(cookie_policy("http://localhost").secure)
 
     def test_approval_is_bound_to_the_client_id(self) -> None:
         """MCP-20, ATK-23: a consent cookie replayed for another client_id does not count."""
@@ -78,23 +97,71 @@ class CookieTests(SynchronousTestCase):
 
 
 class CsrfTests(SynchronousTestCase):
-    """The consent form's CSRF token (MCP-20, ATK-23)."""
+    """The consent form's CSRF token, bound to this browser (MCP-20, ATK-23, ATK-36)."""
+
+    def setUp(self) -> None:
+        """One browser's flow cookie."""
+        self.binding = browser_binding(None)
 
     def test_right_token_passes(self) -> None:
-        """MCP-20: the token rendered into the form is accepted."""
-        check_csrf(SECRET, "req-1", "client-a", csrf_token(SECRET, "req-1", "client-a"))
+        """MCP-20: the token rendered into the form is accepted from the same browser."""
+        token = csrf_token(SECRET, "req-1", "client-a", self.binding)
+        check_csrf(SECRET, "req-1", "client-a", token, self.binding)
 
     def test_token_of_other_request_or_client_fails(self) -> None:
         """ATK-23: a token for another pending request or client is refused (login CSRF)."""
-        token = csrf_token(SECRET, "req-1", "client-a")
+        token = csrf_token(SECRET, "req-1", "client-a", self.binding)
         for request_id, client_id in (("req-2", "client-a"), ("req-1", "client-b")):
             with self.assertRaises(AccessDenied):
-                check_csrf(SECRET, request_id, client_id, token)
+                check_csrf(SECRET, request_id, client_id, token, self.binding)
+
+    def test_form_from_another_browser_fails(self) -> None:
+        """ATK-36: the form's fields are worthless without the browser's flow cookie."""
+        token = csrf_token(SECRET, "req-1", "client-a", self.binding)
+        for other in (None, "", browser_binding(None), "x" * 43 + "=", self.binding[:-1]):
+            with self.assertRaises(AccessDenied):
+                check_csrf(SECRET, "req-1", "client-a", token, other)
 
     def test_missing_token_fails(self) -> None:
         """ATK-23: a form post without the token is refused."""
         with self.assertRaises(AccessDenied):
-            check_csrf(SECRET, "req-1", "client-a", None)
+            check_csrf(SECRET, "req-1", "client-a", None, self.binding)
+
+    def test_browser_keeps_its_binding(self) -> None:
+        """ATK-36: a browser's flow cookie is reused (two tabs), a malformed one replaced."""
+        self.assertEqual(browser_binding(self.binding), self.binding)
+        self.assertNotEqual(browser_binding("forged;value"), "forged;value")
+        self.assertNotEqual(browser_binding(None), browser_binding(None))
+
+
+class OriginTests(SynchronousTestCase):
+    """Cross-site posts of the consent form are refused (ATK-36, MCP-20)."""
+
+    ISSUER = "https://auth.example.test"
+
+    def test_same_origin_posts_pass(self) -> None:
+        """ATK-36: a post from our own page (or from a client that is no browser) passes."""
+        for origin, site in (
+            ("https://auth.example.test", "same-origin"),
+            ("https://AUTH.example.test:443", None),
+            (None, "same-origin"),
+            (None, None),
+        ):
+            check_same_origin(origin, site, self.ISSUER)
+
+    def test_cross_site_posts_fail(self) -> None:
+        """ATK-36: a foreign or null Origin, or a cross-site or same-site fetch, is refused."""
+        for origin, site in (
+            ("https://evil.test", None),
+            ("null", None),
+            ("https://auth.example.test:8443", None),
+            ("http://auth.example.test", None),
+            (None, "cross-site"),
+            (None, "same-site"),
+            ("https://auth.example.test", "cross-site"),
+        ):
+            with self.assertRaises(AccessDenied, msg=(origin, site)):
+                check_same_origin(origin, site, self.ISSUER)
 
 
 class StateTests(SynchronousTestCase):
@@ -166,11 +233,19 @@ class PageTests(SynchronousTestCase):
     """The consent page (MCP-20, O21-13, MCP-7)."""
 
     def test_page_cannot_be_framed(self) -> None:
-        """O21-13, ATK-23: frame-ancestors 'none' and X-Frame-Options DENY."""
+        """O21-13, ATK-23, BCP-1: no framing; no referrer to other origins."""
         headers = dict(PAGE_HEADERS)
-        self.assertIn("frame-ancestors 'none'", headers["Content-Security-Policy"])
+        self.assertIn("frame-ancestors 'none'", content_security_policy())
         self.assertEqual(headers["X-Frame-Options"], "DENY")
-        self.assertEqual(headers["Referrer-Policy"], "no-referrer")
+        self.assertEqual(headers["Referrer-Policy"], "same-origin")
+
+    def test_forms_may_lead_only_to_the_places_approval_goes(self) -> None:
+        """ATK-36, O21-13: form-action names us, GitHub and the client's redirect, no more."""
+        policy = content_security_policy(
+            (form_target("https://github.com"), form_target("com.example.app:/cb"))
+        )
+        self.assertIn("form-action 'self' https://github.com com.example.app:;", policy)
+        self.assertEqual(form_target("http://127.0.0.1:5000/cb?x=1"), "http://127.0.0.1:5000")
 
     def test_page_shows_client_scopes_and_redirect(self) -> None:
         """MCP-20: the page names the client, scopes and redirect URI, escaped."""

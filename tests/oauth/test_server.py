@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import re
 
 from attrs import evolve
 from treq.testing import StubTreq
@@ -262,3 +263,83 @@ class ConsentTests(SynchronousTestCase):
         answer = self.h.call("GET", callback.replace("https://auth.example.test", ""))
         self.assertEqual(answer.status, 403)
         self.assertIsNone(answer.header("location"))
+
+
+class BrowserBindingTests(SynchronousTestCase):
+    """ATK-36: consent and login are bound to the browser that started them."""
+
+    def setUp(self) -> None:
+        """A registered client and its consent page, opened in one browser."""
+        self.h = OAuthHarness(self)
+        self.client_id = self.h.register()["client_id"]
+        self.page = self.h.call("GET", self.h.authorize_query(self.client_id))
+        text = self.page.body.decode()
+        self.fields = {
+            name: re.search(rf'name="{name}" value="([^"]+)"', text)[1]  # type: ignore[index]
+            for name in ("request_id", "csrf_token")
+        }
+
+    def post(self, **headers: str) -> Answer:
+        """Submit the page's form (approve) from the current browser, with ``headers``."""
+        return self.h.call(
+            "POST",
+            "/authorize/consent",
+            form={**self.fields, "decision": "approve"},
+            headers=headers,
+        )
+
+    def other_browser(self) -> None:
+        """From now on, requests come from another browser (its own cookie jar)."""
+        self.h.treq = StubTreq(self.h.server.resource())  # type: ignore[no-untyped-call]
+
+    def test_page_sets_a_host_flow_cookie(self) -> None:
+        """ATK-36, ATK-32: the consent page binds the browser with a ``__Host-`` cookie."""
+        [line] = [v.decode() for v in self.page.headers[b"set-cookie"] if b"oauthproxy-flow" in v]
+        self.assertTrue(line.startswith("__Host-oauthproxy-flow="), line)
+        self.assertIn("Secure; HttpOnly; SameSite=Lax", line)
+
+    def test_form_submitted_from_another_browser_is_refused(self) -> None:
+        """ATK-36, MCP-20: the form's fields without this browser's cookie reach nobody."""
+        self.other_browser()
+        answer = self.post()
+        self.assertEqual(answer.status, 403, answer.body)
+        self.assertIsNone(answer.header("location"))
+        self.assertIn(b"another browser", answer.body)
+
+    def test_form_with_another_browsers_cookie_is_refused(self) -> None:
+        """ATK-36: a flow cookie of another browser does not match this form."""
+        self.other_browser()
+        self.h.call("GET", self.h.authorize_query(self.client_id))  # its own flow cookie
+        self.assertEqual(self.post().status, 403)
+
+    def test_cross_site_posts_are_refused(self) -> None:
+        """ATK-36: a cross-site form post is refused even with the right cookie."""
+        for headers in (
+            {"Origin": "https://evil.test"},
+            {"Origin": "null"},
+            {"Sec-Fetch-Site": "cross-site"},
+        ):
+            answer = self.post(**headers)
+            self.assertEqual(answer.status, 403, headers)
+            self.assertIsNone(answer.header("location"))
+
+    def test_same_origin_post_from_the_browser_goes_to_github(self) -> None:
+        """ATK-36: what a browser sends for our own form is accepted."""
+        answer = self.post(Origin="https://auth.example.test", **{"Sec-Fetch-Site": "same-origin"})
+        self.assertEqual(answer.status, 303, answer.body)
+        self.assertTrue((answer.header("location") or "").startswith("https://github.test/"))
+
+    def test_every_answer_to_a_browser_forbids_framing(self) -> None:
+        """O21-13, ATK-36: pages, refusals and redirects all say frame-ancestors 'none'."""
+        answers = {
+            "consent page": self.page,
+            "refused form": self.post(Origin="https://evil.test"),
+            "error page": self.h.call("GET", self.h.authorize_query("no-such-client")),
+            "to GitHub": self.post(),
+            "bad callback": self.h.call("GET", "/callback?state=nope"),
+        }
+        for name, answer in answers.items():
+            self.assertIn(
+                "frame-ancestors 'none'", answer.header("content-security-policy") or "", name
+            )
+            self.assertEqual(answer.header("x-frame-options"), "DENY", name)
