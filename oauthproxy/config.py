@@ -86,7 +86,18 @@ class Config:
     #: seconds a rotated-out refresh token still gets the pair its rotation issued (0 = off)
     oauth_refresh_retry_window: float = 0.0
     oauth_session_timeout: int = 300
+    #: seconds a registered client may go unused once it completed an authorization
     oauth_client_lifetime: int = 7776000
+    #: seconds a registered client that never completed an authorization is kept
+    oauth_unused_client_lifetime: int = 86400
+    #: most stored clients; a full registry evicts the oldest never-used one
+    oauth_max_clients: int = 1000
+    #: dynamic registration: "open", "token" (initial access token needed) or "closed"
+    oauth_registration: str = "open"
+    #: registrations per source as (count, seconds); None = no limit
+    oauth_register_rate: tuple[int, float] | None = (60, 3600.0)
+    #: failed /token and /authorize requests per source as (count, seconds); None = no limit
+    oauth_failure_rate: tuple[int, float] | None = (30, 60.0)
     #: GitHub logins allowed to log in; ("*",) = everyone
     oauth_allowed_github_users: tuple[str, ...] = ("*",)
     #: CIDRs CIMD fetches may contact besides public addresses (internal clients; SSRF)
@@ -216,6 +227,11 @@ SETTINGS: tuple[Setting, ...] = (
     _s("oauth_refresh_retry_window", None, "OAUTH_REFRESH_RETRY_WINDOW", parsers.retry_window),
     _s("oauth_session_timeout", None, "OAUTH_SESSION_TIMEOUT", parsers.positive_int),
     _s("oauth_client_lifetime", None, "OAUTH_CLIENT_LIFETIME", parsers.positive_int),
+    _s("oauth_unused_client_lifetime", None, "OAUTH_UNUSED_CLIENT_LIFETIME", parsers.positive_int),
+    _s("oauth_max_clients", None, "OAUTH_MAX_CLIENTS", parsers.positive_int),
+    _s("oauth_registration", None, "OAUTH_REGISTRATION", parsers.choice("open", "token", "closed")),
+    _s("oauth_register_rate", None, "OAUTH_REGISTER_RATE", parsers.rate),
+    _s("oauth_failure_rate", None, "OAUTH_FAILURE_RATE", parsers.rate),
     _s("oauth_allowed_github_users", None, "OAUTH_ALLOWED_GITHUB_USERS", parsers.users),
     _s("cimd_allowed_networks", None, "OAUTHPROXY_CIMD_ALLOWED_NETWORKS", parsers.networks),
     _s("cimd_ca_bundle", None, "OAUTHPROXY_CIMD_CA_BUNDLE", parsers.ca_bundle),

@@ -165,6 +165,42 @@ def retry_window(text: str, name: str) -> float:
     return value
 
 
+_PERIODS = {
+    "s": 1.0, "sec": 1.0, "second": 1.0,
+    "m": 60.0, "min": 60.0, "minute": 60.0,
+    "h": 3600.0, "hour": 3600.0,
+    "d": 86400.0, "day": 86400.0,
+}  # fmt: skip
+
+
+def rate(text: str, name: str) -> tuple[int, float] | None:
+    """``N/period`` (``20/hour``, ``5/min``) as (count, seconds); ``off`` = no limit."""
+    value = text.strip().lower()
+    if value in _OFF:
+        return None
+    count, slash, period = value.partition("/")
+    seconds = _PERIODS.get(period.strip().removesuffix("s") or period.strip())
+    if not slash or not count.strip().isdigit() or int(count) <= 0 or seconds is None:
+        raise ConfigError(
+            f"{name}: {text.strip()!r} is not a rate like 20/hour, 30/minute or off", field=name
+        )
+    return int(count), seconds
+
+
+def choice(*allowed: str) -> Parser:
+    """A parser accepting one of ``allowed`` (case-insensitive)."""
+
+    def parse(text: str, name: str) -> str:
+        value = text.strip().lower()
+        if value not in allowed:
+            raise ConfigError(
+                f"{name}: must be one of {', '.join(allowed)}, not {text.strip()!r}", field=name
+            )
+        return value
+
+    return parse
+
+
 def plain_text(text: str, name: str) -> str:
     """Any text, surrounding whitespace removed."""
     return text.strip()

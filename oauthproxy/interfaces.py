@@ -40,6 +40,7 @@ if TYPE_CHECKING:
     from oauthproxy.containers.policy import Reservation
     from oauthproxy.oauth.records import (
         AuthorizationCode,
+        InitialAccessToken,
         LoginSession,
         OAuthClient,
         RefreshTokenRecord,
@@ -228,10 +229,12 @@ class IOAuthStore(Interface):
         """Every client, sorted by client_id."""
 
     def register_client(client: OAuthClient, cap: int) -> Deferred[OAuthClient | None]:
-        """Store a new client atomically (ATK-28).
+        """Store a new dynamically registered client atomically (ATK-28, ATK-37).
 
         A stored client with the same non-empty ``metadata_key`` is returned instead
-        (idempotent DCR); None when ``cap`` clients exist already.
+        (idempotent DCR).  When ``cap`` clients exist, the oldest registered client that
+        was never used (:meth:`touch_client`) is deleted to make room; None when every
+        client has been used.
         """
 
     def put_client(client: OAuthClient) -> Deferred[None]:
@@ -241,7 +244,23 @@ class IOAuthStore(Interface):
         """Remove a client; whether there was one."""
 
     def touch_client(client_id: str, when: float) -> Deferred[None]:
-        """Record a use of the client (keeps the reaper away)."""
+        """Record a use of the client (keeps the reaper and eviction away)."""
+
+    def put_initial_token(token: InitialAccessToken) -> Deferred[bool]:
+        """Store an initial access token; False when one of that name exists."""
+
+    def list_initial_tokens() -> Deferred[list[InitialAccessToken]]:
+        """Every initial access token (with its uses), by name."""
+
+    def delete_initial_token(name: str) -> Deferred[bool]:
+        """Forget an initial access token; whether there was one."""
+
+    def use_initial_token(token_hash: str, now: float) -> Deferred[InitialAccessToken | None]:
+        """Count one registration with the token, atomically, if it is still usable.
+
+        Returns the token with its new use count; None when it is unknown, expired or
+        used up (RFC 7591 §3, ATK-37).
+        """
 
     def put_code(code: AuthorizationCode) -> Deferred[None]:
         """Store an authorization code until its ``expires_at``."""

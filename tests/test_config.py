@@ -128,6 +128,46 @@ class PrecedenceTests(SynchronousTestCase):
                 load_config({}, {"OAUTH_REFRESH_RETRY_WINDOW": value}, None)
             self.assertIn("OAUTH_REFRESH_RETRY_WINDOW", str(caught.exception))
 
+    def test_registration_limits_have_safe_defaults(self) -> None:
+        """ATK-37: open registration, capped, rate-limited, unused clients gone in a day."""
+        config = load_config({}, {}, None)
+        self.assertEqual(config.oauth_registration, "open")
+        self.assertEqual(config.oauth_max_clients, 1000)
+        self.assertEqual(config.oauth_register_rate, (60, 3600.0))
+        self.assertEqual(config.oauth_failure_rate, (30, 60.0))
+        self.assertEqual(config.oauth_unused_client_lifetime, 86400)
+
+    def test_registration_limits_are_configuration(self) -> None:
+        """ATK-37: modes, caps and rates are settings (rates as N/period, or off)."""
+        config = load_config(
+            {},
+            {
+                "OAUTH_REGISTRATION": "Token",
+                "OAUTH_MAX_CLIENTS": "50",
+                "OAUTH_REGISTER_RATE": "5/min",
+                "OAUTH_FAILURE_RATE": "off",
+                "OAUTH_UNUSED_CLIENT_LIFETIME": "3600",
+            },
+            None,
+        )
+        self.assertEqual(config.oauth_registration, "token")
+        self.assertEqual(config.oauth_max_clients, 50)
+        self.assertEqual(config.oauth_register_rate, (5, 60.0))
+        self.assertIsNone(config.oauth_failure_rate)
+        self.assertEqual(config.oauth_unused_client_lifetime, 3600)
+
+    def test_bad_registration_settings_are_refused(self) -> None:
+        """ATK-37: a wrong mode, rate or cap stops the daemon, naming the setting."""
+        for name, value in (
+            ("OAUTH_REGISTRATION", "sometimes"),
+            ("OAUTH_REGISTER_RATE", "5 per hour"),
+            ("OAUTH_FAILURE_RATE", "0/minute"),
+            ("OAUTH_MAX_CLIENTS", "0"),
+        ):
+            with self.assertRaises(ConfigError) as caught:
+                load_config({}, {name: value}, None)
+            self.assertIn(name, str(caught.exception))
+
     def test_request_log_can_be_switched_off(self) -> None:
         """OAUTHPROXY_REQUEST_LOG takes on/off (and true/false, yes/no, 1/0)."""
         self.assertTrue(load_config({}, {}, None).request_log)

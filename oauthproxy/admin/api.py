@@ -44,6 +44,7 @@ from oauthproxy.admin.health import HealthResource, HealthSource
 from oauthproxy.admin.inputs import DEFAULT_MAX_BODY, bounded_request
 from oauthproxy.admin.logs import LogResource
 from oauthproxy.admin.oauth_admin import OAuthAdminResource
+from oauthproxy.admin.oauth_registration import InitialTokenResource
 from oauthproxy.admin.openapi import OpenApiResource, openapi_document
 from oauthproxy.admin.proxies import ProxyResource
 from oauthproxy.admin.proxy_oauth import ProxyOAuthResource
@@ -158,6 +159,7 @@ class AdminAPI:
             HealthResource(self.context, self.snapshots, self.health),
             TokenResource(self.context, self.storage, self.clock),
             OAuthAdminResource(self.context, self.storage.oauth, self.snapshots, self.clock),
+            InitialTokenResource(self.context, self.storage.oauth, self.clock),
             AuthRuleResource(self.context, self.storage, self.clock),
             RouteAuthResource(self.context, self.storage, self.clock),
             ProxyAuthResource(self.context, self.storage, self.clock),

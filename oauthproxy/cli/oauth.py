@@ -3,7 +3,9 @@
 ``clients`` lists, shows, pre-registers or deletes OAuth clients; ``sessions`` lists
 or revokes token families (one login of a user with a client); ``tokens`` lists or
 revokes live access tokens; ``revoke`` revokes everything of a user and/or a client;
-``metrics`` shows the counters.  Revocations reach every daemon within a second.
+``metrics`` shows the counters; ``initial-tokens`` lists, creates or deletes the
+initial access tokens closed registration needs (``OAUTH_REGISTRATION=token``).
+Revocations reach every daemon within a second.
 """
 
 from __future__ import annotations
@@ -16,6 +18,7 @@ from oauthproxy.cli.paging import all_items, given, segment, show_deleted
 CLIENT_COLUMNS = ("client_id", "client_name", "source", "last_used_at")
 SESSION_COLUMNS = ("session_id", "username", "client_id", "created_at", "revoked_at")
 TOKEN_COLUMNS = ("jti", "username", "client_id", "expires_at", "revoked")
+INITIAL_TOKEN_COLUMNS = ("name", "uses", "max_uses", "expires_at", "created_at")
 
 
 async def clients(ctx: Context, args: argparse.Namespace) -> int:
@@ -83,6 +86,24 @@ async def revoke(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+async def initial_tokens(ctx: Context, args: argparse.Namespace) -> int:
+    """``oauth initial-tokens [list|create NAME|delete NAME]``: the token is shown once."""
+    if args.action == "list":
+        ctx.show(await all_items(ctx, "/oauth/initial-tokens", {}), INITIAL_TOKEN_COLUMNS)
+        return 0
+    if not args.name:
+        raise CliError(f"oauth initial-tokens {args.action} needs a NAME", exit_code=2)
+    if args.action == "create":
+        body = {
+            "name": args.name,
+            **given({"max_uses": args.max_uses, "expires_in": args.expires_in}),
+        }
+        ctx.show(await ctx.api.post("/oauth/initial-tokens", body))
+        return 0
+    await ctx.api.delete("/oauth/initial-tokens/" + segment(args.name))
+    return show_deleted(ctx, "initial access token", args.name)
+
+
 async def metrics(ctx: Context, args: argparse.Namespace) -> int:
     """``oauth metrics``."""
     ctx.show(await ctx.api.get("/oauth/metrics"))
@@ -90,7 +111,7 @@ async def metrics(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``oauth clients|sessions|tokens|revoke|metrics``."""
+    """Add ``oauth clients|sessions|tokens|revoke|metrics|initial-tokens``."""
     sub = group(commands, "oauth", "the OAuth authorization server's clients, sessions, tokens")
 
     parser = command(sub, "clients", clients, "list, show, create or delete OAuth clients")
@@ -122,3 +143,14 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--client", help="client_id")
 
     command(sub, "metrics", metrics, "show OAuth counters")
+
+    parser = command(
+        sub,
+        "initial-tokens",
+        initial_tokens,
+        "initial access tokens for closed registration (OAUTH_REGISTRATION=token)",
+    )
+    parser.add_argument("action", nargs="?", default="list", choices=("list", "create", "delete"))
+    parser.add_argument("name", nargs="?", metavar="NAME")
+    parser.add_argument("--max-uses", type=int, metavar="N", help="create: registrations allowed")
+    parser.add_argument("--expires-in", type=int, metavar="SECONDS", help="create: lifetime")

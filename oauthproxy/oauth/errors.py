@@ -145,6 +145,14 @@ class InvalidToken(OAuth2Error):
     status = 401
 
 
+class InitialTokenRequired(InvalidToken):
+    """Closed registration without a valid initial access token (RFC 7591 §3, RFC 6750)."""
+
+    def headers(self) -> list[tuple[str, str]]:
+        """RFC 6750 §3: the bearer challenge."""
+        return [*super().headers(), ("WWW-Authenticate", 'Bearer error="invalid_token"')]
+
+
 class InsufficientScope(OAuth2Error):
     """The access token lacks a scope the request needs."""
 
@@ -162,3 +170,22 @@ class InvalidClientMetadata(OAuth2Error):
     """A client metadata field is invalid (RFC 7591 §3.2.2)."""
 
     code = "invalid_client_metadata"
+
+
+class RateLimited(OAuth2Error):
+    """A source sent more than its share (ATK-37): 429 with ``Retry-After``.
+
+    RFC 6749 has no code for it; ``temporarily_unavailable`` tells a client to retry.
+    """
+
+    code = "temporarily_unavailable"
+    status = 429
+
+    def __init__(self, description: str, retry_after: int) -> None:
+        super().__init__(description)
+        #: seconds until the source may send again
+        self.retry_after = retry_after
+
+    def headers(self) -> list[tuple[str, str]]:
+        """RFC 6585 §4: say when to come back."""
+        return [*super().headers(), ("Retry-After", str(self.retry_after))]

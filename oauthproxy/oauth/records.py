@@ -72,6 +72,27 @@ class OAuthClient:
 
 
 @frozen
+class InitialAccessToken:
+    """An operator's token that lets a client register (RFC 7591 §3, ATK-37); stored hashed."""
+
+    #: the operator's name for it (unique)
+    name: str
+    token_hash: str = field(repr=False)
+    created_at: float
+    #: 0 = never expires
+    expires_at: float = 0.0
+    #: how many registrations it allows; 0 = any number
+    max_uses: int = 0
+    #: registrations made with it so far
+    uses: int = 0
+
+    def usable(self, now: float) -> bool:
+        """Whether one more registration may use it at ``now``."""
+        fresh = self.expires_at <= 0 or now < self.expires_at
+        return fresh and (self.max_uses <= 0 or self.uses < self.max_uses)
+
+
+@frozen
 class UserIdentity:
     """Who logged in at GitHub, with the memberships allowlists may name."""
 

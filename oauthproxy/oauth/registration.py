@@ -6,11 +6,12 @@ unknown metadata is ignored, not rejected (RFC 7591 §2).  Redirect URIs follow 
 rules of the client's ``application_type`` (MCP-8).  Only the code grant (with refresh)
 exists: implicit and password grants are refused (O21-7, BCP-8).
 
-Registrations are bounded (ATK-28): identical metadata from a public client maps to
-the same client (:attr:`ClientMetadata.key`), the number of clients is capped, and
-clients unused for the configured lifetime are reaped (:func:`client_expired`).
-Confidential clients are never de-duplicated: that would hand one party's secret to
-another.
+Registrations are bounded (ATK-28, ATK-37): identical metadata from a public client
+maps to the same client (:attr:`ClientMetadata.key`), the number of clients is capped
+(a full registry evicts its oldest never-used client, in the store), and clients are
+reaped (:func:`client_expired`): one that never completed an authorization after a few
+hours, one that did after the configured lifetime without use.  Confidential clients are
+never de-duplicated: that would hand one party's secret to another.
 """
 
 from __future__ import annotations
@@ -193,7 +194,6 @@ def new_client(
             None if registration_token is None else token_hash(registration_token)
         ),
         client_id_issued_at=now,
-        last_used_at=now,
     )
 
 
@@ -273,14 +273,17 @@ def check_registration_token(client: OAuthClient | None, token: str | None) -> O
     return client
 
 
-def client_expired(client: OAuthClient, *, now: float, lifetime: float) -> bool:
-    """Whether a dynamically registered client went unused for ``lifetime`` (the reaper)."""
-    if client.source != "dcr" or lifetime <= 0:
+def client_expired(
+    client: OAuthClient, *, now: float, lifetime: float, unused_lifetime: float
+) -> bool:
+    """Whether the reaper drops a dynamically registered client (ATK-28, ATK-37).
+
+    A client that never completed an authorization (``last_used_at`` None) goes
+    ``unused_lifetime`` seconds after its registration; one that did, ``lifetime``
+    seconds after its last use.  A lifetime of 0 keeps clients forever.
+    """
+    if client.source != "dcr":
         return False
-    last = client.last_used_at if client.last_used_at is not None else client.client_id_issued_at
-    return now - last >= lifetime
-
-
-def registration_allowed(count: int, cap: int) -> bool:
-    """Whether another client may be registered when ``count`` exist (ATK-28)."""
-    return count < cap
+    if client.last_used_at is None:
+        return unused_lifetime > 0 and now - client.client_id_issued_at >= unused_lifetime
+    return lifetime > 0 and now - client.last_used_at >= lifetime

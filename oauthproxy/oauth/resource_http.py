@@ -15,6 +15,7 @@ import hmac
 import json
 from collections.abc import Mapping, Sequence
 from html import escape
+from typing import Literal
 from urllib.parse import parse_qs, urlsplit
 
 from attrs import field, frozen
@@ -23,10 +24,14 @@ from twisted.web.server import Request
 from oauthproxy.oauth import consent
 from oauthproxy.oauth.errors import InvalidRequest, OAuth2Error
 from oauthproxy.oauth.github import GitHubApp
+from oauthproxy.oauth.limits import Rate, source_key
 from oauthproxy.oauth.metadata import canonical_resource
 from oauthproxy.oauth.records import OAuthClient
 
 DEFAULT_SCOPES = ("read", "write", "offline_access")
+RegistrationMode = Literal["open", "token", "closed"]
+DEFAULT_REGISTER_RATE = Rate(60, 3600.0)
+DEFAULT_FAILURE_RATE = Rate(30, 60.0)
 #: largest form or JSON body the endpoints read
 MAX_BODY = 64 * 1024
 
@@ -45,10 +50,19 @@ class OAuthSettings:
     #: seconds a rotated-out refresh token may be retried for the same pair (0 = never)
     refresh_retry_window: float = 0.0
     login_timeout: float = consent.STATE_LIFETIME
+    #: seconds a client that completed an authorization may go unused
     client_lifetime: float = 7776000.0
+    #: seconds a registered client that never completed an authorization is kept
+    unused_client_lifetime: float = 86400.0
     allowed_users: tuple[str, ...] = ("*",)
-    #: most clients registration may create (ATK-28)
+    #: most clients registration may create; then the oldest unused go (ATK-28, ATK-37)
     max_clients: int = 1000
+    #: "open", "token" (an initial access token is needed, RFC 7591 §3) or "closed"
+    registration: RegistrationMode = "open"
+    #: registrations per source; None = no limit (ATK-37)
+    register_rate: Rate | None = DEFAULT_REGISTER_RATE
+    #: failed /token and /authorize requests per source; None = no limit (ATK-37)
+    failure_rate: Rate | None = DEFAULT_FAILURE_RATE
     #: pre-registered clients (source "static")
     static_clients: tuple[OAuthClient, ...] = ()
 
@@ -111,6 +125,12 @@ def error_page(request: Request, error: OAuth2Error) -> bytes:
         f"</title></head><body><h1>Authorization failed</h1><p>{escape(error.error)}: "
         f"{escape(error.description)}</p></body></html>\n"
     ).encode()
+
+
+def client_source(request: Request) -> str:
+    """Whose rate limits a request uses: its connection's address, never a header."""
+    address = request.getClientAddress()  # type: ignore[no-untyped-call]
+    return source_key(getattr(address, "host", None))
 
 
 def query_params(request: Request) -> dict[str, list[str]]:

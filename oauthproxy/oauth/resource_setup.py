@@ -10,6 +10,7 @@ from __future__ import annotations
 
 from functools import partial
 from pathlib import Path
+from typing import cast
 
 from treq.client import HTTPClient
 from twisted.internet.interfaces import IReactorTime
@@ -21,6 +22,7 @@ from oauthproxy.interfaces import ISnapshotSource, IStorage
 from oauthproxy.oauth import cimd
 from oauthproxy.oauth.github import GitHubApp, GitHubClient
 from oauthproxy.oauth.keys import ensure_signing_key
+from oauthproxy.oauth.limits import Rate
 from oauthproxy.oauth.metadata import validate_issuer
 from oauthproxy.oauth.resource_cimd import (
     MetadataDocumentFetcher,
@@ -28,7 +30,7 @@ from oauthproxy.oauth.resource_cimd import (
     pinned_agent_factory,
     reactor_resolver,
 )
-from oauthproxy.oauth.resource_http import OAuthSettings, derive_secret
+from oauthproxy.oauth.resource_http import OAuthSettings, RegistrationMode, derive_secret
 from oauthproxy.oauth.server import OAuthServer
 from oauthproxy.storage.crypto import SecretBox
 
@@ -61,8 +63,18 @@ def settings_from_config(config: Config, box: SecretBox) -> OAuthSettings:
         refresh_retry_window=config.oauth_refresh_retry_window,
         login_timeout=float(config.oauth_session_timeout),
         client_lifetime=float(config.oauth_client_lifetime),
+        unused_client_lifetime=float(config.oauth_unused_client_lifetime),
         allowed_users=config.oauth_allowed_github_users,
+        max_clients=config.oauth_max_clients,
+        registration=cast(RegistrationMode, config.oauth_registration),
+        register_rate=_rate(config.oauth_register_rate),
+        failure_rate=_rate(config.oauth_failure_rate),
     )
+
+
+def _rate(setting: tuple[int, float] | None) -> Rate | None:
+    """A ``(count, seconds)`` setting as a :class:`Rate` (None: no limit)."""
+    return None if setting is None else Rate(*setting)
 
 
 async def build_oauth_server(

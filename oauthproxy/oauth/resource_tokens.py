@@ -3,7 +3,8 @@
 ``/token`` (authorization_code with PKCE S256, O21-1..3; refresh_token rotation with
 reuse detection that revokes the family, O21-9, BCP-4, ATK-34; ``Cache-Control:
 no-store``),
-``/register`` and ``/register/{client_id}`` (RFC 7591/7592, idempotent, capped, ATK-28),
+``/register`` and ``/register/{client_id}`` (RFC 7591/7592, idempotent, capped, rate-limited,
+optionally behind initial access tokens, ATK-28, ATK-37),
 ``/introspect`` (RFC 7662: confidential clients, or the admin API token as bearer),
 ``/revoke`` (RFC 7009: 200 even for unknown tokens).  ``/jwks`` and ``/verify`` are in
 :mod:`oauthproxy.oauth.resource_verify`.  Routes live on :data:`oauth_app`, the Klein
@@ -37,15 +38,19 @@ from oauthproxy.oauth import grants
 from oauthproxy.oauth.access import allowed_resources, parse_scope, user_allowed
 from oauthproxy.oauth.challenges import bearer_token
 from oauthproxy.oauth.errors import (
+    AccessDenied,
+    InitialTokenRequired,
     InvalidClient,
     InvalidClientMetadata,
     InvalidGrant,
     InvalidRequest,
     InvalidToken,
     OAuth2Error,
+    RateLimited,
     TemporarilyUnavailable,
     UnsupportedGrantType,
 )
+from oauthproxy.oauth.limits import SourceLimiter
 from oauthproxy.oauth.records import OAuthClient, RefreshTokenRecord, TokenFamily, token_hash
 from oauthproxy.oauth.registration import (
     check_registration_token,
@@ -57,6 +62,7 @@ from oauthproxy.oauth.registration import (
 from oauthproxy.oauth.resource_http import (
     MAX_BODY,
     OAuthSettings,
+    client_source,
     form_params,
     render_oauth_error,
     set_header,
@@ -89,6 +95,8 @@ class TokenEndpoints:
     signing_key: RSAKey
     verifier: SnapshotVerifier
     revoker: Revoker
+    registrations: SourceLimiter
+    failures: SourceLimiter
     #: seals the kept token responses of a retry window (None: no window)
     box: SecretBox | None
 
@@ -169,8 +177,15 @@ class TokenEndpoints:
 
     @oauth_app.route("/token", methods=["POST"])
     async def token(self, request: Request) -> bytes:
-        """The token endpoint; a failure that proves theft revokes the family (O21-6)."""
+        """The token endpoint; a failure that proves theft revokes the family (O21-6).
+
+        Failures count against the source's budget; once it is spent, 429 (ATK-37).
+        """
+        source = client_source(request)
         try:
+            wait = self.failures.retry_after(source)
+            if wait is not None:
+                raise RateLimited("too many failed requests", wait)
             form = form_params(request)
             client = await self.authenticated_client(request, form)
             grant_type = single(form, "grant_type")
@@ -183,6 +198,8 @@ class TokenEndpoints:
         except OAuth2Error as error:
             if error.revoke_family is not None:
                 await self.revoker.revoke_family(error.revoke_family, "token reuse")
+            if not isinstance(error, RateLimited):
+                self.failures.spend(source)
             set_header(request, "Cache-Control", "no-store")
             return render_oauth_error(request, error)
         for name, value in grants.TOKEN_RESPONSE_HEADERS:
@@ -303,10 +320,21 @@ class TokenEndpoints:
 
     @oauth_app.route("/register", methods=["POST"])
     async def register(self, request: Request) -> bytes:
-        """RFC 7591 registration: identical public metadata maps to one client (ATK-28)."""
+        """RFC 7591 registration: identical public metadata maps to one client (ATK-28).
+
+        Per source rate-limited; closed, or open only to an initial access token, as the
+        operator chose (``OAUTH_REGISTRATION``, RFC 7591 §3, ATK-37).
+        """
         try:
+            if self.settings.registration == "closed":
+                raise AccessDenied("dynamic client registration is closed on this server")
+            wait = self.registrations.take(client_source(request))
+            if wait is not None:
+                raise RateLimited("too many registrations from this address", wait)
             metadata = validate_client_metadata(_json_body(request))
             now = self.clock.seconds()
+            if self.settings.registration == "token":
+                await self.initial_token(request, now)
             secret = None if metadata.is_public else grants.new_secret()
             registration_token = grants.new_secret()
             client = new_client(
@@ -318,7 +346,7 @@ class TokenEndpoints:
             )
             stored = await self.store.register_client(client, self.settings.max_clients)
             if stored is None:
-                raise TemporarilyUnavailable("too many registered clients")
+                raise TemporarilyUnavailable("every registered client is in use; try later")
         except OAuth2Error as error:
             return render_oauth_error(request, error)
         if stored.client_id != client.client_id:
@@ -332,6 +360,13 @@ class TokenEndpoints:
             registration_client_uri=uri,
         )
         return _json(request, body, 201)
+
+    async def initial_token(self, request: Request, now: float) -> None:
+        """Spend one use of the request's initial access token, or refuse (RFC 7591 §3)."""
+        value = bearer_token(request.getHeader("authorization"))
+        used = await self.store.use_initial_token(token_hash(value), now) if value else None
+        if used is None:
+            raise InitialTokenRequired("registration needs a valid initial access token")
 
     async def _managed(self, request: Request, client_id: str) -> OAuthClient:
         """The client an RFC 7592 request may manage (its registration access token)."""

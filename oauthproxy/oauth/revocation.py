@@ -6,7 +6,8 @@ expiry): the event reaches every daemon's mirror, whose verifier then refuses th
 BCP-4, or an operator's order) marks the family revoked, drops its refresh tokens and
 revokes every live access token it produced.  :meth:`Revoker.reap` drops expired state,
 revocations of tokens that expired anyway, and dynamically registered clients unused
-for ``OAUTH_CLIENT_LIFETIME`` (ATK-28).
+for ``OAUTH_CLIENT_LIFETIME``, or never used for ``OAUTH_UNUSED_CLIENT_LIFETIME``
+(ATK-28, ATK-37).
 """
 
 from __future__ import annotations
@@ -32,8 +33,10 @@ class Revoker:
 
     store: IOAuthStore
     clock: IReactorTime
-    #: seconds a dynamically registered client may stay unused
+    #: seconds a dynamically registered client may stay unused after an authorization
     client_lifetime: float = 7776000.0
+    #: seconds one that never completed an authorization is kept (ATK-37)
+    unused_client_lifetime: float = 86400.0
 
     async def revoke_access_token(self, record: OAuthAccessToken, reason: str) -> None:
         """Publish the revocation of one access token (harmless if already revoked)."""
@@ -99,7 +102,13 @@ class Revoker:
         clients = 0
         for client in await self.store.list_clients():
             stale_document = client.source == "cimd" and client.cache_expires_at <= now
-            if stale_document or client_expired(client, now=now, lifetime=self.client_lifetime):
+            expired = client_expired(
+                client,
+                now=now,
+                lifetime=self.client_lifetime,
+                unused_lifetime=self.unused_client_lifetime,
+            )
+            if stale_document or expired:
                 clients += int(await self.store.delete_client(client.client_id))
         return {"expired": expired, "revocations": revocations, "clients": clients}
 

@@ -54,11 +54,13 @@ from oauthproxy.oauth.errors import (
     AccessDenied,
     InvalidRequest,
     OAuth2Error,
+    RateLimited,
     ServerError,
     TemporarilyUnavailable,
 )
 from oauthproxy.oauth.github import GitHubClient, GitHubError, authorize_url
 from oauthproxy.oauth.grants import issue_code
+from oauthproxy.oauth.limits import SourceLimiter
 from oauthproxy.oauth.metadata import (
     AS_WELL_KNOWN,
     OIDC_WELL_KNOWN,
@@ -69,6 +71,7 @@ from oauthproxy.oauth.records import AuthorizationRequest, LoginSession, OAuthCl
 from oauthproxy.oauth.resource_cimd import MetadataDocumentFetcher
 from oauthproxy.oauth.resource_http import (
     OAuthSettings,
+    client_source,
     cookie,
     error_page,
     form_params,
@@ -104,13 +107,23 @@ class OAuthServer(TokenEndpoints, VerifyEndpoints):
     box: SecretBox | None = None
     verifier: SnapshotVerifier = field(init=False)
     revoker: Revoker = field(init=False)
+    #: per-source budgets of registrations and of failed requests (ATK-37)
+    registrations: SourceLimiter = field(init=False)
+    failures: SourceLimiter = field(init=False)
 
     def __attrs_post_init__(self) -> None:
-        """Build the verifier and the revoker over the same store and snapshot."""
+        """Build the verifier, the revoker and the rate limits."""
         if self.settings.refresh_retry_window > 0 and self.box is None:
             raise ValueError("a refresh retry window needs the SecretBox to keep answers")
         self.verifier = SnapshotVerifier(self.snapshots, self.clock, self.settings.base)
-        self.revoker = Revoker(self.store, self.clock, self.settings.client_lifetime)
+        self.revoker = Revoker(
+            self.store,
+            self.clock,
+            self.settings.client_lifetime,
+            self.settings.unused_client_lifetime,
+        )
+        self.registrations = SourceLimiter(self.settings.register_rate, self.clock)
+        self.failures = SourceLimiter(self.settings.failure_rate, self.clock)
 
     def resource(self) -> IResource:
         """This server as a plain Twisted resource (the gateway's auth hostname)."""
@@ -192,7 +205,15 @@ class OAuthServer(TokenEndpoints, VerifyEndpoints):
 
     @oauth_app.route("/authorize", methods=["GET"])
     async def authorize(self, request: Request) -> bytes:
-        """Validate the request, then the consent page or straight to GitHub (MCP-20)."""
+        """Validate the request, then the consent page or straight to GitHub (MCP-20).
+
+        A source whose failed requests used up its budget gets 429 (ATK-37).
+        """
+        source = client_source(request)
+        wait = self.failures.retry_after(source)
+        if wait is not None:
+            set_header(request, "Retry-After", str(wait))
+            return error_page(request, RateLimited("too many failed requests", wait))
         params = query_params(request)
         client = await self.client(next(iter(params.get("client_id", [])), None))
         now = self.clock.seconds()
@@ -212,12 +233,14 @@ class OAuthServer(TokenEndpoints, VerifyEndpoints):
             approved=approved,
         )
         if not isinstance(outcome, AuthorizationRequest):
+            self.failures.spend(source)
             return self.answer(request, outcome)
         assert client is not None
         try:
             # resources of proxies with different GitHub apps: refuse before any login
             self.upstream(outcome)
         except OAuth2Error as error:
+            self.failures.spend(source)
             return self.fail(request, error, outcome, client_is_trusted(client, approved))
         if approved:
             return await self.to_github(request, outcome)
@@ -394,6 +417,7 @@ class OAuthServer(TokenEndpoints, VerifyEndpoints):
         document = authorization_server_metadata(
             self.settings.base,
             scopes_supported=self.scopes_supported(),
+            registration=self.settings.registration != "closed",
             client_id_metadata_documents=self.documents is not None,
             overrides=overrides,
         )

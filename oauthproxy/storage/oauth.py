@@ -8,6 +8,11 @@ rest is operational state that publishes no events::
     <p>oauth:clients               hash   client_id -> OAuthClient JSON
     <p>oauth:client_keys           hash   metadata key -> client_id (idempotent DCR)
     <p>oauth:client_used           hash   client_id -> last use (POSIX seconds)
+    <p>oauth:clients_unused        zset   registered clients never used, by registration
+                                   time (a full registry evicts the first, ATK-37)
+    <p>oauth:initial_tokens        hash   name -> InitialAccessToken JSON (uses: 0)
+    <p>oauth:initial_token_hashes  hash   token hash -> name
+    <p>oauth:initial_token_uses    hash   name -> registrations made with it
     <p>oauth:code:<hash>           string AuthorizationCode JSON, expires with the code
     <p>oauth:code_used:<hash>      string time of the first redemption, same expiry
     <p>oauth:session:<state>       string LoginSession JSON, expires with the session
@@ -36,6 +41,7 @@ from oauthproxy.model import OAuthAccessToken, OAuthRevocation, OAuthSigningKey
 from oauthproxy.oauth.records import (
     FAMILY_TOMBSTONE_LIFETIME,
     AuthorizationCode,
+    InitialAccessToken,
     LoginSession,
     OAuthClient,
     RefreshTokenRecord,
@@ -50,10 +56,11 @@ from oauthproxy.storage.records import RedisRecordStore
 
 T = TypeVar("T")
 
-#: KEYS: clients, client_keys; ARGV: client_id, JSON, metadata key, cap
-#: returns {"new"} | {"existing", JSON} | {"full"}
+#: KEYS: clients, client_keys, clients_unused, client_used; ARGV: client_id, JSON,
+#: metadata key, cap, registration time.  Returns {"new"} | {"existing", JSON} |
+#: {"full"}; at the cap, never-used clients are evicted, oldest first.
 REGISTER_SCRIPT = """
-local clients, index = KEYS[1], KEYS[2]
+local clients, index, unused, used = KEYS[1], KEYS[2], KEYS[3], KEYS[4]
 local id, json, mkey, cap = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
 if mkey ~= '' then
   local holder = redis.call('HGET', index, mkey)
@@ -62,10 +69,48 @@ if mkey ~= '' then
     if existing then return {'existing', existing} end
   end
 end
-if redis.call('HLEN', clients) >= cap then return {'full'} end
+while redis.call('HLEN', clients) >= cap do
+  local oldest = redis.call('ZRANGE', unused, 0, 0)[1]
+  if not oldest then return {'full'} end
+  local evicted = redis.call('HGET', clients, oldest)
+  redis.call('ZREM', unused, oldest)
+  redis.call('HDEL', clients, oldest)
+  redis.call('HDEL', used, oldest)
+  if evicted then
+    local key = cjson.decode(evicted)['metadata_key']
+    if type(key) == 'string' and key ~= '' and redis.call('HGET', index, key) == oldest then
+      redis.call('HDEL', index, key)
+    end
+  end
+end
 redis.call('HSET', clients, id, json)
+redis.call('ZADD', unused, ARGV[5], id)
 if mkey ~= '' then redis.call('HSET', index, mkey, id) end
 return {'new'}
+"""
+
+#: KEYS: initial_tokens, initial_token_hashes, initial_token_uses; ARGV: token hash,
+#: now.  Counts one use of a usable token; returns {JSON, uses} or nil.
+USE_INITIAL_TOKEN_SCRIPT = """
+local name = redis.call('HGET', KEYS[2], ARGV[1])
+if not name then return nil end
+local json = redis.call('HGET', KEYS[1], name)
+if not json then return nil end
+local token = cjson.decode(json)
+local expires, most = tonumber(token['expires_at']) or 0, tonumber(token['max_uses']) or 0
+if expires > 0 and tonumber(ARGV[2]) >= expires then return nil end
+local uses = tonumber(redis.call('HGET', KEYS[3], name) or '0')
+if most > 0 and uses >= most then return nil end
+return {json, redis.call('HINCRBY', KEYS[3], name, 1)}
+"""
+
+#: KEYS: initial_tokens, initial_token_hashes; ARGV: name, JSON, token hash.
+#: Stores a new token; 0 when the name is taken.
+PUT_INITIAL_TOKEN_SCRIPT = """
+if redis.call('HEXISTS', KEYS[1], ARGV[1]) == 1 then return 0 end
+redis.call('HSET', KEYS[1], ARGV[1], ARGV[2])
+redis.call('HSET', KEYS[2], ARGV[3], ARGV[1])
+return 1
 """
 
 #: KEYS: code, code_used; ARGV: now.  Returns {JSON, previous use or ""} or nil.
@@ -200,8 +245,19 @@ class RedisOAuthStore:
         async def register() -> OAuthClient | None:
             reply = await self.connection.eval(
                 REGISTER_SCRIPT,
-                [self._key("clients"), self._key("client_keys")],
-                [client.client_id, encode(client), client.metadata_key, cap],
+                [
+                    self._key("clients"),
+                    self._key("client_keys"),
+                    self._key("clients_unused"),
+                    self._key("client_used"),
+                ],
+                [
+                    client.client_id,
+                    encode(client),
+                    client.metadata_key,
+                    cap,
+                    repr(client.client_id_issued_at),
+                ],
             )
             if reply[0] == "existing":
                 return decode(OAuthClient, reply[1])
@@ -229,6 +285,7 @@ class RedisOAuthStore:
             client = decode(OAuthClient, text)
             await self.connection.call("HDEL", self._key("clients"), client_id)
             await self.connection.call("HDEL", self._key("client_used"), client_id)
+            await self.connection.call("ZREM", self._key("clients_unused"), client_id)
             if client.metadata_key:
                 await self.connection.call("HDEL", self._key("client_keys"), client.metadata_key)
             return True
@@ -240,8 +297,71 @@ class RedisOAuthStore:
 
         async def touch() -> None:
             await self.connection.call("HSET", self._key("client_used"), client_id, repr(when))
+            await self.connection.call("ZREM", self._key("clients_unused"), client_id)
 
         return Deferred.fromCoroutine(touch())
+
+    # initial access tokens (RFC 7591 §3)
+
+    def put_initial_token(self, token: InitialAccessToken) -> Deferred[bool]:
+        """Store a new initial access token; False when the name is taken."""
+
+        async def put() -> bool:
+            stored = await self.connection.eval(
+                PUT_INITIAL_TOKEN_SCRIPT,
+                [self._key("initial_tokens"), self._key("initial_token_hashes")],
+                [token.name, encode(evolve(token, uses=0)), token.token_hash],
+            )
+            return bool(stored)
+
+        return Deferred.fromCoroutine(put())
+
+    def list_initial_tokens(self) -> Deferred[list[InitialAccessToken]]:
+        """Every initial access token with its uses, by name."""
+
+        async def list_() -> list[InitialAccessToken]:
+            texts = await self.connection.call("HVALS", self._key("initial_tokens"))
+            uses = _pairs(await self.connection.call("HGETALL", self._key("initial_token_uses")))
+            tokens = (decode(InitialAccessToken, t) for t in texts)
+            return sorted(
+                (evolve(t, uses=int(uses.get(t.name, 0))) for t in tokens), key=lambda t: t.name
+            )
+
+        return Deferred.fromCoroutine(list_())
+
+    def delete_initial_token(self, name: str) -> Deferred[bool]:
+        """Forget an initial access token; whether it existed."""
+
+        async def delete() -> bool:
+            text = await self.connection.call("HGET", self._key("initial_tokens"), name)
+            if text is None:
+                return False
+            token = decode(InitialAccessToken, text)
+            await self.connection.call("HDEL", self._key("initial_token_hashes"), token.token_hash)
+            await self.connection.call("HDEL", self._key("initial_tokens"), name)
+            await self.connection.call("HDEL", self._key("initial_token_uses"), name)
+            return True
+
+        return Deferred.fromCoroutine(delete())
+
+    def use_initial_token(self, token_hash: str, now: float) -> Deferred[InitialAccessToken | None]:
+        """Count one registration with a usable token; the token, or None."""
+
+        async def use() -> InitialAccessToken | None:
+            reply = await self.connection.eval(
+                USE_INITIAL_TOKEN_SCRIPT,
+                [
+                    self._key("initial_tokens"),
+                    self._key("initial_token_hashes"),
+                    self._key("initial_token_uses"),
+                ],
+                [token_hash, repr(now)],
+            )
+            if not reply:
+                return None
+            return evolve(decode(InitialAccessToken, reply[0]), uses=int(reply[1]))
+
+        return Deferred.fromCoroutine(use())
 
     # codes and login sessions
 

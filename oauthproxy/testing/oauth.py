@@ -19,6 +19,7 @@ from oauthproxy.model import (
 from oauthproxy.oauth.records import (
     FAMILY_TOMBSTONE_LIFETIME,
     AuthorizationCode,
+    InitialAccessToken,
     LoginSession,
     OAuthClient,
     RefreshTokenRecord,
@@ -50,6 +51,11 @@ class MemoryOAuthStore:
         self.clients: dict[str, str] = {}
         self.client_keys: dict[str, str] = {}
         self.client_used: dict[str, float] = {}
+        #: client_id -> registration time of registered clients never used
+        self.clients_unused: dict[str, float] = {}
+        #: name -> InitialAccessToken JSON (uses 0); uses by name
+        self.initial_tokens: dict[str, str] = {}
+        self.initial_token_uses: dict[str, int] = {}
         #: code hash -> (JSON, expiry), (time of first use, expiry)
         self.codes: dict[str, tuple[str, float]] = {}
         self.codes_used: dict[str, tuple[float, float]] = {}
@@ -92,9 +98,13 @@ class MemoryOAuthStore:
             holder = self.client_keys.get(client.metadata_key) if client.metadata_key else None
             if holder is not None and holder in self.clients:
                 return decode(OAuthClient, self.clients[holder])
-            if len(self.clients) >= cap:
-                return None
+            while len(self.clients) >= cap:
+                if not self.clients_unused:
+                    return None
+                oldest = min(self.clients_unused, key=lambda c: (self.clients_unused[c], c))
+                self._forget(oldest)
             self.clients[client.client_id] = encode(client)
+            self.clients_unused[client.client_id] = client.client_id_issued_at
             if client.metadata_key:
                 self.client_keys[client.metadata_key] = client.client_id
             return client
@@ -111,26 +121,74 @@ class MemoryOAuthStore:
 
     def delete_client(self, client_id: str) -> Deferred[bool]:
         """Remove a client; whether it existed."""
+        return self.state.run(lambda: self._forget(client_id))
 
-        def delete() -> bool:
-            text = self.clients.pop(client_id, None)
-            if text is None:
-                return False
-            self.client_used.pop(client_id, None)
-            key = decode(OAuthClient, text).metadata_key
-            if key:
-                self.client_keys.pop(key, None)
-            return True
-
-        return self.state.run(delete)
+    def _forget(self, client_id: str) -> bool:
+        """Remove a client and its index entries; whether it existed."""
+        text = self.clients.pop(client_id, None)
+        self.clients_unused.pop(client_id, None)
+        if text is None:
+            return False
+        self.client_used.pop(client_id, None)
+        key = decode(OAuthClient, text).metadata_key
+        if key and self.client_keys.get(key) == client_id:
+            del self.client_keys[key]
+        return True
 
     def touch_client(self, client_id: str, when: float) -> Deferred[None]:
         """Record a use of the client."""
 
         def touch() -> None:
             self.client_used[client_id] = when
+            self.clients_unused.pop(client_id, None)
 
         return self.state.run(touch)
+
+    def put_initial_token(self, token: InitialAccessToken) -> Deferred[bool]:
+        """Store a new initial access token; False when the name is taken."""
+
+        def put() -> bool:
+            if token.name in self.initial_tokens:
+                return False
+            self.initial_tokens[token.name] = encode(evolve(token, uses=0))
+            return True
+
+        return self.state.run(put)
+
+    def _initial_token(self, text: str) -> InitialAccessToken:
+        """A stored token with its uses."""
+        token = decode(InitialAccessToken, text)
+        return evolve(token, uses=self.initial_token_uses.get(token.name, 0))
+
+    def list_initial_tokens(self) -> Deferred[list[InitialAccessToken]]:
+        """Every initial access token with its uses, by name."""
+        return self.state.run(
+            lambda: [
+                self._initial_token(self.initial_tokens[n]) for n in sorted(self.initial_tokens)
+            ]
+        )
+
+    def delete_initial_token(self, name: str) -> Deferred[bool]:
+        """Forget an initial access token; whether it existed."""
+
+        def delete() -> bool:
+            self.initial_token_uses.pop(name, None)
+            return self.initial_tokens.pop(name, None) is not None
+
+        return self.state.run(delete)
+
+    def use_initial_token(self, token_hash: str, now: float) -> Deferred[InitialAccessToken | None]:
+        """Count one registration with a usable token; the token, or None."""
+
+        def use() -> InitialAccessToken | None:
+            for text in self.initial_tokens.values():
+                token = self._initial_token(text)
+                if token.token_hash == token_hash and token.usable(now):
+                    self.initial_token_uses[token.name] = token.uses + 1
+                    return evolve(token, uses=token.uses + 1)
+            return None
+
+        return self.state.run(use)
 
     def put_code(self, code: AuthorizationCode) -> Deferred[None]:
         """Store a code until it expires."""

@@ -36,3 +36,20 @@ class OAuthCommandTests(TestCase):
         self.assertTrue(created["client_secret"])
         listed = await daemon.json("oauth", "clients", "--source", "static")
         self.assertEqual([c["client_id"] for c in listed], [created["client_id"]])
+
+    async def test_initial_token_is_shown_once_then_listed_without_it(self) -> None:
+        """ATK-37: ``oauth initial-tokens create`` prints the token once; the list never."""
+        daemon = await started(self)
+        created = await daemon.json(
+            "oauth", "initial-tokens", "create", "ci", "--max-uses", "3", "--expires-in", "3600"
+        )
+        self.assertTrue(created["token"].startswith("oit_"))
+        listed = await daemon.json("oauth", "initial-tokens")
+        self.assertEqual([(t["name"], t["max_uses"], t["uses"]) for t in listed], [("ci", 3, 0)])
+        self.assertNotIn(created["token"], str(listed))
+        _, err, code = await daemon.run("oauth", "initial-tokens", "create", "ci")
+        self.assertEqual(code, 1, err)
+        _, err, code = await daemon.run("oauth", "initial-tokens", "delete")
+        self.assertEqual(code, 2, err)
+        await daemon.json("oauth", "initial-tokens", "delete", "ci")
+        self.assertEqual(await daemon.json("oauth", "initial-tokens"), [])

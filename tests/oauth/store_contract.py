@@ -13,7 +13,7 @@ from oauthproxy.errors import Conflict
 from oauthproxy.interfaces import IOAuthStore, IStorage
 from oauthproxy.model import OAuthAccessToken, OAuthRevocation
 from oauthproxy.oauth.grants import issue_code, new_refresh_token
-from oauthproxy.oauth.records import LoginSession, TokenFamily
+from oauthproxy.oauth.records import InitialAccessToken, LoginSession, TokenFamily
 from tests.oauth.samples import ALICE, authorization_request, public_client
 
 NOW = 1_750_000_000.0
@@ -57,10 +57,46 @@ class OAuthStoreContract(TestCase):
         self.assertEqual((await self.store.register_client(second, 10)).client_id, "a")
         self.assertEqual([c.client_id for c in await self.store.list_clients()], ["a"])
 
-    async def test_registration_stops_at_the_cap(self) -> None:
-        """ATK-28: no client is stored once ``cap`` exist."""
+    async def test_full_registry_evicts_the_oldest_unused_client(self) -> None:
+        """ATK-37, ATK-28: at the cap, the oldest never-used client makes room."""
+        for n, name in enumerate(("a", "b", "c")):
+            client = evolve(public_client(client_id=name), client_id_issued_at=NOW + n)
+            await self.store.register_client(evolve(client, metadata_key=f"k-{name}"), 3)
+        await self.store.touch_client("a", NOW + 5)
+        newest = evolve(public_client(client_id="d"), client_id_issued_at=NOW + 6)
+        self.assertEqual(await self.store.register_client(newest, 3), newest)
+        self.assertEqual([c.client_id for c in await self.store.list_clients()], ["a", "c", "d"])
+        # the evicted client's metadata key is free again
+        again = evolve(public_client(client_id="e"), metadata_key="k-b", client_id_issued_at=NOW)
+        self.assertEqual((await self.store.register_client(again, 4)).client_id, "e")
+
+    async def test_registration_stops_when_every_client_was_used(self) -> None:
+        """ATK-28: with only used clients at the cap, nothing is evicted and None returned."""
         await self.store.register_client(public_client(client_id="a"), 1)
+        await self.store.touch_client("a", NOW)
         self.assertIsNone(await self.store.register_client(public_client(client_id="b"), 1))
+        self.assertEqual([c.client_id for c in await self.store.list_clients()], ["a"])
+
+    async def test_initial_tokens_count_their_uses(self) -> None:
+        """ATK-37, RFC 7591 §3: a token allows max_uses registrations, then none."""
+        token = InitialAccessToken(name="ci", token_hash="h1", created_at=NOW, max_uses=2)
+        self.assertTrue(await self.store.put_initial_token(token))
+        self.assertFalse(await self.store.put_initial_token(evolve(token, token_hash="h2")))
+        self.assertEqual((await self.store.use_initial_token("h1", NOW)).uses, 1)
+        self.assertEqual((await self.store.use_initial_token("h1", NOW)).uses, 2)
+        self.assertIsNone(await self.store.use_initial_token("h1", NOW))
+        self.assertIsNone(await self.store.use_initial_token("h2", NOW))
+        self.assertEqual(await self.store.list_initial_tokens(), [evolve(token, uses=2)])
+        self.assertTrue(await self.store.delete_initial_token("ci"))
+        self.assertFalse(await self.store.delete_initial_token("ci"))
+        self.assertEqual(await self.store.list_initial_tokens(), [])
+
+    async def test_expired_initial_token_is_refused(self) -> None:
+        """ATK-37: an initial access token past its expiry registers nothing."""
+        token = InitialAccessToken(name="t", token_hash="h", created_at=NOW, expires_at=NOW + 10)
+        await self.store.put_initial_token(token)
+        self.assertIsNotNone(await self.store.use_initial_token("h", NOW + 9))
+        self.assertIsNone(await self.store.use_initial_token("h", NOW + 10))
 
     async def test_touch_sets_last_use_and_delete_forgets(self) -> None:
         """A touched client shows its last use; a deleted one is gone (and reported)."""

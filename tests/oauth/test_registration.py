@@ -13,7 +13,6 @@ from oauthproxy.oauth.registration import (
     check_registration_token,
     client_expired,
     new_client,
-    registration_allowed,
     registration_response,
     updated_client,
     validate_client_metadata,
@@ -138,13 +137,8 @@ class IdempotencyTests(SynchronousTestCase):
         self.assertEqual(client.metadata_key, "")
         self.assertEqual(client.client_secret_hash, token_hash("s"))
 
-    def test_cap_bounds_registrations(self) -> None:
-        """ATK-28: registrations stop at the cap."""
-        self.assertTrue(registration_allowed(9, 10))
-        self.assertFalse(registration_allowed(10, 10))
-
-    def test_unused_dcr_clients_expire(self) -> None:
-        """ATK-28: a client unused for the configured lifetime is reaped."""
+    def test_clients_that_never_authorized_expire_after_hours(self) -> None:
+        """ATK-37, ATK-28: a client that completed no authorization goes soon."""
         client = new_client(
             validate_client_metadata(body()),
             client_id="c",
@@ -152,11 +146,37 @@ class IdempotencyTests(SynchronousTestCase):
             client_secret=None,
             registration_token=None,
         )
-        self.assertFalse(client_expired(client, now=NOW + 99, lifetime=100))
-        self.assertTrue(client_expired(client, now=NOW + 100, lifetime=100))
-        self.assertFalse(
-            client_expired(evolve(client, source="static"), now=NOW + 10**9, lifetime=100)
+        self.assertIsNone(client.last_used_at)
+        self.assertFalse(client_expired(client, now=NOW + 99, lifetime=10**6, unused_lifetime=100))
+        self.assertTrue(client_expired(client, now=NOW + 100, lifetime=10**6, unused_lifetime=100))
+
+    def test_used_clients_expire_after_the_lifetime(self) -> None:
+        """ATK-28: a client that was used goes after the lifetime without use."""
+        client = evolve(
+            new_client(
+                validate_client_metadata(body()),
+                client_id="c",
+                now=NOW,
+                client_secret=None,
+                registration_token=None,
+            ),
+            last_used_at=NOW + 50,
         )
+        self.assertFalse(client_expired(client, now=NOW + 149, lifetime=100, unused_lifetime=1))
+        self.assertTrue(client_expired(client, now=NOW + 150, lifetime=100, unused_lifetime=1))
+
+    def test_only_dynamic_clients_expire(self) -> None:
+        """ATK-28: pre-registered clients stay; a lifetime of 0 keeps clients too."""
+        client = new_client(
+            validate_client_metadata(body()),
+            client_id="c",
+            now=NOW,
+            client_secret=None,
+            registration_token=None,
+        )
+        static = evolve(client, source="static")
+        self.assertFalse(client_expired(static, now=NOW + 10**9, lifetime=1, unused_lifetime=1))
+        self.assertFalse(client_expired(client, now=NOW + 10**9, lifetime=0, unused_lifetime=0))
 
 
 class ResponseTests(SynchronousTestCase):

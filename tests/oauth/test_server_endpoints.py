@@ -8,6 +8,7 @@ from urllib.parse import parse_qs, urlsplit
 from twisted.internet.defer import Deferred
 from twisted.trial.unittest import SynchronousTestCase
 
+from oauthproxy.oauth.records import InitialAccessToken, token_hash
 from tests.admin.harness import Harness
 from tests.oauth.samples import CLIENT_SECRET, confidential_client
 from tests.oauth.server_harness import (
@@ -15,6 +16,7 @@ from tests.oauth.server_harness import (
     REDIRECT,
     RESOURCE,
     VERIFIER,
+    Answer,
     OAuthHarness,
 )
 
@@ -23,25 +25,48 @@ class RegistrationTests(SynchronousTestCase):
     """RFC 7591/7592 registration (ATK-28)."""
 
     def setUp(self) -> None:
-        self.h = OAuthHarness(self, max_clients=2, client_lifetime=100.0)
+        self.h = OAuthHarness(
+            self, max_clients=2, client_lifetime=100.0, unused_client_lifetime=10.0
+        )
 
     def test_identical_metadata_gives_the_same_client(self) -> None:
         """ATK-28: registering the same public client twice returns one client_id."""
         self.assertEqual(self.h.register()["client_id"], self.h.register()["client_id"])
 
-    def test_registrations_are_capped(self) -> None:
-        """ATK-28: past the cap, registration is refused."""
-        self.h.register(client_name="one")
+    def test_full_registry_makes_room_by_evicting_an_unused_client(self) -> None:
+        """ATK-37, ATK-28: at the cap the oldest never-used client goes, not the newcomer."""
+        first = self.h.register(client_name="one")["client_id"]
+        self.h.clock.advance(1)
         self.h.register(client_name="two")
+        self.h.clock.advance(1)
+        self.h.register(client_name="three")
+        self.assertIsNone(self.successResultOf(self.h.storage.oauth.get_client(first)))
+
+    def test_registrations_are_capped_when_every_client_is_used(self) -> None:
+        """ATK-28: when every client completed an authorization, the cap holds: 503."""
+        for name in ("one", "two"):
+            client_id = self.h.register(client_name=name)["client_id"]
+            self.successResultOf(self.h.storage.oauth.touch_client(client_id, 1.0))
         answer = self.h.call(
             "POST", "/register", body={"redirect_uris": [REDIRECT], "client_name": "three"}
         )
         self.assertEqual(answer.status, 503)
 
-    def test_unused_clients_are_reaped(self) -> None:
-        """ATK-28: a DCR client unused for the client lifetime is deleted."""
+    def test_never_used_clients_are_reaped_early(self) -> None:
+        """ATK-37: a client that completed no authorization goes after the short lifetime."""
         client_id = self.h.register()["client_id"]
-        self.h.clock.advance(101)
+        self.h.clock.advance(11)
+        self.successResultOf(Deferred.fromCoroutine(self.h.server.revoker.reap()))
+        self.assertIsNone(self.successResultOf(self.h.storage.oauth.get_client(client_id)))
+
+    def test_used_clients_are_reaped_after_the_lifetime(self) -> None:
+        """ATK-28: a client used once stays the whole lifetime after that use."""
+        client_id = self.h.register()["client_id"]
+        self.successResultOf(self.h.storage.oauth.touch_client(client_id, self.h.clock.seconds()))
+        self.h.clock.advance(50)
+        self.successResultOf(Deferred.fromCoroutine(self.h.server.revoker.reap()))
+        self.assertIsNotNone(self.successResultOf(self.h.storage.oauth.get_client(client_id)))
+        self.h.clock.advance(51)
         self.successResultOf(Deferred.fromCoroutine(self.h.server.revoker.reap()))
         self.assertIsNone(self.successResultOf(self.h.storage.oauth.get_client(client_id)))
 
@@ -64,6 +89,40 @@ class RegistrationTests(SynchronousTestCase):
         ok = self.h.call("GET", uri, headers={"Authorization": f"Bearer {token}"})
         bad = self.h.call("GET", uri, headers={"Authorization": "Bearer wrong"})
         self.assertEqual((ok.status, bad.status), (200, 401))
+
+
+class ClosedRegistrationTests(SynchronousTestCase):
+    """``OAUTH_REGISTRATION=token``: initial access tokens (RFC 7591 §3, ATK-37)."""
+
+    def setUp(self) -> None:
+        """A server with token-only registration and one token allowing two uses."""
+        self.h = OAuthHarness(self, registration="token")
+        token = InitialAccessToken(
+            name="ci", token_hash=token_hash("oit_secret"), created_at=0.0, max_uses=2
+        )
+        self.successResultOf(self.h.storage.oauth.put_initial_token(token))
+
+    def register(self, body: object, token: str | None = "oit_secret") -> Answer:
+        """POST /register with ``token`` as bearer."""
+        headers = {"Authorization": f"Bearer {token}"} if token else {}
+        return self.h.call("POST", "/register", body=body, headers=headers)
+
+    def test_invalid_registration_does_not_spend_a_use(self) -> None:
+        """ATK-37: metadata is checked first; a refused registration costs no use."""
+        self.assertEqual(self.register({"redirect_uris": []}).status, 400)
+        [token] = self.successResultOf(self.h.storage.oauth.list_initial_tokens())
+        self.assertEqual(token.uses, 0)
+
+    def test_wrong_token_gets_a_bearer_challenge(self) -> None:
+        """RFC 6750 §3: 401 invalid_token with WWW-Authenticate."""
+        answer = self.register({"redirect_uris": [REDIRECT]}, token="oit_wrong")
+        self.assertEqual((answer.status, answer.json()["error"]), (401, "invalid_token"))
+        self.assertEqual(answer.header("www-authenticate"), 'Bearer error="invalid_token"')
+
+    def test_metadata_still_advertises_registration(self) -> None:
+        """RFC 8414: token-only registration keeps ``registration_endpoint``."""
+        metadata = self.h.call("GET", "/.well-known/oauth-authorization-server").json()
+        self.assertEqual(metadata["registration_endpoint"], f"{ISSUER}/register")
 
 
 class TokenServiceTests(SynchronousTestCase):

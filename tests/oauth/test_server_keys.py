@@ -153,12 +153,13 @@ class WiringTests(SynchronousTestCase):
             issuer_of(Config())
 
     def test_reaper_runs_on_the_clock(self) -> None:
-        """ATK-28: the reaper drops an unused DCR client after the interval."""
+        """ATK-28, ATK-37: the reaper drops a never-used DCR client after the interval."""
         clock = Clock()
         storage = MemoryStorage(clock)
         client = evolve(public_client(), client_id_issued_at=0.0)
         self.successResultOf(storage.oauth.put_client(client))
-        service = ReaperService(Revoker(storage.oauth, clock, client_lifetime=10), clock, 30)
+        revoker = Revoker(storage.oauth, clock, client_lifetime=10, unused_client_lifetime=10)
+        service = ReaperService(revoker, clock, 30)
         service.startService()
         self.addCleanup(service.stopService)
         clock.advance(30)
