@@ -44,6 +44,10 @@ class Config:
     proxy_trusted_networks: tuple[str, ...] = ("127.0.0.0/8", "::1/128")
     #: seconds a PROXY listener waits for the header
     proxy_header_timeout: float = 5.0
+    #: the ports clients use to reach the gateway (a balancer or port forward in front);
+    #: None = the ``https``/``http`` listener's own port (see :meth:`public_port`)
+    public_https_port: int | None = None
+    public_http_port: int | None = None
 
     # storage
     #: None = start and supervise an embedded redis-server in data_dir
@@ -171,6 +175,16 @@ class Config:
     #: systemd's notification socket (``$NOTIFY_SOCKET``); None = not under systemd
     notify_socket: str | None = None
 
+    def public_port(self, scheme: str) -> int:
+        """The port clients reach the gateway's ``https`` or ``http`` side on.
+
+        The configured public port, else the listener's own TCP port, else the scheme's
+        default (443, 80): public URLs (OAuth resources, redirects) are built with it.
+        """
+        if scheme == "https":
+            return self.public_https_port or parsers.listener_port(self.https_endpoint) or 443
+        return self.public_http_port or parsers.listener_port(self.http_endpoint) or 80
+
 
 # --- the settings table ---------------------------------------------------------------
 
@@ -201,6 +215,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("proxy_https_endpoint", "proxy-https", "OAUTHPROXY_PROXY_HTTPS", parsers.socket_endpoint),
     _s("proxy_trusted_networks", None, "OAUTHPROXY_PROXY_TRUSTED_NETWORKS", parsers.networks),
     _s("proxy_header_timeout", None, "OAUTHPROXY_PROXY_HEADER_TIMEOUT", parsers.positive_float),
+    _s("public_https_port", "public-https-port", "OAUTHPROXY_PUBLIC_HTTPS_PORT", parsers.port),
+    _s("public_http_port", "public-http-port", "OAUTHPROXY_PUBLIC_HTTP_PORT", parsers.port),
     _s("redis_url", "redis", "REDIS_URL", parsers.redis_url),
     _s("redis_password", "redis-password", "REDIS_PASSWORD", parsers.optional_text),
     _s("redis_timeout", None, "OAUTHPROXY_REDIS_TIMEOUT", parsers.positive_float),

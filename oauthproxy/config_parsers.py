@@ -99,6 +99,33 @@ def port_endpoint(text: str, name: str) -> str | None:
     return f"tcp:{port}"
 
 
+def listener_port(description: str | None) -> int | None:
+    """The port of a ``tcp:``/``tcp6:`` listener description, for public URLs.
+
+    None when it cannot be known from the description (``systemd:``, ``unix:``,
+    port 0) or the listener is off.
+    """
+    if not description:
+        return None
+    kind, _, rest = description.partition(":")
+    if kind.strip().lower() not in ("tcp", "tcp6"):
+        return None
+    for part in rest.split(":"):
+        key, equals, value = part.rpartition("=")
+        if (not equals or key.strip() == "port") and value.strip().isdigit():
+            port = int(value)
+            return port or None
+    return None
+
+
+def port(text: str, name: str) -> int:
+    """A TCP port number, 1-65535."""
+    value = integer(text, name)
+    if not 0 < value <= 65535:
+        raise ConfigError(f"{name}: port {value} is out of range 1-65535", field=name)
+    return value
+
+
 def integer(text: str, name: str) -> int:
     """An integer."""
     try:

@@ -69,6 +69,8 @@ class Options(usage.Options):
         ["api", None, None, "admin API endpoint (default tcp:9000:interface=127.0.0.1)"],
         ["proxy-http", None, None, "HTTP listener expecting PROXY headers (default off)"],
         ["proxy-https", None, None, "HTTPS listener expecting PROXY headers (default off)"],
+        ["public-https-port", None, None, "port clients use for HTTPS (default: the listener's)"],
+        ["public-http-port", None, None, "port clients use for HTTP (default: the listener's)"],
         ["redis", None, None, "Redis URL (REDIS_URL); unset = embedded redis-server"],
         ["redis-password", None, None, "Redis password (REDIS_PASSWORD)"],
         ["data-dir", None, None, "data directory (default ./oauthproxy-data)"],
@@ -98,25 +100,6 @@ def _endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
         reactor, description
     )
     return result
-
-
-def public_https_port(description: str | None) -> int | None:
-    """The port of a ``tcp:``/``tcp6:`` HTTPS listener, for redirect locations.
-
-    None when it cannot be known from the description (``systemd:``, ``unix:``,
-    port 0) or the listener is off; the redirect then names no port (443).
-    """
-    if not description:
-        return None
-    kind, _, rest = description.partition(":")
-    if kind.strip().lower() not in ("tcp", "tcp6"):
-        return None
-    for part in rest.split(":"):
-        key, equals, value = part.rpartition("=")
-        if (not equals or key.strip() == "port") and value.strip().isdigit():
-            port = int(value)
-            return port or None
-    return None
 
 
 @define(eq=False)
@@ -151,9 +134,10 @@ def build_gateway(
 
     ``http``, ``https``, ``proxy-http`` and ``proxy-https`` all serve the same
     :class:`GatewaySite`; TLS listeners bind only once the fallback certificate
-    is loaded.  The HTTP-to-HTTPS redirect names the ``https`` listener's port.
+    is loaded.  The HTTP-to-HTTPS redirect names the public HTTPS port (the
+    ``https`` listener's, unless ``OAUTHPROXY_PUBLIC_HTTPS_PORT`` says otherwise).
     """
-    table = LiveTable(https_port=public_https_port(config.https_endpoint))
+    table = LiveTable(https_port=config.public_port("https"))
     table.attach(snapshots)
     forwarder = Forwarder(reactor)
     acme = ChallengeResource(storage.challenges)

@@ -19,6 +19,7 @@ from oauthproxy.config import (
     parse_dotenv,
     read_dotenv,
 )
+from oauthproxy.config_parsers import listener_port
 from oauthproxy.errors import ConfigError
 
 env_names = st.from_regex(r"[A-Z_][A-Z0-9_]{0,20}", fullmatch=True)
@@ -26,6 +27,38 @@ plain_values = st.text(
     alphabet=st.characters(min_codepoint=0x21, max_codepoint=0x7E, blacklist_characters="\"'#\\"),
     max_size=30,
 )
+
+
+class PublicPortTests(SynchronousTestCase):
+    """The ports public URLs name (redirects, OAuth resources; MCP-3)."""
+
+    def test_tcp_port_is_used(self) -> None:
+        """``tcp:8443:interface=::`` and ``tcp:port=8443`` both give 8443."""
+        self.assertEqual(listener_port("tcp:8443:interface=\\:\\:"), 8443)
+        self.assertEqual(listener_port("tcp:port=8443"), 8443)
+
+    def test_unknown_ports_name_none(self) -> None:
+        """systemd sockets, unix sockets, port 0 and a disabled listener give None."""
+        for description in ("systemd:domain=INET:index=0", "unix:/run/x.sock", "tcp:0", None):
+            self.assertIsNone(listener_port(description), description)
+
+    def test_public_port_is_the_listeners_unless_configured(self) -> None:
+        """MCP-3: the listener's port, the scheme's default, or the configured public one."""
+        config = load_config({"https": "tcp:8443", "http": "tcp:8080"}, {}, None)
+        self.assertEqual((config.public_port("https"), config.public_port("http")), (8443, 8080))
+        self.assertEqual(load_config({}, {}, None).public_port("https"), 443)
+        behind = load_config(
+            {"https": "tcp:8443", "public-https-port": "443"},
+            {"OAUTHPROXY_PUBLIC_HTTP_PORT": "80", "OAUTHPROXY_HTTP": "tcp:8080"},
+            None,
+        )
+        self.assertEqual((behind.public_port("https"), behind.public_port("http")), (443, 80))
+
+    def test_bad_public_port_is_refused(self) -> None:
+        """A public port out of range names the setting."""
+        with self.assertRaises(ConfigError) as caught:
+            load_config({}, {"OAUTHPROXY_PUBLIC_HTTPS_PORT": "0"}, None)
+        self.assertIn("OAUTHPROXY_PUBLIC_HTTPS_PORT", str(caught.exception))
 
 
 class PrecedenceTests(SynchronousTestCase):

@@ -27,7 +27,7 @@ from oauthproxy.config import Config
 from oauthproxy.daemon import Daemon, Listener, TrackingFactory, sd_notify
 from oauthproxy.model import ADMIN_TOKEN_NAME
 from oauthproxy.storage.mirror import Mirror
-from oauthproxy.tap import Options, Root, build_gateway, compose, makeService, public_https_port
+from oauthproxy.tap import Options, Root, build_gateway, compose, makeService
 from oauthproxy.testing import MemoryStorage
 
 API = "tcp:0:interface=127.0.0.1"
@@ -261,20 +261,6 @@ class GatewayCompositionTests(SynchronousTestCase):
     def storage_mirror(self) -> Mirror:
         """A snapshot source over the in-memory store."""
         return Mirror(self.storage, self.reactor)
-
-
-class PublicHttpsPortTests(SynchronousTestCase):
-    """The port the HTTP-to-HTTPS redirect names."""
-
-    def test_tcp_port_is_used(self) -> None:
-        """``tcp:8443:interface=::`` and ``tcp:port=8443`` both give 8443."""
-        self.assertEqual(public_https_port("tcp:8443:interface=\\:\\:"), 8443)
-        self.assertEqual(public_https_port("tcp:port=8443"), 8443)
-
-    def test_unknown_ports_name_none(self) -> None:
-        """systemd sockets, unix sockets, port 0 and a disabled listener give None."""
-        for description in ("systemd:domain=INET:index=0", "unix:/run/x.sock", "tcp:0", None):
-            self.assertIsNone(public_https_port(description), description)
 
 
 class FakeChannel(Protocol):

@@ -311,7 +311,9 @@ class Guard:
         auth = proxy.auth
         # never an empty list: clients build their registration's ``scope`` from it
         scopes = (auth.required_scopes if auth is not None else ()) or self.default_scopes
-        doc = proxy_resource_metadata(proxy, self.issuer, scopes_supported=scopes)
+        doc = proxy_resource_metadata(
+            proxy, self.issuer, scopes_supported=scopes, resource=self.resource_of(proxy)
+        )
         # browser-based MCP clients read it cross-origin
         headers = (("Access-Control-Allow-Origin", "*"), ("Cache-Control", "max-age=300"))
         return _render(request, 200, headers, doc)

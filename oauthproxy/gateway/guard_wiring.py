@@ -13,6 +13,7 @@ authorization server: ``oauth`` proxies then refuse every token.
 
 from __future__ import annotations
 
+from functools import partial
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -28,9 +29,10 @@ from oauthproxy.config import Config
 from oauthproxy.gateway.guard import Guard
 from oauthproxy.gateway.guard_login import BrowserLogin
 from oauthproxy.oauth.errors import InvalidToken
+from oauthproxy.oauth.proxies import resource_of
 from oauthproxy.oauth.records import AccessTokenClaims
 from oauthproxy.oauth.resource_http import derive_secret
-from oauthproxy.oauth.resource_setup import build_oauth_server, issuer_of
+from oauthproxy.oauth.resource_setup import build_oauth_server, issuer_of, public_ports
 from oauthproxy.oauth.revocation import ReaperService
 from oauthproxy.oauth.server import OAuthServer
 from oauthproxy.oauth.verifier import SnapshotVerifier
@@ -89,6 +91,7 @@ def wire_oauth(config: Config, reactor: Any, snapshots: Any) -> OAuthWiring:
             reactor,
             issuer,
             config.oauth_allowed_github_users,
+            resource_of=partial(resource_of, ports=public_ports(config)),
             auth_hosts=frozenset({(urlsplit(issuer).hostname or "").lower()}),
         )
         audience_bound = SnapshotVerifier(snapshots, reactor, issuer, audience=issuer)

@@ -25,7 +25,7 @@ from oauthproxy.oauth import consent
 from oauthproxy.oauth.errors import InvalidRequest, OAuth2Error
 from oauthproxy.oauth.github import GitHubApp
 from oauthproxy.oauth.limits import Rate, source_key
-from oauthproxy.oauth.metadata import canonical_resource
+from oauthproxy.oauth.proxies import PublicPorts
 from oauthproxy.oauth.records import OAuthClient
 
 DEFAULT_SCOPES = ("read", "write", "offline_access")
@@ -65,6 +65,8 @@ class OAuthSettings:
     failure_rate: Rate | None = DEFAULT_FAILURE_RATE
     #: pre-registered clients (source "static")
     static_clients: tuple[OAuthClient, ...] = ()
+    #: the ports clients reach protected proxies on (their resource URIs, MCP-3)
+    public_ports: PublicPorts = field(factory=PublicPorts)
 
     @property
     def base(self) -> str:
@@ -169,8 +171,3 @@ def cookie(request: Request, name: str) -> str | None:
             if sep and key == name:
                 return value
     return None
-
-
-def proxy_resource(hostname: str) -> str:
-    """The canonical resource URI of a protected proxy (what its tokens' ``aud`` holds)."""
-    return canonical_resource(f"https://{hostname}")

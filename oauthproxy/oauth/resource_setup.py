@@ -24,6 +24,7 @@ from oauthproxy.oauth.github import GitHubApp, GitHubClient
 from oauthproxy.oauth.keys import ensure_signing_key
 from oauthproxy.oauth.limits import Rate
 from oauthproxy.oauth.metadata import validate_issuer
+from oauthproxy.oauth.proxies import PublicPorts
 from oauthproxy.oauth.resource_cimd import (
     MetadataDocumentFetcher,
     SystemAndExtraAuthorities,
@@ -36,14 +37,20 @@ from oauthproxy.storage.crypto import SecretBox
 
 
 def issuer_of(config: Config) -> str:
-    """The issuer: ``OAUTHPROXY_OAUTH_ISSUER``, else ``https://auth.<BASE_DOMAIN>`` (ATK-8)."""
+    """The issuer: ``OAUTHPROXY_OAUTH_ISSUER``, else ``https://auth.<BASE_DOMAIN>`` (ATK-8).
+
+    The derived issuer carries the public HTTPS port when that is not 443.
+    """
     if config.oauth_issuer:
         return validate_issuer(config.oauth_issuer)
     if not config.base_domain:
         raise ConfigError(
             "the OAuth server needs OAUTHPROXY_OAUTH_ISSUER or BASE_DOMAIN", field="oauth_issuer"
         )
-    return validate_issuer(f"https://auth.{config.base_domain}")
+    port = config.public_port("https")
+    return validate_issuer(
+        f"https://auth.{config.base_domain}" + ("" if port == 443 else f":{port}")
+    )
 
 
 def settings_from_config(config: Config, box: SecretBox) -> OAuthSettings:
@@ -69,7 +76,13 @@ def settings_from_config(config: Config, box: SecretBox) -> OAuthSettings:
         registration=cast(RegistrationMode, config.oauth_registration),
         register_rate=_rate(config.oauth_register_rate),
         failure_rate=_rate(config.oauth_failure_rate),
+        public_ports=public_ports(config),
     )
+
+
+def public_ports(config: Config) -> PublicPorts:
+    """The ports clients reach protected proxies on (listeners or configured, MCP-3)."""
+    return PublicPorts(https=config.public_port("https"), http=config.public_port("http"))
 
 
 def _rate(setting: tuple[int, float] | None) -> Rate | None:

@@ -44,7 +44,11 @@ class VerifyEndpoints:
         """Forward-auth check for ``X-Forwarded-Host``: identity headers, or a challenge."""
         host = (request.getHeader("x-forwarded-host") or "").split(",")[0].strip().lower()
         proxy = self.snapshots.current.proxies.get(host) if host else None
-        audience = resource_of(proxy) if proxy is not None else self.settings.base
+        audience = (
+            resource_of(proxy, self.settings.public_ports)
+            if proxy is not None
+            else self.settings.base
+        )
         auth = proxy.auth if proxy is not None else None
         metadata_url = protected_resource_metadata_urls(audience)[0]
         required = auth.required_scopes if auth is not None else ()

@@ -133,7 +133,9 @@ class OAuthServer(TokenEndpoints, VerifyEndpoints):
 
     def protected_resources(self) -> dict[str, tuple[str, ...]]:
         """Each OAuth-protected proxy's resource URI -> its user allowlist."""
-        return proxies.protected_resources(self.snapshots.current.proxies.values())
+        return proxies.protected_resources(
+            self.snapshots.current.proxies.values(), self.settings.public_ports
+        )
 
     def scopes_supported(self) -> tuple[str, ...]:
         """The configured scopes plus every scope a proxy requires or advertises."""
@@ -143,7 +145,10 @@ class OAuthServer(TokenEndpoints, VerifyEndpoints):
     def upstream(self, auth: AuthorizationRequest) -> GitHubClient:
         """The GitHub client for this login: a requested proxy's own app, else the global."""
         app = proxies.github_app_for(
-            self.snapshots.current.proxies.values(), auth.resources, self.settings.github
+            self.snapshots.current.proxies.values(),
+            auth.resources,
+            self.settings.github,
+            self.settings.public_ports,
         )
         return self.github if app == self.github.app else evolve(self.github, app=app)
 

@@ -135,7 +135,7 @@ class ConformanceAuthorizationTests(TestCase):
             "--port",
             str(callback_port),
             "--resource",
-            "https://mcp.test",
+            gateway.resource("mcp.test"),
             "--output-dir",
             os.path.abspath(output_dir),
         ]

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
@@ -57,6 +58,10 @@ class AuthGateway:
     def issuer(self) -> str:
         """The issuer: the gateway's HTTP listener on loopback."""
         return f"http://127.0.0.1:{self.port}"
+
+    def resource(self, host: str) -> str:
+        """The resource URI of an HTTP-only proxy for ``host``: its URL at our listener."""
+        return f"http://{host}:{self.port}"
 
     async def fetch(
         self, method: str, url: str, headers: Any = None, **kw: Any
@@ -191,8 +196,13 @@ class AuthGateway:
         return client_id, (await self.token(client_id, params["code"][0]))["access_token"]
 
 
-async def start_auth_gateway(test: TestCase, user: str = "alice", **env: str) -> AuthGateway:
-    """Fake GitHub, then a daemon with its gateway on a free port and its issuer there."""
+async def start_auth_gateway(
+    test: TestCase, user: str = "alice", *, args: Sequence[str] = (), **env: str
+) -> AuthGateway:
+    """Fake GitHub, then a daemon with its gateway on a free port and its issuer there.
+
+    ``args`` are more ``twistd oauthproxy`` options (another listener, say).
+    """
     github = FakeGitHub("gh-id", "gh-secret", FakeUser(7, user))
     running = await start_fake_github(reactor, github)
     test.addCleanup(running.stop)
@@ -206,8 +216,8 @@ async def start_auth_gateway(test: TestCase, user: str = "alice", **env: str) ->
         "OAUTHPROXY_GITHUB_API_URL": running.base_url,
         **env,
     }
-    args = ["--http", f"tcp:{port}:interface=127.0.0.1"]
-    daemon = await start_daemon(test, args=args, env=environment)
+    listeners = ["--http", f"tcp:{port}:interface=127.0.0.1", *args]
+    daemon = await start_daemon(test, args=listeners, env=environment)
     await daemon.wait_for(lambda body: "http" in body.get("listeners", {}))
     pool = HTTPConnectionPool(reactor, persistent=False)
     test.addCleanup(pool.closeCachedConnections)
@@ -249,12 +259,13 @@ class OAuthGuardDaemonTests(TestCase):
         refused = await gateway.call("a.test", "/mcp")
         self.assertEqual(refused.code, 401)
         [challenge] = refused.headers.getRawHeaders(b"www-authenticate")
-        self.assertIn(
-            b'resource_metadata="https://a.test/.well-known/oauth-protected-resource"', challenge
+        expected = (
+            f'resource_metadata="{gateway.resource("a.test")}/.well-known/oauth-protected-resource"'
         )
+        self.assertIn(expected.encode(), challenge)
         metadata = await gateway.call("a.test", "/.well-known/oauth-protected-resource")
         self.assertEqual(json.loads(metadata.body)["authorization_servers"], [gateway.issuer])
-        _, token = await gateway.login("https://a.test")
+        _, token = await gateway.login(gateway.resource("a.test"))
         admitted = await gateway.call("a.test", "/mcp", token)
         self.assertEqual(admitted.code, 200, admitted.body)
         headers = {name.lower(): value for name, value in json.loads(admitted.body)["headers"]}
@@ -266,7 +277,7 @@ class OAuthGuardDaemonTests(TestCase):
         gateway = await start_auth_gateway(self)
         backend = await start_backend(self, reactor)
         await gateway.protect("a.test", backend)
-        _, token = await gateway.login("https://a.test")
+        _, token = await gateway.login(gateway.resource("a.test"))
         self.assertEqual((await gateway.call("a.test", "/logged", token)).code, 200)
 
         async def logged() -> bool:
@@ -281,7 +292,7 @@ class OAuthGuardDaemonTests(TestCase):
         backend = await start_backend(self, reactor)
         await gateway.protect("a.test", backend)
         await gateway.protect("b.test", backend)
-        _, token = await gateway.login("https://a.test")
+        _, token = await gateway.login(gateway.resource("a.test"))
         self.assertEqual((await gateway.call("a.test", "/", token)).code, 200)
         self.assertEqual((await gateway.call("b.test", "/", token)).code, 401)
 
@@ -290,14 +301,14 @@ class OAuthGuardDaemonTests(TestCase):
         gateway = await start_auth_gateway(self)
         backend = await start_backend(self, reactor)
         await gateway.protect("b.test", backend)
-        _, earlier = await gateway.login("https://b.test")
+        _, earlier = await gateway.login(gateway.resource("b.test"))
         await gateway.set_auth("b.test", required_users=["bob"])
         await wait_until(
             lambda: status_is(gateway, "b.test", earlier, 403),
             1.0,
         )
         client_id = await gateway.register()
-        params = await gateway.authorize(client_id, "https://b.test")
+        params = await gateway.authorize(client_id, gateway.resource("b.test"))
         self.assertNotIn("code", params)
         self.assertEqual(params["error"], ["invalid_target"])
 
@@ -306,7 +317,7 @@ class OAuthGuardDaemonTests(TestCase):
         gateway = await start_auth_gateway(self)
         backend = await start_backend(self, reactor)
         await gateway.protect("a.test", backend)
-        client_id, token = await gateway.login("https://a.test")
+        client_id, token = await gateway.login(gateway.resource("a.test"))
         self.assertEqual((await gateway.call("a.test", "/", token)).code, 200)
         form = urlencode({"token": token, "client_id": client_id}).encode()
         revoked, _ = await gateway.fetch("POST", f"{gateway.issuer}/revoke", FORM, data=form)
@@ -318,7 +329,7 @@ class OAuthGuardDaemonTests(TestCase):
         gateway = await start_auth_gateway(self, OAUTH_ACCESS_TOKEN_LIFETIME="2")
         backend = await start_backend(self, reactor)
         await gateway.protect("a.test", backend)
-        _, token = await gateway.login("https://a.test")
+        _, token = await gateway.login(gateway.resource("a.test"))
         headers: Any = {"Host": ["a.test"], "Authorization": [f"Bearer {token}"]}
         response = await gateway.http.request(
             "GET",
@@ -336,7 +347,7 @@ class OAuthGuardDaemonTests(TestCase):
         gateway = await start_auth_gateway(self)
         backend = await start_backend(self, reactor)
         await gateway.protect("a.test", backend)
-        client_id, token = await gateway.login("https://a.test")
+        client_id, token = await gateway.login(gateway.resource("a.test"))
         headers: Any = {"Host": ["a.test"], "Authorization": [f"Bearer {token}"]}
         response = await gateway.http.request(
             "GET", f"http://127.0.0.1:{gateway.port}/sse", headers=headers, timeout=10
@@ -366,7 +377,8 @@ class OAuthGuardDaemonTests(TestCase):
         )
         self.assertEqual(code, 201, body)
         await gateway.set_auth("ws.test")
-        _, token = await gateway.login("https://ws.test")
+        await wait_until(lambda: gateway._protected("ws.test"), 1.0)
+        _, token = await gateway.login(gateway.resource("ws.test"))
         upgrade = (
             b"GET /chat HTTP/1.1\r\nHost: ws.test\r\nUpgrade: websocket\r\n"
             b"Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
@@ -394,7 +406,8 @@ class OAuthGuardDaemonTests(TestCase):
         callback = await gateway.browse(authorize)
         parts = urlsplit(callback)
         self.assertEqual(
-            f"{parts.scheme}://{parts.netloc}{parts.path}", "https://web.test/.oauthproxy/callback"
+            f"{parts.scheme}://{parts.netloc}{parts.path}",
+            f"{gateway.resource('web.test')}/.oauthproxy/callback",
         )
         back, body = await gateway.fetch(
             "GET",

@@ -95,10 +95,11 @@ class RefreshReuseTests(TestCase):
 
     async def setUp(self) -> None:
         """A daemon, a protected proxy in front of an echo backend, a registered client."""
-        self.gateway = await start_auth_gateway(self)
+        # the races fail many requests on purpose: no failure budget (ATK-37) here
+        self.gateway = await start_auth_gateway(self, OAUTH_FAILURE_RATE="off")
         backend = await start_backend(self, reactor)
         await self.gateway.protect("a.test", backend)
-        self.resource = "https://a.test"
+        self.resource = self.gateway.resource("a.test")
         self.client_id = await _register(self.gateway)
 
     async def tokens(self) -> dict[str, Any]:
@@ -159,7 +160,7 @@ class RetryWindowTests(TestCase):
         backend = await start_backend(self, reactor)
         await gateway.protect("a.test", backend)
         client_id = await _register(gateway)
-        params = await gateway.authorize(client_id, "https://a.test")
+        params = await gateway.authorize(client_id, gateway.resource("a.test"))
         first = await gateway.token(client_id, params["code"][0])
         status, second = await _refresh(gateway, client_id, first["refresh_token"])
         self.assertEqual(status, 200, second)
@@ -178,12 +179,12 @@ class CodeReplayRaceTests(TestCase):
 
     async def test_racing_replay_revokes_the_first_redemption(self) -> None:
         """ATK-35, O21-6, ATK-20: whichever redemption wins, its tokens are revoked."""
-        gateway = await start_auth_gateway(self)
+        gateway = await start_auth_gateway(self, OAUTH_FAILURE_RATE="off")
         backend = await start_backend(self, reactor)
         await gateway.protect("a.test", backend)
         client_id = await _register(gateway)
         for run in range(REPETITIONS):
-            params = await gateway.authorize(client_id, "https://a.test")
+            params = await gateway.authorize(client_id, gateway.resource("a.test"))
             code = params["code"][0]
             results = await defer.gatherResults(
                 [defer.Deferred.fromCoroutine(_redeem(gateway, client_id, code)) for _ in range(2)]

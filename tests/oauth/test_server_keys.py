@@ -147,6 +147,13 @@ class WiringTests(SynchronousTestCase):
         """ATK-8: the issuer comes from BASE_DOMAIN when not configured."""
         self.assertEqual(issuer_of(Config(base_domain="example.com")), "https://auth.example.com")
 
+    def test_derived_issuer_carries_the_public_https_port(self) -> None:
+        """MCP-3, ATK-8: https://auth.<BASE_DOMAIN>:<port> when HTTPS is not on 443."""
+        config = Config(base_domain="example.com", https_endpoint="tcp:8443")
+        self.assertEqual(issuer_of(config), "https://auth.example.com:8443")
+        behind = Config(base_domain="example.com", https_endpoint="tcp:8443", public_https_port=443)
+        self.assertEqual(issuer_of(behind), "https://auth.example.com")
+
     def test_issuer_needs_configuration(self) -> None:
         """Without issuer and base domain the server refuses to start."""
         with self.assertRaises(ConfigError):

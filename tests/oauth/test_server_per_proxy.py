@@ -19,6 +19,7 @@ from oauthproxy.model import AuthServerOverrides, Proxy, ProxyAuth, ResourceSett
 from oauthproxy.oauth.errors import InvalidTarget
 from oauthproxy.oauth.github import GitHubApp
 from oauthproxy.oauth.proxies import (
+    PublicPorts,
     github_app_for,
     protected_resources,
     proxy_resource_metadata,
@@ -90,6 +91,17 @@ class ResourceUriTests(SynchronousTestCase):
     def test_default_is_the_https_origin(self) -> None:
         """MCP-3: ``https://<hostname>``, canonical."""
         self.assertEqual(resource_of(protected("Own.Example.Test")), OWN)
+
+    def test_default_carries_the_public_https_port(self) -> None:
+        """MCP-3: HTTPS on another port than 443 is part of the resource URI."""
+        ports = PublicPorts(https=8443, http=8080)
+        self.assertEqual(resource_of(protected("own.example.test"), ports), OWN + ":8443")
+
+    def test_http_only_proxy_is_an_http_resource(self) -> None:
+        """MCP-3: an HTTP-only proxy is reached, and described, over HTTP at its port."""
+        proxy = evolve(protected("own.example.test"), enable_https=False)
+        self.assertEqual(resource_of(proxy), "http://own.example.test")
+        self.assertEqual(resource_of(proxy, PublicPorts(http=8080)), "http://own.example.test:8080")
 
     def test_configured_resource_is_used(self) -> None:
         """``oauth_resource.resource`` replaces the default (canonical, no trailing slash)."""
