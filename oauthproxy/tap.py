@@ -248,6 +248,7 @@ def admin_listener(
         issuing=issuing,
         access_tokens=verifier,
         docker=docker,
+        oauth_status=None if oauth is None else oauth.status,
     )
     site = api.site() if config.api_endpoint is not None else None
     if oauth is not None and daemon is not None:

@@ -16,7 +16,7 @@ The place for ``/docs`` (Swagger UI from vendored assets) is next to
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 from attrs import define, field
 from klein import Klein
@@ -56,6 +56,7 @@ from oauthproxy.admin.tokens import TokenResource
 from oauthproxy.admin.ui import UIResource
 from oauthproxy.errors import NotFound
 from oauthproxy.interfaces import IAccessTokenVerifier, ISnapshotSource, IStorage
+from oauthproxy.oauth.status import OAuthStatus
 
 
 @implementer(IResource)
@@ -128,6 +129,8 @@ class AdminAPI:
     issuing: IssuingService | None = None
     #: Docker services (``/services/``, ``/ports/``); None = those endpoints are not mounted
     docker: DockerWiring | None = None
+    #: the authorization server's state; None = not known, OAuth protection not checked
+    oauth_status: Callable[[], OAuthStatus] | None = None
     context: ApiContext = field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -161,8 +164,8 @@ class AdminAPI:
             OAuthAdminResource(self.context, self.storage.oauth, self.snapshots, self.clock),
             InitialTokenResource(self.context, self.storage.oauth, self.clock),
             AuthRuleResource(self.context, self.storage, self.clock),
-            RouteAuthResource(self.context, self.storage, self.clock),
-            ProxyAuthResource(self.context, self.storage, self.clock),
+            RouteAuthResource(self.context, self.storage, self.clock, self.oauth_status),
+            ProxyAuthResource(self.context, self.storage, self.clock, self.oauth_status),
             DocsResource(),
             UIResource(),
             ProxyResource(self.context, self.storage, self.clock),

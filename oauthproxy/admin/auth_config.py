@@ -10,11 +10,15 @@ fields given, on top of the current settings (or the defaults).
 The proxy body takes the seed's names (``auth_required_users``, ``oauth_scopes``)
 as well as the model's (``required_users``, ``required_scopes``); answers use the
 model's.
+
+Protecting a proxy or a route with ``oauth`` is refused (409, saying what to set) while
+this daemon's authorization server does not work: off, failed, or without any GitHub
+app to log in with (:mod:`oauthproxy.oauth.status`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from attrs import define, evolve
@@ -27,9 +31,10 @@ from oauthproxy.admin.endpoint import ApiContext, Call, Reply, endpoint
 from oauthproxy.admin.records import record_json
 from oauthproxy.admin.schema import Schema, array, boolean, nullable, obj, string
 from oauthproxy.admin.validation import HOSTNAME, NAME_PATTERN
-from oauthproxy.errors import InvalidInput, NotFound
+from oauthproxy.errors import Conflict, InvalidInput, NotFound
 from oauthproxy.interfaces import IStorage
 from oauthproxy.model import Proxy, ProxyAuth, Route, RouteAuth
+from oauthproxy.oauth.status import OAuthStatus
 
 ROUTE_ID = string(min_length=1, max_length=64, pattern=NAME_PATTERN, example="api")
 _SCOPES = array(SCOPE, max_items=32, unique=True)
@@ -91,6 +96,17 @@ def proxy_auth_changes(body: Mapping[str, Any]) -> dict[str, Any]:
     return _tupled(changes)
 
 
+#: the daemon's authorization-server state (None: not known here, nothing is refused)
+StatusSource = Callable[[], OAuthStatus] | None
+
+
+def require_oauth(status: StatusSource, field: str, own_github_app: bool = False) -> None:
+    """Refuse OAuth protection the daemon cannot serve, naming what to set (409)."""
+    problem = None if status is None else status().problem(own_github_app)
+    if problem is not None:
+        raise Conflict(problem, field=field)
+
+
 def route_view(route: Route) -> dict[str, Any]:
     """A route's auth settings as JSON."""
     auth = None if route.auth is None else record_json(route.auth)
@@ -111,6 +127,7 @@ class RouteAuthResource:
     api: ApiContext
     storage: IStorage
     clock: IReactorTime
+    oauth_status: StatusSource = None
 
     async def _route(self, call: Call) -> Route:
         """The route of the path, if the caller owns it (or is admin); else 404."""
@@ -144,12 +161,15 @@ class RouteAuthResource:
         params={"route_id": ROUTE_ID},
         body=ROUTE_AUTH_BODY,
         returns={200: ROUTE_AUTH_VIEW},
+        errors=(409,),
         operation_id="route_auth_set",
     )
     async def set(self, call: Call) -> object:
         """Merge the body into the route's auth settings."""
         route = await self._route(call)
         auth = evolve(route.auth or RouteAuth(), **_tupled(call.body))
+        if auth.auth_type == "oauth":
+            require_oauth(self.oauth_status, "/auth_type")
         updated = evolve(route, auth=auth, updated_at=self.clock.seconds())
         await self.storage.routes.update(updated)
         return route_view(updated)
@@ -179,6 +199,7 @@ class ProxyAuthResource:
     api: ApiContext
     storage: IStorage
     clock: IReactorTime
+    oauth_status: StatusSource = None
 
     async def _proxy(self, call: Call) -> Proxy:
         """The proxy of the path, if the caller owns it (or is admin); else 404."""
@@ -212,6 +233,7 @@ class ProxyAuthResource:
         params={"hostname": HOSTNAME},
         body=PROXY_AUTH_BODY,
         returns={200: PROXY_AUTH_VIEW},
+        errors=(409,),
         operation_id="proxy_auth_set",
     )
     async def set(self, call: Call) -> object:
@@ -221,6 +243,9 @@ class ProxyAuthResource:
         if changes.get("auth_proxy"):
             changes["auth_proxy"] = changes["auth_proxy"].lower()
         auth = evolve(proxy.auth or ProxyAuth(), **changes)
+        if auth.auth_type == "oauth":
+            own_app = bool(proxy.github_client_id and proxy.github_client_secret)
+            require_oauth(self.oauth_status, "/auth_type", own_app)
         updated = evolve(proxy, auth=auth, updated_at=self.clock.seconds())
         await self.storage.proxies.update(updated)
         return proxy_view(updated)

@@ -308,6 +308,14 @@ class Guard:
         if request.method not in (b"GET", b"HEAD"):
             request.setHeader(b"allow", b"GET, HEAD")
             return _render(request, 405, (), {"error": "method_not_allowed"})
+        named = proxy.oauth_resource.authorization_servers if proxy.oauth_resource else ()
+        if not (self.issuer or named):
+            # no authorization server to name: say so rather than list "" (issue 11)
+            body = {
+                "error": "temporarily_unavailable",
+                "error_description": "no authorization server is configured for this resource",
+            }
+            return _render(request, 503, (("Cache-Control", "no-store"),), body)
         auth = proxy.auth
         # never an empty list: clients build their registration's ``scope`` from it
         scopes = (auth.required_scopes if auth is not None else ()) or self.default_scopes

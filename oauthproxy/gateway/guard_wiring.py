@@ -8,7 +8,9 @@ site and handed to the guard for the auth hostname (the issuer's host) and for t
 logins of redirect-mode proxies, and its
 :class:`~oauthproxy.oauth.revocation.ReaperService` joins the daemon's services.  Without
 an issuer (neither ``OAUTHPROXY_OAUTH_ISSUER`` nor ``BASE_DOMAIN``) there is no
-authorization server: ``oauth`` proxies then refuse every token.
+authorization server: ``oauth`` proxies then refuse every token.  That, a missing GitHub
+app and a server that failed to start are said in the log at start and kept in
+:meth:`OAuthWiring.status` (``/health``, and the admin API's refusals).
 """
 
 from __future__ import annotations
@@ -35,6 +37,7 @@ from oauthproxy.oauth.resource_http import derive_secret
 from oauthproxy.oauth.resource_setup import build_oauth_server, issuer_of, public_ports
 from oauthproxy.oauth.revocation import ReaperService
 from oauthproxy.oauth.server import OAuthServer
+from oauthproxy.oauth.status import SETTINGS_HINT, OAuthState, OAuthStatus
 from oauthproxy.oauth.verifier import SnapshotVerifier
 from oauthproxy.storage.crypto import SecretBox, key_from_b64, load_or_create_key
 
@@ -62,8 +65,22 @@ class OAuthWiring:
     access_tokens: SnapshotVerifier | None
     server: OAuthServer | None = None
     ready: Deferred[None] | None = None
+    #: whether the global GitHub OAuth app is configured
+    github_app: bool = False
+    #: why the server failed to start, once it did
+    failure: str | None = None
     _unsubscribe: Any = None
     _pool: HTTPConnectionPool | None = field(default=None)
+
+    def status(self) -> OAuthStatus:
+        """The authorization server's state now."""
+        if self.issuer is None:
+            state: OAuthState = "off"
+        elif self.failure is not None:
+            state = "failed"
+        else:
+            state = "ready" if self.server is not None else "starting"
+        return OAuthStatus(state, self.issuer, self.github_app, self.failure or "")
 
     def close(self) -> Deferred[None] | None:
         """Shutdown: stop following revocations, cancel stream timers, close GitHub's pool."""
@@ -80,10 +97,26 @@ class OAuthWiring:
 def wire_oauth(config: Config, reactor: Any, snapshots: Any) -> OAuthWiring:
     """The guard (and verifier) for a daemon; :func:`start_oauth_server` builds the server."""
     issuer = issuer_of(config) if (config.oauth_issuer or config.base_domain) else None
+    github_app = bool(config.github_client_id and config.github_client_secret)
+    resources = partial(resource_of, ports=public_ports(config))
     if issuer is None:
-        guard = Guard(snapshots, _no_server, reactor, "", config.oauth_allowed_github_users)
+        _log.warn("OAuth authorization server off: {hint}", hint=SETTINGS_HINT)
+        guard = Guard(
+            snapshots,
+            _no_server,
+            reactor,
+            "",
+            config.oauth_allowed_github_users,
+            resource_of=resources,
+        )
         wiring = OAuthWiring(guard, None, None)
     else:
+        if not github_app:
+            _log.warn(
+                "no GitHub OAuth app (GITHUB_CLIENT_ID/GITHUB_CLIENT_SECRET): nobody can log "
+                "in at {issuer} except through proxies with an app of their own",
+                issuer=issuer,
+            )
         verifier = SnapshotVerifier(snapshots, reactor, issuer)
         guard = Guard(
             snapshots,
@@ -91,11 +124,12 @@ def wire_oauth(config: Config, reactor: Any, snapshots: Any) -> OAuthWiring:
             reactor,
             issuer,
             config.oauth_allowed_github_users,
-            resource_of=partial(resource_of, ports=public_ports(config)),
+            resource_of=resources,
             auth_hosts=frozenset({(urlsplit(issuer).hostname or "").lower()}),
         )
         audience_bound = SnapshotVerifier(snapshots, reactor, issuer, audience=issuer)
         wiring = OAuthWiring(guard, issuer, audience_bound)
+    wiring.github_app = github_app
     wiring._unsubscribe = guard.start()
     return wiring
 
@@ -139,6 +173,7 @@ def start_oauth_server(
         _log.info("OAuth authorization server ready for {issuer}", issuer=wiring.issuer)
 
     def failed(failure: Failure) -> None:
+        wiring.failure = failure.getErrorMessage()
         _log.failure("the OAuth authorization server could not start", failure)
 
     ready: Deferred[None] = built.addCallback(mount)

@@ -26,6 +26,7 @@ from oauthproxy.admin.credentials import hash_token, new_token_value
 from oauthproxy.admin.endpoint import ApiContext
 from oauthproxy.interfaces import ISnapshotSource, ITokenStore
 from oauthproxy.model import ADMIN_TOKEN_NAME, ApiToken, Snapshot
+from oauthproxy.oauth.status import OAuthStatus
 from oauthproxy.testing import MemoryStorage
 
 
@@ -119,6 +120,7 @@ class Harness:
         health: Callable[[], Mapping[str, object]] = default_health,
         max_body: int = 1024 * 1024,
         extra: Callable[[ApiContext], list[object]] = lambda context: [],
+        oauth_status: Callable[[], OAuthStatus] | None = None,
     ) -> None:
         self.test = test
         self.clock = Clock()
@@ -136,6 +138,7 @@ class Harness:
             health,
             max_body=max_body,
             check_responses=True,
+            oauth_status=oauth_status,
         )
         self.treq = StubTreq(self.api.resource(*extra(self.api.context)))
         self._document: dict[str, Any] | None = None

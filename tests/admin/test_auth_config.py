@@ -5,6 +5,7 @@ from __future__ import annotations
 from twisted.trial.unittest import SynchronousTestCase
 
 from oauthproxy.model import Claims, Proxy, ProxyAuth, Route, RouteAuth
+from oauthproxy.oauth.status import OAuthStatus
 from tests.admin.harness import Harness
 from tests.admin.test_auth_rules import FORGED, add_rule, use_verifier
 
@@ -188,6 +189,49 @@ class ProxyAuthTests(SynchronousTestCase):
             "GET", "/proxy/targets/nope.example.com/auth", token=self.h.admin_token
         )
         self.h.assert_error(answer, 404, "not_found")
+
+
+class OAuthAvailabilityTests(SynchronousTestCase):
+    """OAuth protection is refused while the daemon's server cannot serve it (issue 11)."""
+
+    def harness(self, status: OAuthStatus) -> Harness:
+        """An API told ``status``, with proxy ``a.example.com`` and route ``r``."""
+        h = Harness(self, oauth_status=lambda: status)
+        add_proxy(h, "a.example.com")
+        add_route(h, "r")
+        return h
+
+    def test_missing_github_app_is_refused_unless_the_proxy_has_its_own(self) -> None:
+        """No global GitHub app: 409 naming GITHUB_CLIENT_ID; a proxy's own app suffices."""
+        h = self.harness(OAuthStatus("ready", "https://auth.example.com", github_app=False))
+        refused = h.call("POST", "/proxy/targets/a.example.com/auth", token=h.admin_token,
+                         body={"auth_type": "oauth"})  # fmt: skip
+        self.assertEqual(refused.status, 409, refused.body)
+        self.assertIn("GITHUB_CLIENT_ID", refused.json()["detail"])
+        own = h.call("POST", "/proxy/targets/a.example.com/github-oauth", token=h.admin_token,
+                     body={"client_id": "own", "client_secret": "s"})  # fmt: skip
+        self.assertEqual(own.status, 200, own.body)
+        accepted = h.call("POST", "/proxy/targets/a.example.com/auth", token=h.admin_token,
+                          body={"auth_type": "oauth"})  # fmt: skip
+        self.assertEqual(accepted.status, 200, accepted.body)
+
+    def test_failed_server_is_refused_with_its_reason(self) -> None:
+        """A server that failed to start: 409 saying why, for proxies and routes."""
+        h = self.harness(OAuthStatus("failed", "https://auth.example.com", True, "bad key"))
+        for method, path in (
+            ("POST", "/proxy/targets/a.example.com/auth"),
+            ("PUT", "/routes/r/auth"),
+        ):
+            answer = h.call(method, path, token=h.admin_token, body={"auth_type": "oauth"})
+            self.assertEqual(answer.status, 409, (path, answer.body))
+            self.assertIn("bad key", answer.json()["detail"])
+
+    def test_other_auth_types_need_no_oauth_server(self) -> None:
+        """Bearer protection works with OAuth off."""
+        h = self.harness(OAuthStatus("off"))
+        answer = h.call("POST", "/proxy/targets/a.example.com/auth", token=h.admin_token,
+                        body={"auth_type": "bearer"})  # fmt: skip
+        self.assertEqual(answer.status, 200, answer.body)
 
 
 class RuleEffectTests(SynchronousTestCase):

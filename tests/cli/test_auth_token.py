@@ -8,14 +8,14 @@ through the Redis event stream, so effects are awaited with a bounded poll.
 from __future__ import annotations
 
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Mapping
 from typing import Any
 
 from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
 from tests.cli.test_commands import ctl
-from tests.support.daemon import DaemonProcess, start_daemon
+from tests.support.daemon import OAUTH_ON, DaemonProcess, start_daemon
 
 
 async def eventually(check: Callable[[], Awaitable[bool]], tries: int = 100) -> bool:
@@ -49,9 +49,9 @@ class Daemon:
         return json.loads(out)
 
 
-async def started(test: TestCase) -> Daemon:
-    """A fresh daemon for ``test``."""
-    return Daemon(test, await start_daemon(test))
+async def started(test: TestCase, env: Mapping[str, str] | None = None) -> Daemon:
+    """A fresh daemon for ``test`` (with ``env``)."""
+    return Daemon(test, await start_daemon(test, env=env))
 
 
 class UsageTests(TestCase):
@@ -226,7 +226,7 @@ class RouteProxyAuthCommandTests(TestCase):
 
     async def test_proxy_auth_set_show_delete(self) -> None:
         """``proxy-auth set`` then ``show`` then ``delete`` on a real proxy."""
-        d = await started(self)
+        d = await started(self, OAUTH_ON)
         status, body = await d.daemon.post(
             "/proxy/targets/",
             {"hostname": "api.example.test", "target_url": "http://127.0.0.1:9"},

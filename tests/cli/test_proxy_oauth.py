@@ -15,6 +15,7 @@ from oauthproxy.cli.context import CliError
 from oauthproxy.cli.main import build_parser
 from oauthproxy.cli.proxy_oauth import auth_body, github_body, resource_body, server_body
 from tests.cli.test_proxy_route_service import running
+from tests.support.daemon import OAUTH_ON
 
 HOST = "svc.example.com"
 
@@ -120,7 +121,7 @@ class DaemonTests(TestCase):
 
     async def test_auth_enable_and_disable(self) -> None:
         """auth-enable protects the proxy (org entries too); auth-disable opens it."""
-        _, ctl = await running(self)
+        _, ctl = await running(self, OAUTH_ON)
         await ctl.ok("proxy", "create", HOST, "http://127.0.0.1:8080")
         shown = await ctl.json("proxy", "auth-enable", HOST, "auth.example.com", "redirect",
                                "--users", "alice,org:acme,team:acme/ops")  # fmt: skip

@@ -11,7 +11,7 @@ from __future__ import annotations
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from twisted.internet import reactor, task
@@ -76,9 +76,11 @@ class Ctl:
         return out.decode(), code
 
 
-async def running(test: TestCase) -> tuple[DaemonProcess, Ctl]:
-    """A daemon and a Ctl holding its admin token."""
-    daemon = await start_daemon(test)
+async def running(
+    test: TestCase, env: Mapping[str, str] | None = None
+) -> tuple[DaemonProcess, Ctl]:
+    """A daemon (with ``env``) and a Ctl holding its admin token."""
+    daemon = await start_daemon(test, env=env)
     token = daemon.admin_token
     assert token is not None, "the daemon printed no admin token"
     return daemon, Ctl(test, daemon.api_url, token)

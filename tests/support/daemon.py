@@ -61,6 +61,14 @@ OFFLINE_DEFAULTS = {
 }
 
 
+#: a daemon whose authorization server is configured (its GitHub is never reached)
+OAUTH_ON = {
+    "OAUTHPROXY_OAUTH_ISSUER": "https://auth.example.com",
+    "GITHUB_CLIENT_ID": "gh-id",
+    "GITHUB_CLIENT_SECRET": "gh-secret",
+}
+
+
 def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     """The daemon's environment: ours minus oauthproxy/seed settings, plus ``extra``."""
     from oauthproxy.config import SETTINGS, process_environment
