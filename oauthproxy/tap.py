@@ -227,6 +227,17 @@ def build_containers(
     return Containers(engine, lifecycle, ports, reconciler, wiring)
 
 
+def _with_oauth(
+    health: Callable[[], dict[str, Any]], oauth: OAuthWiring
+) -> Callable[[], dict[str, Any]]:
+    """``health`` plus the authorization server's state (``/health``'s ``oauth`` entry)."""
+
+    def combined() -> dict[str, Any]:
+        return {**health(), "oauth": oauth.status().json()}
+
+    return combined
+
+
 def admin_listener(
     config: Config,
     reactor: Any,
@@ -240,6 +251,8 @@ def admin_listener(
 ) -> list[Listener]:
     """The admin API (Klein) on ``config.api_endpoint``, with the OAuth server once built."""
     verifier = NoAccessTokens() if oauth is None else oauth.access_tokens or NoAccessTokens()
+    if oauth is not None:
+        health = _with_oauth(health, oauth)
     api = AdminAPI(
         storage,
         snapshots,

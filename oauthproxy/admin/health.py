@@ -6,7 +6,8 @@ injects; it returns a mapping with at least::
     {"redis": "connected" | "disconnected" | ...,   # the storage connection's state
      "listeners": {"http": "tcp:80", ...},          # name → endpoint description
      "version": "0.1.0",
-     "uptime": 12.5}                                # seconds since start
+     "uptime": 12.5,                                # seconds since start
+     "oauth": {"state": "ready", ...}}              # OAuthStatus.json(), when wired
 
 Extra keys are passed through.  The answer is always 200 while the process
 serves: ``status`` is ``"degraded"`` when Redis is not connected or the event
@@ -40,6 +41,17 @@ HEALTH: Schema = {
         "listeners": {"type": "object", "additionalProperties": {"type": "string"}},
         "version": {"type": "string"},
         "uptime": {"type": "number", "minimum": 0},
+        "oauth": {
+            "type": "object",
+            "description": "the OAuth authorization server: state, issuer, what to fix",
+            "required": ["state", "issuer", "github_app", "problem"],
+            "properties": {
+                "state": {"enum": ["off", "starting", "ready", "failed"]},
+                "issuer": {"type": ["string", "null"]},
+                "github_app": {"type": "boolean"},
+                "problem": {"type": ["string", "null"]},
+            },
+        },
     },
 }
 

@@ -22,7 +22,7 @@ from oauthproxy.model import Proxy, ProxyAuth
 from tests.cli.test_auth_token import Daemon, eventually
 from tests.integration.test_oauth_guard import LOOPBACK_ACME
 from tests.support.backends import start_backend
-from tests.support.daemon import free_port, start_daemon
+from tests.support.daemon import OAUTH_ON, free_port, start_daemon
 
 
 class OAuthOffTests(TestCase):
@@ -52,6 +52,13 @@ class OAuthOffTests(TestCase):
         self.assertEqual(len(lines), 1, self.daemon.daemon.output[-20:])
         self.assertIn("OAUTHPROXY_OAUTH_ISSUER", lines[0])
         self.assertIn("BASE_DOMAIN", lines[0])
+
+    async def test_health_shows_oauth_off(self) -> None:
+        """/health says the authorization server is off and what to set."""
+        _, health = await self.daemon.daemon.health()
+        self.assertEqual(health["oauth"]["state"], "off")
+        self.assertIsNone(health["oauth"]["issuer"])
+        self.assertIn("OAUTHPROXY_OAUTH_ISSUER", health["oauth"]["problem"])
 
     async def test_enabling_oauth_is_refused_naming_the_settings(self) -> None:
         """The API answers 409 naming what to set; nothing is stored."""
@@ -128,3 +135,23 @@ async def _gateway_get(port: int, host: str, path: str) -> tuple[int, str]:
         return response.code, (await treq.content(response)).decode()
     finally:
         await pool.closeCachedConnections()
+
+
+class OAuthOnTests(TestCase):
+    """A configured authorization server."""
+
+    timeout = 60
+
+    async def test_health_shows_the_ready_server(self) -> None:
+        """/health names the issuer once the server is ready; no problem to report."""
+        daemon = await start_daemon(self, env={**LOOPBACK_ACME, **OAUTH_ON})
+        body = await daemon.wait_for(lambda b: b.get("oauth", {}).get("state") == "ready")
+        self.assertEqual(
+            body["oauth"],
+            {
+                "state": "ready",
+                "issuer": "https://auth.example.com",
+                "github_app": True,
+                "problem": None,
+            },
+        )
