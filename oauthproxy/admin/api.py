@@ -170,7 +170,7 @@ class AdminAPI:
             UIResource(),
             ProxyResource(self.context, self.storage, self.clock),
             ProxyRouteResource(self.context, self.storage, self.clock),
-            ProxyOAuthResource(self.context, self.storage, self.clock),
+            ProxyOAuthResource(self.context, self.storage, self.clock, self.oauth_status),
             RouteResource(self.context, self.storage, self.clock),
             ServiceResource(self.context, self.storage, self.clock),
             *docker,

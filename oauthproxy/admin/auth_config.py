@@ -14,12 +14,18 @@ model's.
 Protecting a proxy or a route with ``oauth`` is refused (409, saying what to set) while
 this daemon's authorization server does not work: off, failed, or without any GitHub
 app to log in with (:mod:`oauthproxy.oauth.status`).
+
+A proxy's ``auth_proxy`` (the seed's ``AUTH_HOST``) is the host its clients are sent to
+for logins: this daemon's authorization server, which the gateway serves at its issuer's
+host.  So it must name that host (422 otherwise, naming the issuer) and is filled in
+when left out; it can never point clients somewhere no server answers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
+from urllib.parse import urlsplit
 
 from attrs import define, evolve
 from klein import Klein
@@ -105,6 +111,20 @@ def require_oauth(status: StatusSource, field: str, own_github_app: bool = False
     problem = None if status is None else status().problem(own_github_app)
     if problem is not None:
         raise Conflict(problem, field=field)
+
+
+def auth_host(status: StatusSource, given: str | None) -> str | None:
+    """The ``auth_proxy`` to store: this daemon's issuer host (``given`` must be it)."""
+    issuer = None if status is None else status().issuer
+    if issuer is None:
+        return given.lower() if given else given
+    host = (urlsplit(issuer).hostname or "").lower()
+    if given and given.lower() != host:
+        raise InvalidInput(
+            f"this daemon's authorization server is {issuer}: AUTH_HOST must be {host}",
+            field="/auth_proxy",
+        )
+    return host
 
 
 def route_view(route: Route) -> dict[str, Any]:
@@ -239,13 +259,13 @@ class ProxyAuthResource:
     async def set(self, call: Call) -> object:
         """Merge the body into the proxy's auth settings."""
         proxy = await self._proxy(call)
-        changes = proxy_auth_changes(call.body)
-        if changes.get("auth_proxy"):
-            changes["auth_proxy"] = changes["auth_proxy"].lower()
-        auth = evolve(proxy.auth or ProxyAuth(), **changes)
+        auth = evolve(proxy.auth or ProxyAuth(), **proxy_auth_changes(call.body))
         if auth.auth_type == "oauth":
             own_app = bool(proxy.github_client_id and proxy.github_client_secret)
             require_oauth(self.oauth_status, "/auth_type", own_app)
+            auth = evolve(auth, auth_proxy=auth_host(self.oauth_status, auth.auth_proxy))
+        elif auth.auth_proxy:
+            auth = evolve(auth, auth_proxy=auth.auth_proxy.lower())
         updated = evolve(proxy, auth=auth, updated_at=self.clock.seconds())
         await self.storage.proxies.update(updated)
         return proxy_view(updated)

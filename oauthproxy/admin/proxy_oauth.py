@@ -14,6 +14,10 @@ its ``auth`` (:mod:`oauthproxy.admin.auth_config`):
   resource.  The secret is write-only: answers say ``has_secret`` and nothing more,
   and the store seals it at rest.
 
+The documents may only name this daemon's own authorization server (its issuer) as
+``issuer`` or in ``authorization_servers``: the gateway verifies our tokens only, so
+sending clients to another server could never work (422 naming the issuer).
+
 ``POST`` changes only the fields given (on top of the current settings or the
 defaults), ``DELETE`` returns to the defaults.  Ownership works as for the proxy: a
 non-admin token reaches only its own proxies (others' are 404).  Every write goes
@@ -23,7 +27,7 @@ to the store with its event, so every daemon's gateway and OAuth server see it.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -41,6 +45,7 @@ from oauthproxy.errors import ConfigError, InvalidInput
 from oauthproxy.interfaces import IStorage
 from oauthproxy.model import AuthServerOverrides, Proxy, ResourceSettings, json_fields
 from oauthproxy.oauth.metadata import AUTH_METHODS, GRANT_TYPES, RESPONSE_TYPES, validate_issuer
+from oauthproxy.oauth.status import OAuthStatus
 
 TAGS = ("proxies",)
 #: largest custom_metadata object, as compact JSON
@@ -177,12 +182,21 @@ def custom_fields(value: Mapping[str, Any], standard: frozenset[str]) -> dict[st
     return dict(value)
 
 
-def issuer_url(value: str, field: str) -> str:
-    """An issuer: https (http on loopback only), no query or fragment; no trailing slash."""
+def issuer_url(value: str, field: str, ours: str | None = None) -> str:
+    """An issuer: https (http on loopback only), no query or fragment; no trailing slash.
+
+    With ``ours`` (this daemon's issuer), it must be that one.
+    """
     try:
-        return validate_issuer(http_url(value, field))
+        issuer = validate_issuer(http_url(value, field))
     except ConfigError as error:
         raise InvalidInput(error.detail, field=field) from None
+    if ours is not None and issuer != ours.rstrip("/"):
+        raise InvalidInput(
+            f"this daemon's authorization server is {ours}; a proxy can only name that one",
+            field=field,
+        )
+    return issuer
 
 
 def resource_url(value: str, hostname: str) -> str:
@@ -195,8 +209,10 @@ def resource_url(value: str, hostname: str) -> str:
     return value
 
 
-def resource_changes(body: Mapping[str, Any], hostname: str) -> dict[str, Any]:
-    """The validated ``/resource`` body as model values."""
+def resource_changes(
+    body: Mapping[str, Any], hostname: str, ours: str | None = None
+) -> dict[str, Any]:
+    """The validated ``/resource`` body as model values (issuers: ``ours`` only, if given)."""
     changes: dict[str, Any] = {}
     for name, value in body.items():
         if name == "resource" and value is not None:
@@ -205,7 +221,7 @@ def resource_changes(body: Mapping[str, Any], hostname: str) -> dict[str, Any]:
             # "https://as" and "https://as/" are one server: list it once
             value = tuple(
                 dict.fromkeys(
-                    issuer_url(url, f"/authorization_servers/{index}")
+                    issuer_url(url, f"/authorization_servers/{index}", ours)
                     for index, url in enumerate(value)
                 )
             )
@@ -219,12 +235,12 @@ def resource_changes(body: Mapping[str, Any], hostname: str) -> dict[str, Any]:
     return changes
 
 
-def server_changes(body: Mapping[str, Any]) -> dict[str, Any]:
-    """The validated ``/oauth-server`` body as model values."""
+def server_changes(body: Mapping[str, Any], ours: str | None = None) -> dict[str, Any]:
+    """The validated ``/oauth-server`` body as model values (issuer: ``ours`` only, if given)."""
     changes: dict[str, Any] = {}
     for name, value in body.items():
         if name == "issuer" and value is not None:
-            value = issuer_url(value, "/issuer")
+            value = issuer_url(value, "/issuer", ours)
         elif name == "pkce_required" and value is not True:
             raise InvalidInput("PKCE (S256) is always required", field="/pkce_required")
         elif name == "custom_metadata":
@@ -271,10 +287,16 @@ class ProxyOAuthResource:
     api: ApiContext
     storage: IStorage
     clock: IReactorTime
+    #: the daemon's authorization-server state; None = not known, issuers not checked
+    oauth_status: Callable[[], OAuthStatus] | None = None
 
     async def _proxy(self, call: Call) -> Proxy:
         """The proxy of the path, if the caller owns it (or is admin); else 404."""
         return await visible_proxy(self.storage, call.principal, call.params["hostname"])
+
+    def _issuer(self) -> str | None:
+        """This daemon's issuer, when known: the only one the documents may name."""
+        return None if self.oauth_status is None else self.oauth_status().issuer
 
     async def _save(self, proxy: Proxy, **changes: Any) -> Proxy:
         """Store ``proxy`` with ``changes`` (and its event)."""
@@ -297,7 +319,7 @@ class ProxyOAuthResource:
     async def set_resource(self, call: Call) -> object:
         """Merge the body into the proxy's RFC 9728 settings."""
         proxy = await self._proxy(call)
-        changes = resource_changes(call.body, proxy.hostname)
+        changes = resource_changes(call.body, proxy.hostname, self._issuer())
         settings = evolve(proxy.oauth_resource or ResourceSettings(), **changes)
         return resource_view(await self._save(proxy, oauth_resource=settings))
 
@@ -325,7 +347,8 @@ class ProxyOAuthResource:
     async def set_server(self, call: Call) -> object:
         """Merge the body into the proxy's metadata overrides."""
         proxy = await self._proxy(call)
-        overrides = evolve(proxy.oauth_server or AuthServerOverrides(), **server_changes(call.body))
+        changes = server_changes(call.body, self._issuer())
+        overrides = evolve(proxy.oauth_server or AuthServerOverrides(), **changes)
         return server_view(await self._save(proxy, oauth_server=overrides))
 
     @endpoint(app, "DELETE", "/proxy/targets/{hostname}/oauth-server",

@@ -198,7 +198,9 @@ def register(commands: Commands) -> None:
 
     parser = command(sub, "auth-enable", _setter("auth", auth_body), "protect a proxy with OAuth")
     parser.add_argument("hostname", metavar="HOSTNAME")
-    parser.add_argument("auth_host", metavar="AUTH_HOST", help="the authorization server's host")
+    parser.add_argument(
+        "auth_host", metavar="AUTH_HOST", help="where clients log in: the host of the OAuth issuer"
+    )
     parser.add_argument(
         "mode", metavar="MODE", nargs="?", choices=("redirect", "forward", "passthrough")
     )

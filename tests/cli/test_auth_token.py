@@ -235,7 +235,7 @@ class RouteProxyAuthCommandTests(TestCase):
         self.assertEqual(status, 201, body)
         await d.json(
             "auth", "proxy-auth", "set", "api.example.test", "--auth-type", "oauth",
-            "--auth-proxy", "auth.example.test", "--auth-mode", "redirect",
+            "--auth-proxy", "auth.example.com", "--auth-mode", "redirect",
             "--users", "alice,bob", "--scopes", "api:read",
         )  # fmt: skip
         shown = await d.json("auth", "proxy-auth", "show", "api.example.test")
