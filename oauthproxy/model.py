@@ -435,13 +435,19 @@ class OAuthSigningKey:
 
     ``public_jwk`` is the public JWK as JSON text, which every daemon verifies with;
     ``sealed_private_key`` is the PEM sealed with the storage SecretBox (context: the
-    kid), empty when the key comes from ``OAUTH_JWT_PRIVATE_KEY_B64``.
+    kid), empty when the key comes from ``OAUTH_JWT_PRIVATE_KEY_B64``.  A rotation
+    publishes the next key before it signs (``activates_at``) and retires the old one
+    once its last tokens have expired (``retires_at``): then verifiers drop it.
     """
 
     kid: str
     public_jwk: str
     sealed_private_key: str = field(default="", repr=False)
     created_at: float = 0.0
+    #: when it starts signing (0: since it was created)
+    activates_at: float = 0.0
+    #: when verifiers stop accepting it (0: never)
+    retires_at: float = 0.0
 
 
 @frozen

@@ -4,7 +4,9 @@
 or revokes token families (one login of a user with a client); ``tokens`` lists or
 revokes live access tokens; ``revoke`` revokes everything of a user and/or a client;
 ``metrics`` shows the counters; ``initial-tokens`` lists, creates or deletes the
-initial access tokens closed registration needs (``OAUTH_REGISTRATION=token``).
+initial access tokens closed registration needs (``OAUTH_REGISTRATION=token``);
+``keys`` lists the signing keys and ``keys rotate`` publishes the next one (it signs
+after the JWKS cache time; the old one retires once its tokens have expired).
 Revocations reach every daemon within a second.
 """
 
@@ -19,6 +21,7 @@ CLIENT_COLUMNS = ("client_id", "client_name", "source", "last_used_at")
 SESSION_COLUMNS = ("session_id", "username", "client_id", "created_at", "revoked_at")
 TOKEN_COLUMNS = ("jti", "username", "client_id", "expires_at", "revoked")
 INITIAL_TOKEN_COLUMNS = ("name", "uses", "max_uses", "expires_at", "created_at")
+KEY_COLUMNS = ("kid", "state", "activates_at", "retires_at", "created_at")
 
 
 async def clients(ctx: Context, args: argparse.Namespace) -> int:
@@ -104,6 +107,16 @@ async def initial_tokens(ctx: Context, args: argparse.Namespace) -> int:
     return show_deleted(ctx, "initial access token", args.name)
 
 
+async def keys(ctx: Context, args: argparse.Namespace) -> int:
+    """``oauth keys [list|rotate]``: the signing keys; rotate publishes the next one."""
+    if args.action == "list":
+        ctx.show(await all_items(ctx, "/oauth/keys", {}), KEY_COLUMNS)
+        return 0
+    body = given({"activate_in": args.activate_in})
+    ctx.show(await ctx.api.post("/oauth/keys/rotate", body))
+    return 0
+
+
 async def metrics(ctx: Context, args: argparse.Namespace) -> int:
     """``oauth metrics``."""
     ctx.show(await ctx.api.get("/oauth/metrics"))
@@ -111,7 +124,7 @@ async def metrics(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``oauth clients|sessions|tokens|revoke|metrics|initial-tokens``."""
+    """Add ``oauth clients|sessions|tokens|revoke|metrics|initial-tokens|keys``."""
     sub = group(commands, "oauth", "the OAuth authorization server's clients, sessions, tokens")
 
     parser = command(sub, "clients", clients, "list, show, create or delete OAuth clients")
@@ -143,6 +156,15 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--client", help="client_id")
 
     command(sub, "metrics", metrics, "show OAuth counters")
+
+    parser = command(sub, "keys", keys, "list the signing keys, or rotate to a new one")
+    parser.add_argument("action", nargs="?", default="list", choices=("list", "rotate"))
+    parser.add_argument(
+        "--activate-in",
+        type=int,
+        metavar="SECONDS",
+        help="rotate: seconds until the new key signs (default 300, the JWKS cache time)",
+    )
 
     parser = command(
         sub,

@@ -27,6 +27,7 @@ from twisted.logger import Logger
 from twisted.python.failure import Failure
 from twisted.web.client import Agent, HTTPConnectionPool
 
+from oauthproxy.admin.oauth_keys import SigningKeyResource
 from oauthproxy.config import Config
 from oauthproxy.gateway.guard import Guard
 from oauthproxy.gateway.guard_login import BrowserLogin
@@ -144,7 +145,7 @@ def start_oauth_server(
     admin_site: Any,
     services: MultiService,
 ) -> Deferred[None] | None:
-    """Build the server; mount it on ``admin_site`` (``admin.resource(server)``) and the guard."""
+    """Build the server; mount it (and ``/oauth/keys``) on ``admin_site`` and the guard."""
     if wiring.issuer is None:
         return None
     pool = HTTPConnectionPool(reactor)  # type: ignore[no-untyped-call]
@@ -168,7 +169,15 @@ def start_oauth_server(
             storage.oauth.put_client,
         )
         if admin_site is not None:
-            admin_site.resource = admin.resource(server)
+            keys = SigningKeyResource(
+                admin.context,
+                storage.oauth,
+                snapshots,
+                reactor,
+                box,
+                float(server.settings.access_token_lifetime),
+            )
+            admin_site.resource = admin.resource(server, keys)
         ReaperService(server.revoker, reactor).setServiceParent(services)  # type: ignore[no-untyped-call]
         _log.info("OAuth authorization server ready for {issuer}", issuer=wiring.issuer)
 

@@ -108,6 +108,10 @@ class TokenEndpoints:
         """Resource URI -> allowlist (provided by ``OAuthServer``)."""
         raise NotImplementedError
 
+    def current_signing_key(self) -> RSAKey:
+        """The key that signs now (provided by ``OAuthServer``)."""
+        raise NotImplementedError
+
     async def authenticated_client(
         self, request: Request, form: Mapping[str, Sequence[str]]
     ) -> OAuthClient:
@@ -129,7 +133,7 @@ class TokenEndpoints:
     ) -> tuple[str, OAuthAccessToken]:
         """Sign an access token of ``family``: the token and its record (not stored yet)."""
         token, claims = mint_access_token(
-            self.signing_key,
+            self.current_signing_key(),
             issuer=self.settings.base,
             subject=family.user.subject,
             username=family.user.username,

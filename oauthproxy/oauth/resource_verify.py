@@ -17,6 +17,7 @@ from twisted.web.server import Request
 from oauthproxy.interfaces import ISnapshotSource
 from oauthproxy.oauth.challenges import bearer_token, insufficient_scope, unauthorized
 from oauthproxy.oauth.errors import InvalidToken
+from oauthproxy.oauth.keys import JWKS_MAX_AGE
 from oauthproxy.oauth.metadata import protected_resource_metadata_urls
 from oauthproxy.oauth.proxies import resource_of
 from oauthproxy.oauth.resource_http import OAuthSettings, set_header
@@ -36,7 +37,7 @@ class VerifyEndpoints:
     def jwks_document(self, request: Request) -> bytes:
         """The public keys every daemon signs with."""
         set_header(request, "Content-Type", "application/json")
-        set_header(request, "Cache-Control", "public, max-age=300")
+        set_header(request, "Cache-Control", f"public, max-age={JWKS_MAX_AGE}")
         return json.dumps(jwks(self.verifier.public_keys())).encode("utf-8")
 
     @oauth_app.route("/verify", methods=["GET", "POST", "HEAD"])

@@ -7,7 +7,7 @@ BCP-4, or an operator's order) marks the family revoked, drops its refresh token
 revokes every live access token it produced.  :meth:`Revoker.reap` drops expired state,
 revocations of tokens that expired anyway, and dynamically registered clients unused
 for ``OAUTH_CLIENT_LIFETIME``, or never used for ``OAUTH_UNUSED_CLIENT_LIFETIME``
-(ATK-28, ATK-37).
+(ATK-28, ATK-37), and signing keys a rotation retired.
 """
 
 from __future__ import annotations
@@ -24,6 +24,7 @@ from twisted.logger import Logger
 from oauthproxy.errors import Conflict, NotFound, StorageUnavailable
 from oauthproxy.interfaces import IOAuthStore
 from oauthproxy.model import OAuthAccessToken, OAuthRevocation
+from oauthproxy.oauth.keys import retired
 from oauthproxy.oauth.registration import client_expired
 
 
@@ -90,7 +91,7 @@ class Revoker:
         return {"families": len(families), "access_tokens": revoked}
 
     async def reap(self) -> dict[str, int]:
-        """Drop expired state, stale revocations and unused dynamic clients."""
+        """Drop expired state, stale revocations, unused dynamic clients, retired keys."""
         now = self.clock.seconds()
         expired = await self.store.reap(now)
         revocations = 0
@@ -110,7 +111,18 @@ class Revoker:
             )
             if stale_document or expired:
                 clients += int(await self.store.delete_client(client.client_id))
-        return {"expired": expired, "revocations": revocations, "clients": clients}
+        keys = 0
+        for record in await self.store.signing_keys.list():
+            if retired(record, now):
+                with contextlib.suppress(NotFound):
+                    await self.store.signing_keys.delete(record.kid)
+                    keys += 1
+        return {
+            "expired": expired,
+            "revocations": revocations,
+            "clients": clients,
+            "signing_keys": keys,
+        }
 
 
 class ReaperService(Service):

@@ -60,6 +60,7 @@ from oauthproxy.oauth.errors import (
 )
 from oauthproxy.oauth.github import GitHubClient, GitHubError, authorize_url
 from oauthproxy.oauth.grants import issue_code
+from oauthproxy.oauth.keys import active_record, private_key_of
 from oauthproxy.oauth.limits import SourceLimiter
 from oauthproxy.oauth.metadata import (
     AS_WELL_KNOWN,
@@ -110,6 +111,8 @@ class OAuthServer(TokenEndpoints, VerifyEndpoints):
     #: per-source budgets of registrations and of failed requests (ATK-37)
     registrations: SourceLimiter = field(init=False)
     failures: SourceLimiter = field(init=False)
+    #: private keys of rotated-in keys, unsealed once each
+    _unsealed: dict[str, RSAKey] = field(init=False, factory=dict)
 
     def __attrs_post_init__(self) -> None:
         """Build the verifier, the revoker and the rate limits."""
@@ -130,6 +133,24 @@ class OAuthServer(TokenEndpoints, VerifyEndpoints):
         return KleinResource(self.app)
 
     # what the snapshot says
+
+    def current_signing_key(self) -> RSAKey:
+        """The key that signs now: the active key of the snapshot (rotation), else ours.
+
+        A key from ``OAUTH_JWT_PRIVATE_KEY_B64`` is published without its private half and
+        always signs; otherwise every daemon switches to a rotated-in key when it
+        activates (:func:`~oauthproxy.oauth.keys.active_record`).
+        """
+        records = self.snapshots.current.oauth_signing_keys
+        own = records.get(str(self.signing_key.kid))
+        if self.box is None or (own is not None and not own.sealed_private_key):
+            return self.signing_key
+        active = active_record(records.values(), self.clock.seconds())
+        if active is None or active.kid == self.signing_key.kid:
+            return self.signing_key
+        if active.kid not in self._unsealed:
+            self._unsealed[active.kid] = private_key_of(active, self.box)
+        return self._unsealed[active.kid]
 
     def protected_resources(self) -> dict[str, tuple[str, ...]]:
         """Each OAuth-protected proxy's resource URI -> its user allowlist."""

@@ -4,7 +4,8 @@
 of the daemon: it reads the snapshot of :class:`~oauthproxy.interfaces.ISnapshotSource`
 (never Redis), so a signing key or a revocation published by any daemon is honoured
 here as soon as the mirror applies its event (revocations within a second, MCP-17).
-The key set is rebuilt only when the snapshot's key dict changes.
+A retired key (:func:`~oauthproxy.oauth.keys.retired`) verifies nothing any more.  The
+key set is rebuilt only when the snapshot's key dict or the set of live keys changes.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ from zope.interface import implementer
 from oauthproxy.interfaces import IAccessTokenVerifier, ISnapshotSource
 from oauthproxy.model import Claims, OAuthSigningKey
 from oauthproxy.oauth.errors import InvalidToken
-from oauthproxy.oauth.keys import public_keys
+from oauthproxy.oauth.keys import public_keys, verification_records
 from oauthproxy.oauth.records import AccessTokenClaims
 from oauthproxy.oauth.tokens import verify_access_token
 
@@ -41,6 +42,7 @@ class SnapshotVerifier:
         self._issuer = issuer
         self._audience = audience
         self._source: dict[str, OAuthSigningKey] | None = None
+        self._live: tuple[str, ...] = ()
         self._public: list[RSAKey] = []
         self._keys = KeySet([])
 
@@ -50,12 +52,14 @@ class SnapshotVerifier:
         return list(self._public)
 
     def key_set(self) -> KeySet:
-        """The public keys of the current snapshot."""
+        """The public keys of the current snapshot that are not retired."""
         records: dict[str, OAuthSigningKey] = self._snapshots.current.oauth_signing_keys
-        if records is not self._source:
-            self._public = public_keys(records.values())
+        live = verification_records(records.values(), self._clock.seconds())
+        kids = tuple(r.kid for r in live)
+        if records is not self._source or kids != self._live:
+            self._public = public_keys(live)
             self._keys = KeySet(list(self._public))
-            self._source = records
+            self._source, self._live = records, kids
         return self._keys
 
     def check(self, token: str, audience: str | None) -> AccessTokenClaims:
