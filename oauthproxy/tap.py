@@ -56,6 +56,7 @@ from oauthproxy.gateway.sni import CertificateMap
 from oauthproxy.gateway.table import LiveTable
 from oauthproxy.gateway.tls import CertificateMapService
 from oauthproxy.logs import bridge_stdlib_logging, make_observer
+from oauthproxy.oauth.proxies import resource_of
 from oauthproxy.requestlog.writer import RequestLogWriter
 from oauthproxy.storage.embedded import EmbeddedRedis
 
@@ -262,6 +263,7 @@ def admin_listener(
         access_tokens=verifier,
         docker=docker,
         oauth_status=None if oauth is None else oauth.status,
+        resource_of=resource_of if oauth is None else oauth.guard.resource_of,
     )
     site = api.site() if config.api_endpoint is not None else None
     if oauth is not None and daemon is not None:

@@ -45,6 +45,7 @@ from oauthproxy.admin.inputs import DEFAULT_MAX_BODY, bounded_request
 from oauthproxy.admin.logs import LogResource
 from oauthproxy.admin.oauth_admin import OAuthAdminResource
 from oauthproxy.admin.oauth_registration import InitialTokenResource
+from oauthproxy.admin.oauth_views import OAuthViewResource
 from oauthproxy.admin.openapi import OpenApiResource, openapi_document
 from oauthproxy.admin.proxies import ProxyResource
 from oauthproxy.admin.proxy_oauth import ProxyOAuthResource
@@ -56,6 +57,8 @@ from oauthproxy.admin.tokens import TokenResource
 from oauthproxy.admin.ui import UIResource
 from oauthproxy.errors import NotFound
 from oauthproxy.interfaces import IAccessTokenVerifier, ISnapshotSource, IStorage
+from oauthproxy.model import Proxy
+from oauthproxy.oauth.proxies import resource_of
 from oauthproxy.oauth.status import OAuthStatus
 
 
@@ -131,6 +134,8 @@ class AdminAPI:
     docker: DockerWiring | None = None
     #: the authorization server's state; None = not known, OAuth protection not checked
     oauth_status: Callable[[], OAuthStatus] | None = None
+    #: a proxy's OAuth resource URI (the daemon's public ports applied)
+    resource_of: Callable[[Proxy], str] = resource_of
     context: ApiContext = field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -163,6 +168,9 @@ class AdminAPI:
             TokenResource(self.context, self.storage, self.clock),
             OAuthAdminResource(self.context, self.storage.oauth, self.snapshots, self.clock),
             InitialTokenResource(self.context, self.storage.oauth, self.clock),
+            OAuthViewResource(
+                self.context, self.snapshots, self.clock, self.oauth_status, self.resource_of
+            ),
             AuthRuleResource(self.context, self.storage, self.clock),
             RouteAuthResource(self.context, self.storage, self.clock, self.oauth_status),
             ProxyAuthResource(self.context, self.storage, self.clock, self.oauth_status),

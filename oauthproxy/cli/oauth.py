@@ -6,7 +6,8 @@ revokes live access tokens; ``revoke`` revokes everything of a user and/or a cli
 ``metrics`` shows the counters; ``initial-tokens`` lists, creates or deletes the
 initial access tokens closed registration needs (``OAUTH_REGISTRATION=token``);
 ``keys`` lists the signing keys and ``keys rotate`` publishes the next one (it signs
-after the JWKS cache time; the old one retires once its tokens have expired).
+after the JWKS cache time; the old one retires once its tokens have expired);
+``health`` (the seed's ``oauth-health``) and ``resources`` are read-only views.
 Revocations reach every daemon within a second.
 """
 
@@ -22,6 +23,7 @@ SESSION_COLUMNS = ("session_id", "username", "client_id", "created_at", "revoked
 TOKEN_COLUMNS = ("jti", "username", "client_id", "expires_at", "revoked")
 INITIAL_TOKEN_COLUMNS = ("name", "uses", "max_uses", "expires_at", "created_at")
 KEY_COLUMNS = ("kid", "state", "activates_at", "retires_at", "created_at")
+RESOURCE_COLUMNS = ("hostname", "resource", "auth_mode", "authorization_servers")
 
 
 async def clients(ctx: Context, args: argparse.Namespace) -> int:
@@ -117,6 +119,21 @@ async def keys(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
+async def health(ctx: Context, args: argparse.Namespace) -> int:
+    """``oauth health`` (the seed's ``oauth-health``): the authorization server's state."""
+    ctx.show(await ctx.api.get("/oauth/health"))
+    return 0
+
+
+async def resources(ctx: Context, args: argparse.Namespace) -> int:
+    """``oauth resources [HOSTNAME]``: the OAuth-protected proxies, read-only."""
+    if args.hostname:
+        ctx.show(await ctx.api.get("/resources/" + segment(args.hostname)))
+        return 0
+    ctx.show(await all_items(ctx, "/resources", {}), RESOURCE_COLUMNS)
+    return 0
+
+
 async def metrics(ctx: Context, args: argparse.Namespace) -> int:
     """``oauth metrics``."""
     ctx.show(await ctx.api.get("/oauth/metrics"))
@@ -124,7 +141,7 @@ async def metrics(ctx: Context, args: argparse.Namespace) -> int:
 
 
 def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> None:
-    """Add ``oauth clients|sessions|tokens|revoke|metrics|initial-tokens|keys``."""
+    """Add the ``oauth`` group's commands (see the module docstring)."""
     sub = group(commands, "oauth", "the OAuth authorization server's clients, sessions, tokens")
 
     parser = command(sub, "clients", clients, "list, show, create or delete OAuth clients")
@@ -156,6 +173,9 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--client", help="client_id")
 
     command(sub, "metrics", metrics, "show OAuth counters")
+    command(sub, "health", health, "the authorization server's state and what to fix")
+    parser = command(sub, "resources", resources, "list OAuth-protected resources (read-only)")
+    parser.add_argument("hostname", nargs="?", metavar="HOSTNAME", help="show this one")
 
     parser = command(sub, "keys", keys, "list the signing keys, or rotate to a new one")
     parser.add_argument("action", nargs="?", default="list", choices=("list", "rotate"))

@@ -70,6 +70,8 @@ class OAuthWiring:
     github_app: bool = False
     #: why the server failed to start, once it did
     failure: str | None = None
+    #: ``OAUTH_REGISTRATION``
+    registration: str = "open"
     _unsubscribe: Any = None
     _pool: HTTPConnectionPool | None = field(default=None)
 
@@ -81,7 +83,9 @@ class OAuthWiring:
             state = "failed"
         else:
             state = "ready" if self.server is not None else "starting"
-        return OAuthStatus(state, self.issuer, self.github_app, self.failure or "")
+        return OAuthStatus(
+            state, self.issuer, self.github_app, self.failure or "", self.registration
+        )
 
     def close(self) -> Deferred[None] | None:
         """Shutdown: stop following revocations, cancel stream timers, close GitHub's pool."""
@@ -131,6 +135,7 @@ def wire_oauth(config: Config, reactor: Any, snapshots: Any) -> OAuthWiring:
         audience_bound = SnapshotVerifier(snapshots, reactor, issuer, audience=issuer)
         wiring = OAuthWiring(guard, issuer, audience_bound)
     wiring.github_app = github_app
+    wiring.registration = config.oauth_registration
     wiring._unsubscribe = guard.start()
     return wiring
 

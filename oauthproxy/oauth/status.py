@@ -34,6 +34,8 @@ class OAuthStatus:
     github_app: bool = False
     #: why it failed to start (``failed``)
     detail: str = ""
+    #: dynamic client registration: "open", "token" or "closed" (``OAUTH_REGISTRATION``)
+    registration: str = "open"
 
     def json(self) -> dict[str, object]:
         """The ``oauth`` entry of ``/health``."""

@@ -60,6 +60,12 @@ class OAuthOffTests(TestCase):
         self.assertIsNone(health["oauth"]["issuer"])
         self.assertIn("OAUTHPROXY_OAUTH_ISSUER", health["oauth"]["problem"])
 
+    async def test_oauth_health_view_says_off(self) -> None:
+        """``oauthproxyctl oauth health`` (the seed's oauth-health) says off and why."""
+        health = await self.daemon.json("oauth", "health")
+        self.assertEqual((health["state"], health["issuer"]), ("off", None))
+        self.assertIn("BASE_DOMAIN", health["problem"])
+
     async def test_enabling_oauth_is_refused_naming_the_settings(self) -> None:
         """The API answers 409 naming what to set; nothing is stored."""
         code, body = await self.daemon.daemon.post(
