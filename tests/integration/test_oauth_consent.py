@@ -18,7 +18,6 @@ drives headless Chromium through the whole login.
 
 from __future__ import annotations
 
-import json
 import re
 from http.cookiejar import CookieJar
 from typing import Any
@@ -35,7 +34,6 @@ from twisted.web.server import Request, Site
 from oauthproxy.oauth.pkce import s256_challenge
 from tests.integration.test_oauth_guard import (
     FORM,
-    JSON,
     REDIRECT,
     VERIFIER,
     AuthGateway,
@@ -62,21 +60,6 @@ def authorize_url(gateway: AuthGateway, client_id: str, redirect_uri: str = REDI
     return f"{gateway.issuer}/authorize?{query}"
 
 
-async def register(gateway: AuthGateway, redirect_uri: str = REDIRECT) -> str:
-    """A public client registered with DCR; its client_id."""
-    metadata = {
-        "redirect_uris": [redirect_uri],
-        "client_name": "consent test",
-        "token_endpoint_auth_method": "none",
-    }
-    response, body = await gateway.fetch(
-        "POST", f"{gateway.issuer}/register", JSON, data=json.dumps(metadata).encode()
-    )
-    assert response.code == 201, body
-    client_id: str = json.loads(body)["client_id"]
-    return client_id
-
-
 class ConsentBindingTests(TestCase):
     """ATK-36 through the daemon's gateway (the auth hostname)."""
 
@@ -85,7 +68,7 @@ class ConsentBindingTests(TestCase):
     async def setUp(self) -> None:
         """A daemon, a client, and the consent page opened in "browser A"."""
         self.gateway = await start_auth_gateway(self)
-        self.client_id = await register(self.gateway)
+        self.client_id = await self.gateway.register()
         page, body = await self.gateway.fetch("GET", authorize_url(self.gateway, self.client_id))
         assert page.code == 200, body
         self.page = page
@@ -154,7 +137,7 @@ class LocalTrialBrowserTests(TestCase):
     async def test_login_with_a_standard_cookie_jar(self) -> None:
         """ATK-36: a client keeping cookies by the rules (no Secure ones over HTTP) logs in."""
         gateway = await start_auth_gateway(self)
-        client_id = await register(gateway)
+        client_id = await gateway.register()
         browser = _browser(self)
 
         async def fetch(method: str, url: str, **kw: Any) -> tuple[Any, bytes]:
@@ -191,7 +174,7 @@ class LocalTrialBrowserTests(TestCase):
         gateway = await start_auth_gateway(self)
         received: list[dict[str, list[str]]] = []
         redirect = await _redirect_target(self, received)
-        client_id = await register(gateway, redirect)
+        client_id = await gateway.register(redirect)
         page = await open_page(self, authorize_url(gateway, client_id, redirect))
         await page.wait_for("document.querySelector('button[value=approve]') !== null")
         await page.click("button[value=approve]")

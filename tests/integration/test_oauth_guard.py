@@ -112,13 +112,18 @@ class AuthGateway:
         response.body = body
         return response
 
-    async def register(self) -> str:
-        """A public client registered with DCR (RFC 7591); its client_id."""
-        metadata = {
-            "redirect_uris": [REDIRECT],
+    async def register(self, redirect_uri: str = REDIRECT, refresh: bool = False) -> str:
+        """A public client registered with DCR (RFC 7591); its client_id.
+
+        ``refresh``: the client may use refresh tokens (it gets them).
+        """
+        metadata: dict[str, Any] = {
+            "redirect_uris": [redirect_uri],
             "client_name": "guard test",
             "token_endpoint_auth_method": "none",
         }
+        if refresh:
+            metadata["grant_types"] = ["authorization_code", "refresh_token"]
         response, body = await self.fetch(
             "POST", f"{self.issuer}/register", headers=JSON, data=json.dumps(metadata).encode()
         )
@@ -172,8 +177,8 @@ class AuthGateway:
         assert location, (back.code, body)
         return str(location[0].decode())
 
-    async def token(self, client_id: str, code: str) -> dict[str, Any]:
-        """Redeem ``code`` with PKCE."""
+    async def redeem(self, client_id: str, code: str) -> tuple[int, Any]:
+        """Redeem ``code`` with PKCE: ``(status, JSON body)``, whatever the outcome."""
         form = {
             "grant_type": "authorization_code",
             "code": code,
@@ -184,9 +189,14 @@ class AuthGateway:
         response, body = await self.fetch(
             "POST", f"{self.issuer}/token", headers=FORM, data=urlencode(form).encode()
         )
-        assert response.code == 200, body
-        tokens: dict[str, Any] = json.loads(body)
-        return tokens
+        return response.code, json.loads(body)
+
+    async def token(self, client_id: str, code: str) -> dict[str, Any]:
+        """Redeem ``code`` with PKCE; the token response (it must succeed)."""
+        status, tokens = await self.redeem(client_id, code)
+        assert status == 200, tokens
+        result: dict[str, Any] = tokens
+        return result
 
     async def login(self, resource: str) -> tuple[str, str]:
         """A registered client and an access token for ``resource``."""

@@ -27,9 +27,6 @@ from twisted.trial.unittest import TestCase
 
 from tests.integration.test_oauth_guard import (
     FORM,
-    JSON,
-    REDIRECT,
-    VERIFIER,
     AuthGateway,
     start_auth_gateway,
     status_is,
@@ -43,40 +40,9 @@ REPETITIONS = 15
 RACERS = 4
 
 
-async def _register(gateway: AuthGateway) -> str:
-    """A public client that may refresh (DCR); its client_id."""
-    metadata = {
-        "redirect_uris": [REDIRECT],
-        "client_name": "refresh test",
-        "token_endpoint_auth_method": "none",
-        "grant_types": ["authorization_code", "refresh_token"],
-    }
-    response, body = await gateway.fetch(
-        "POST", f"{gateway.issuer}/register", JSON, data=json.dumps(metadata).encode()
-    )
-    assert response.code == 201, body
-    client_id: str = json.loads(body)["client_id"]
-    return client_id
-
-
 async def _refresh(gateway: AuthGateway, client_id: str, token: str) -> tuple[int, Any]:
     """One refresh grant: ``(status, JSON body)``."""
     form = {"grant_type": "refresh_token", "refresh_token": token, "client_id": client_id}
-    response, body = await gateway.fetch(
-        "POST", f"{gateway.issuer}/token", FORM, data=urlencode(form).encode()
-    )
-    return response.code, json.loads(body)
-
-
-async def _redeem(gateway: AuthGateway, client_id: str, code: str) -> tuple[int, Any]:
-    """One authorization-code grant: ``(status, JSON body)``."""
-    form = {
-        "grant_type": "authorization_code",
-        "code": code,
-        "client_id": client_id,
-        "redirect_uri": REDIRECT,
-        "code_verifier": VERIFIER,
-    }
     response, body = await gateway.fetch(
         "POST", f"{gateway.issuer}/token", FORM, data=urlencode(form).encode()
     )
@@ -100,7 +66,7 @@ class RefreshReuseTests(TestCase):
         backend = await start_backend(self, reactor)
         await self.gateway.protect("a.test", backend)
         self.resource = self.gateway.resource("a.test")
-        self.client_id = await _register(self.gateway)
+        self.client_id = await self.gateway.register(refresh=True)
 
     async def tokens(self) -> dict[str, Any]:
         """A fresh login: the token response."""
@@ -159,7 +125,7 @@ class RetryWindowTests(TestCase):
         gateway = await start_auth_gateway(self, OAUTH_REFRESH_RETRY_WINDOW="30")
         backend = await start_backend(self, reactor)
         await gateway.protect("a.test", backend)
-        client_id = await _register(gateway)
+        client_id = await gateway.register(refresh=True)
         params = await gateway.authorize(client_id, gateway.resource("a.test"))
         first = await gateway.token(client_id, params["code"][0])
         status, second = await _refresh(gateway, client_id, first["refresh_token"])
@@ -182,12 +148,12 @@ class CodeReplayRaceTests(TestCase):
         gateway = await start_auth_gateway(self, OAUTH_FAILURE_RATE="off")
         backend = await start_backend(self, reactor)
         await gateway.protect("a.test", backend)
-        client_id = await _register(gateway)
+        client_id = await gateway.register(refresh=True)
         for run in range(REPETITIONS):
             params = await gateway.authorize(client_id, gateway.resource("a.test"))
             code = params["code"][0]
             results = await defer.gatherResults(
-                [defer.Deferred.fromCoroutine(_redeem(gateway, client_id, code)) for _ in range(2)]
+                [defer.Deferred.fromCoroutine(gateway.redeem(client_id, code)) for _ in range(2)]
             )
             winners = [body for status, body in results if status == 200]
             self.assertLessEqual(len(winners), 1, (run, results))

@@ -8,7 +8,7 @@ from attrs import evolve
 from twisted.trial.unittest import SynchronousTestCase
 
 from oauthproxy.oauth.errors import InvalidClientMetadata, InvalidRedirectUri, InvalidToken
-from oauthproxy.oauth.records import token_hash
+from oauthproxy.oauth.records import OAuthClient, token_hash
 from oauthproxy.oauth.registration import (
     check_registration_token,
     client_expired,
@@ -111,6 +111,17 @@ class MetadataTests(SynchronousTestCase):
             validate_client_metadata(["redirect_uris"])
 
 
+def dcr_client() -> OAuthClient:
+    """A public client as dynamic registration stores it, registered at NOW."""
+    return new_client(
+        validate_client_metadata(body()),
+        client_id="c",
+        now=NOW,
+        client_secret=None,
+        registration_token=None,
+    )
+
+
 class IdempotencyTests(SynchronousTestCase):
     """Bounded registration (ATK-28)."""
 
@@ -139,41 +150,20 @@ class IdempotencyTests(SynchronousTestCase):
 
     def test_clients_that_never_authorized_expire_after_hours(self) -> None:
         """ATK-37, ATK-28: a client that completed no authorization goes soon."""
-        client = new_client(
-            validate_client_metadata(body()),
-            client_id="c",
-            now=NOW,
-            client_secret=None,
-            registration_token=None,
-        )
+        client = dcr_client()
         self.assertIsNone(client.last_used_at)
         self.assertFalse(client_expired(client, now=NOW + 99, lifetime=10**6, unused_lifetime=100))
         self.assertTrue(client_expired(client, now=NOW + 100, lifetime=10**6, unused_lifetime=100))
 
     def test_used_clients_expire_after_the_lifetime(self) -> None:
         """ATK-28: a client that was used goes after the lifetime without use."""
-        client = evolve(
-            new_client(
-                validate_client_metadata(body()),
-                client_id="c",
-                now=NOW,
-                client_secret=None,
-                registration_token=None,
-            ),
-            last_used_at=NOW + 50,
-        )
+        client = evolve(dcr_client(), last_used_at=NOW + 50)
         self.assertFalse(client_expired(client, now=NOW + 149, lifetime=100, unused_lifetime=1))
         self.assertTrue(client_expired(client, now=NOW + 150, lifetime=100, unused_lifetime=1))
 
     def test_only_dynamic_clients_expire(self) -> None:
         """ATK-28: pre-registered clients stay; a lifetime of 0 keeps clients too."""
-        client = new_client(
-            validate_client_metadata(body()),
-            client_id="c",
-            now=NOW,
-            client_secret=None,
-            registration_token=None,
-        )
+        client = dcr_client()
         static = evolve(client, source="static")
         self.assertFalse(client_expired(static, now=NOW + 10**9, lifetime=1, unused_lifetime=1))
         self.assertFalse(client_expired(client, now=NOW + 10**9, lifetime=0, unused_lifetime=0))

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import re
+from typing import Any
 
 from attrs import evolve
 from treq.testing import StubTreq
@@ -148,12 +149,14 @@ class RefreshTests(SynchronousTestCase):
         self.assertIsNone(self.h.server.verifier.verify(self.first["access_token"]))
 
 
-class MoreRefreshTests(SynchronousTestCase):
-    """Refresh edge cases: reuse without a sibling, allowlists applied again."""
+class LoggedIn(SynchronousTestCase):
+    """Alice logged in for the protected proxy; ``settings`` configure the server."""
+
+    settings: dict[str, Any] = {}
 
     def setUp(self) -> None:
-        """Alice logged in for the protected proxy."""
-        self.h = OAuthHarness(self)
+        """The login."""
+        self.h = OAuthHarness(self, **self.settings)
         self.h.add_proxy("mcp.example.test")
         self.client_id = self.h.register()["client_id"]
         self.first = self.h.tokens(self.client_id, resource=RESOURCE)
@@ -163,6 +166,10 @@ class MoreRefreshTests(SynchronousTestCase):
         return self.h.token(
             grant_type="refresh_token", refresh_token=token, client_id=self.client_id
         )
+
+
+class MoreRefreshTests(LoggedIn):
+    """Refresh edge cases: reuse without a sibling, allowlists applied again."""
 
     def test_second_use_gets_no_new_pair(self) -> None:
         """ATK-34: a rotated token used again never yields a sibling refresh token."""
@@ -181,21 +188,11 @@ class MoreRefreshTests(SynchronousTestCase):
         self.assertEqual(answer.json()["error"], "invalid_target")
 
 
-class RetryWindowTests(SynchronousTestCase):
+class RetryWindowTests(LoggedIn):
     """ATK-34: ``OAUTH_REFRESH_RETRY_WINDOW`` replays the kept pair, never a new one."""
 
-    def setUp(self) -> None:
-        """Alice logged in; the server keeps rotations' answers for 30 s."""
-        self.h = OAuthHarness(self, refresh_retry_window=30.0)
-        self.h.add_proxy("mcp.example.test")
-        self.client_id = self.h.register()["client_id"]
-        self.first = self.h.tokens(self.client_id, resource=RESOURCE)
-
-    def refresh(self, token: str) -> Answer:
-        """POST a refresh grant."""
-        return self.h.token(
-            grant_type="refresh_token", refresh_token=token, client_id=self.client_id
-        )
+    #: the server keeps rotations' answers for 30 s
+    settings = {"refresh_retry_window": 30.0}
 
     def test_retry_inside_the_window_gets_the_same_pair(self) -> None:
         """ATK-34: the retry's answer is the rotation's answer, byte for byte."""
