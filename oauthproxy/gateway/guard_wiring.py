@@ -114,7 +114,7 @@ def wire_oauth(config: Config, reactor: Any, snapshots: Any) -> OAuthWiring:
             config.oauth_allowed_github_users,
             resource_of=resources,
         )
-        wiring = OAuthWiring(guard, None, None)
+        wiring = OAuthWiring(guard, None, None, github_app=github_app)
     else:
         if not github_app:
             _log.warn(
@@ -133,8 +133,7 @@ def wire_oauth(config: Config, reactor: Any, snapshots: Any) -> OAuthWiring:
             auth_hosts=frozenset({(urlsplit(issuer).hostname or "").lower()}),
         )
         audience_bound = SnapshotVerifier(snapshots, reactor, issuer, audience=issuer)
-        wiring = OAuthWiring(guard, issuer, audience_bound)
-    wiring.github_app = github_app
+        wiring = OAuthWiring(guard, issuer, audience_bound, github_app=github_app)
     wiring.registration = config.oauth_registration
     wiring._unsubscribe = guard.start()
     return wiring

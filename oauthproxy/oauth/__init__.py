@@ -15,13 +15,16 @@ values; the Klein resource and the GitHub client only glue them to I/O.
 - :mod:`~oauthproxy.oauth.metadata`, :mod:`~oauthproxy.oauth.challenges`: discovery and 401/403
 - :mod:`~oauthproxy.oauth.github`: the GitHub upstream client
 - :mod:`~oauthproxy.oauth.proxies`: per-proxy settings (resource URI, GitHub app, documents)
+- :mod:`~oauthproxy.oauth.limits`: per-source rate limits of the anonymous endpoints
+- :mod:`~oauthproxy.oauth.status`: whether the server works, and what to set if not
 
 The running service:
 
-- :mod:`~oauthproxy.oauth.server` (+ ``resource_tokens``, ``resource_verify``,
-  ``resource_cimd``, ``resource_http``): the Klein resource ``OAuthServer``
+- :mod:`~oauthproxy.oauth.server` (+ ``resource_tokens``, ``resource_registration``,
+  ``resource_verify``, ``resource_cimd``, ``resource_http``): the Klein resource
+  ``OAuthServer``
 - :mod:`~oauthproxy.oauth.resource_setup`: ``build_oauth_server`` for the composition root
-- :mod:`~oauthproxy.oauth.keys`: the signing key shared through the store
+- :mod:`~oauthproxy.oauth.keys`: the signing keys shared through the store, rotation
 - :mod:`~oauthproxy.oauth.verifier`: ``SnapshotVerifier``, in-memory token verification
 - :mod:`~oauthproxy.oauth.revocation`: revocation, reaping, ``ReaperService``
 """

@@ -99,6 +99,14 @@ def set_header(request: Request, name: str, value: str) -> None:
     request.responseHeaders.setRawHeaders(name.encode("ascii"), [value.encode("utf-8")])
 
 
+def json_answer(request: Request, body: object, status: int = 200) -> bytes:
+    """A JSON answer that no cache keeps."""
+    request.setResponseCode(status)
+    set_header(request, "Content-Type", "application/json")
+    set_header(request, "Cache-Control", "no-store")
+    return json.dumps(body).encode("utf-8")
+
+
 def render_oauth_error(request: Request, error: OAuth2Error) -> bytes:
     """The one place OAuth JSON errors are rendered (RFC 6749 §5.2, RFC 6750 §3)."""
     request.setResponseCode(error.status)

@@ -2,13 +2,11 @@
 
 ``/token`` (authorization_code with PKCE S256, O21-1..3; refresh_token rotation with
 reuse detection that revokes the family, O21-9, BCP-4, ATK-34; ``Cache-Control:
-no-store``),
-``/register`` and ``/register/{client_id}`` (RFC 7591/7592, idempotent, capped, rate-limited,
-optionally behind initial access tokens, ATK-28, ATK-37),
-``/introspect`` (RFC 7662: confidential clients, or the admin API token as bearer),
-``/revoke`` (RFC 7009: 200 even for unknown tokens).  ``/jwks`` and ``/verify`` are in
-:mod:`oauthproxy.oauth.resource_verify`.  Routes live on :data:`oauth_app`, the Klein
-app of :class:`~oauthproxy.oauth.server.OAuthServer`.
+no-store``; failures rate-limited per source, ATK-37), ``/introspect`` (RFC 7662:
+confidential clients, or the admin API token as bearer), ``/revoke`` (RFC 7009: 200 even
+for unknown tokens).  Registration is in :mod:`oauthproxy.oauth.resource_registration`,
+``/jwks`` and ``/verify`` in :mod:`oauthproxy.oauth.resource_verify`.  Routes live on
+:data:`oauth_app`, the Klein app of :class:`~oauthproxy.oauth.server.OAuthServer`.
 
 The grants are written so that concurrent requests cannot leave a live branch of a
 token family behind (ATK-34, ATK-35): a refresh token is rotated by compare-and-set, so
@@ -24,7 +22,6 @@ from __future__ import annotations
 import hmac
 import json
 from collections.abc import Mapping, Sequence
-from typing import Any
 
 from attrs import evolve
 from joserfc.jwk import RSAKey
@@ -38,32 +35,21 @@ from oauthproxy.oauth import grants
 from oauthproxy.oauth.access import allowed_resources, parse_scope, user_allowed
 from oauthproxy.oauth.challenges import bearer_token
 from oauthproxy.oauth.errors import (
-    AccessDenied,
-    InitialTokenRequired,
     InvalidClient,
-    InvalidClientMetadata,
     InvalidGrant,
     InvalidRequest,
     InvalidToken,
     OAuth2Error,
     RateLimited,
-    TemporarilyUnavailable,
     UnsupportedGrantType,
 )
 from oauthproxy.oauth.limits import SourceLimiter
 from oauthproxy.oauth.records import OAuthClient, RefreshTokenRecord, TokenFamily, token_hash
-from oauthproxy.oauth.registration import (
-    check_registration_token,
-    new_client,
-    registration_response,
-    updated_client,
-    validate_client_metadata,
-)
 from oauthproxy.oauth.resource_http import (
-    MAX_BODY,
     OAuthSettings,
     client_source,
     form_params,
+    json_answer,
     render_oauth_error,
     set_header,
     single,
@@ -75,14 +61,6 @@ from oauthproxy.storage.crypto import SecretBox
 
 #: the Klein app of the authorization server (routes of both modules)
 oauth_app = Klein()
-
-
-def _json(request: Request, body: object, status: int = 200) -> bytes:
-    """A JSON answer that no cache keeps."""
-    request.setResponseCode(status)
-    set_header(request, "Content-Type", "application/json")
-    set_header(request, "Cache-Control", "no-store")
-    return json.dumps(body).encode("utf-8")
 
 
 class TokenEndpoints:
@@ -322,79 +300,6 @@ class TokenEndpoints:
         )
         return body
 
-    @oauth_app.route("/register", methods=["POST"])
-    async def register(self, request: Request) -> bytes:
-        """RFC 7591 registration: identical public metadata maps to one client (ATK-28).
-
-        Per source rate-limited; closed, or open only to an initial access token, as the
-        operator chose (``OAUTH_REGISTRATION``, RFC 7591 §3, ATK-37).
-        """
-        try:
-            if self.settings.registration == "closed":
-                raise AccessDenied("dynamic client registration is closed on this server")
-            wait = self.registrations.take(client_source(request))
-            if wait is not None:
-                raise RateLimited("too many registrations from this address", wait)
-            metadata = validate_client_metadata(_json_body(request))
-            now = self.clock.seconds()
-            if self.settings.registration == "token":
-                await self.initial_token(request, now)
-            secret = None if metadata.is_public else grants.new_secret()
-            registration_token = grants.new_secret()
-            client = new_client(
-                metadata,
-                client_id=grants.new_secret(),
-                now=now,
-                client_secret=secret,
-                registration_token=registration_token,
-            )
-            stored = await self.store.register_client(client, self.settings.max_clients)
-            if stored is None:
-                raise TemporarilyUnavailable("every registered client is in use; try later")
-        except OAuth2Error as error:
-            return render_oauth_error(request, error)
-        if stored.client_id != client.client_id:
-            # the same public client again: its id, no new credentials
-            return _json(request, registration_response(stored), 201)
-        uri = f"{self.settings.base}/register/{client.client_id}"
-        body = registration_response(
-            client,
-            client_secret=secret,
-            registration_token=registration_token,
-            registration_client_uri=uri,
-        )
-        return _json(request, body, 201)
-
-    async def initial_token(self, request: Request, now: float) -> None:
-        """Spend one use of the request's initial access token, or refuse (RFC 7591 §3)."""
-        value = bearer_token(request.getHeader("authorization"))
-        used = await self.store.use_initial_token(token_hash(value), now) if value else None
-        if used is None:
-            raise InitialTokenRequired("registration needs a valid initial access token")
-
-    async def _managed(self, request: Request, client_id: str) -> OAuthClient:
-        """The client an RFC 7592 request may manage (its registration access token)."""
-        client = await self.store.get_client(client_id)
-        token = bearer_token(request.getHeader("authorization"))
-        return check_registration_token(client, token)
-
-    @oauth_app.route("/register/<client_id>", methods=["GET", "PUT", "DELETE"])
-    async def manage(self, request: Request, client_id: str) -> bytes:
-        """RFC 7592: read, update or delete one's own registration."""
-        try:
-            client = await self._managed(request, client_id)
-            if request.method == b"DELETE":
-                await self.store.delete_client(client.client_id)
-                request.setResponseCode(204)
-                return b""
-            if request.method == b"PUT":
-                client = updated_client(client, validate_client_metadata(_json_body(request)))
-                await self.store.put_client(client)
-        except OAuth2Error as error:
-            return render_oauth_error(request, error)
-        uri = f"{self.settings.base}/register/{client.client_id}"
-        return _json(request, registration_response(client, registration_client_uri=uri))
-
     def admin_bearer(self, request: Request) -> bool:
         """Whether the request carries the admin API token (``bearer`` introspection auth)."""
         value = bearer_token(request.getHeader("authorization"))
@@ -424,7 +329,7 @@ class TokenEndpoints:
             claims = self.verifier.check(token, None)
         except InvalidToken:
             claims = None
-        return _json(request, introspection_response(claims))
+        return json_answer(request, introspection_response(claims))
 
     @oauth_app.route("/revoke", methods=["POST"])
     async def revoke(self, request: Request) -> bytes:
@@ -457,17 +362,3 @@ class TokenEndpoints:
             if issued.jti == claims.jti:
                 await self.revoker.revoke_access_token(issued, "revoked by the client")
                 return
-
-
-def _json_body(request: Request) -> Any:
-    """A JSON request body (RFC 7591 registration); malformed is invalid_client_metadata."""
-    kind = (request.getHeader("content-type") or "").split(";")[0].strip().lower()
-    if kind != "application/json":
-        raise InvalidClientMetadata("the body must be application/json")
-    raw = request.content.read(MAX_BODY + 1) if request.content is not None else b""
-    if len(raw) > MAX_BODY:
-        raise InvalidClientMetadata("the body is too large")
-    try:
-        return json.loads(raw)
-    except ValueError:
-        raise InvalidClientMetadata("the body is not JSON") from None

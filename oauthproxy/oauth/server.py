@@ -82,6 +82,7 @@ from oauthproxy.oauth.resource_http import (
     set_header,
     single,
 )
+from oauthproxy.oauth.resource_registration import RegistrationEndpoints
 from oauthproxy.oauth.resource_tokens import TokenEndpoints, oauth_app
 from oauthproxy.oauth.resource_verify import VerifyEndpoints
 from oauthproxy.oauth.revocation import Revoker
@@ -90,7 +91,7 @@ from oauthproxy.storage.crypto import SecretBox
 
 
 @define
-class OAuthServer(TokenEndpoints, VerifyEndpoints):
+class OAuthServer(TokenEndpoints, RegistrationEndpoints, VerifyEndpoints):
     """The authorization server's endpoints; see the module docstring."""
 
     app: ClassVar[Klein] = oauth_app
@@ -104,7 +105,7 @@ class OAuthServer(TokenEndpoints, VerifyEndpoints):
     signing_key: RSAKey
     #: fetches client ID metadata documents; None = CIMD clients are not supported
     documents: MetadataDocumentFetcher | None = None
-    #: the storage SecretBox: seals the answers a refresh retry window keeps
+    #: the storage SecretBox: seals what a refresh retry window keeps, opens rotated-in keys
     box: SecretBox | None = None
     verifier: SnapshotVerifier = field(init=False)
     revoker: Revoker = field(init=False)
