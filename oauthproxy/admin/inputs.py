@@ -25,6 +25,9 @@ from oauthproxy.errors import InvalidInput
 
 DEFAULT_MAX_BODY = 1024 * 1024
 _MAX_QUERY_FIELDS = 64
+#: media types a JSON body may arrive with besides ``application/json``: none at all, and
+#: what ``curl -d`` and HTML forms send by default, so the seed's curl examples work as written
+_LENIENT_MEDIA_TYPES = (b"", b"application/x-www-form-urlencoded", b"text/plain")
 _INTEGER = re.compile(r"-?[0-9]{1,18}")
 
 
@@ -90,8 +93,12 @@ def read_body(
 ) -> Any:
     """The request's JSON body, validated by ``check``; None when there is no body to read.
 
-    Raises 413 over ``limit`` bytes, 415 unless ``application/json``, 400 for
-    bytes that are not JSON (``NaN`` included) and 422 for a schema violation.
+    Raises 413 over ``limit`` bytes, 400 for bytes that are not JSON (``NaN``
+    included) and 422 for a schema violation.  The body is JSON whatever the
+    ``Content-Type`` says as long as it parses: ``application/json`` (or
+    ``+json``), none, or ``curl -d``'s form type (:data:`_LENIENT_MEDIA_TYPES`).
+    Under any other media type (multipart, XML ...) or under a lenient one
+    whose bytes are not JSON, the answer is 415 saying to send JSON.
     """
     if check is None:
         return None
@@ -107,13 +114,18 @@ def read_body(
     if not data and not required:
         return None
     media_type = (_header(request, b"content-type") or b"").split(b";")[0].strip().lower()
-    if media_type != b"application/json":
-        raise UnsupportedMediaType("send the body as application/json")
+    declared_json = media_type == b"application/json" or media_type.endswith(b"+json")
+    if not declared_json and media_type not in _LENIENT_MEDIA_TYPES:
+        raise UnsupportedMediaType("send the body as JSON (Content-Type: application/json)")
     if not data:
         raise MalformedRequest("a JSON body is required")
     try:
         body = json.loads(data, parse_constant=_refuse_constant)
     except (ValueError, RecursionError):
+        if not declared_json and media_type:
+            raise UnsupportedMediaType(
+                "the body is not JSON; send it as JSON (Content-Type: application/json)"
+            ) from None
         raise MalformedRequest("the body is not valid JSON") from None
     validate(check, body)
     return body

@@ -139,16 +139,36 @@ class BodyTests(SynchronousTestCase):
         answer = self.post(b'{"name": "w"}', "application/json; charset=utf-8")
         self.assertEqual(answer.status, 201)
 
-    def test_other_media_type_is_415(self) -> None:
-        """A form-encoded body is refused with 415."""
-        self.h.assert_error(
-            self.post(b"name=w", "application/x-www-form-urlencoded"), 415, "unsupported_media_type"
-        )
+    def test_form_encoded_non_json_is_415(self) -> None:
+        """A real form-encoded body is refused with 415 saying to send JSON."""
+        answer = self.post(b"name=w", "application/x-www-form-urlencoded")
+        error = self.h.assert_error(answer, 415, "unsupported_media_type")
+        self.assertIn("application/json", error["detail"])
 
-    def test_missing_content_type_is_415(self) -> None:
-        """A body without a content type is refused with 415."""
+    def test_json_sent_as_curl_form_type_is_accepted(self) -> None:
+        """``curl -d '{...}'`` labels JSON as a form: it is taken as the JSON it is."""
+        answer = self.post(b'{"name": "w"}', "application/x-www-form-urlencoded")
+        self.assertEqual((answer.status, answer.json()), (201, {"name": "w"}))
+
+    def test_missing_content_type_with_json_is_accepted(self) -> None:
+        """A body without a content type that parses as JSON is accepted."""
         answer = self.h.call("POST", "/widgets/", token=self.h.admin_token, data=b'{"name": "w"}')
+        self.assertEqual((answer.status, answer.json()), (201, {"name": "w"}))
+
+    def test_missing_content_type_with_bad_json_is_400(self) -> None:
+        """Without a content type, bytes that are not JSON are a malformed request."""
+        answer = self.h.call("POST", "/widgets/", token=self.h.admin_token, data=b"{nope")
+        self.h.assert_error(answer, 400, "malformed_request")
+
+    def test_other_media_type_is_415(self) -> None:
+        """A body in another media type (XML) is refused with 415, even if it looks like JSON."""
+        answer = self.post(b'{"name": "w"}', "application/xml")
         self.h.assert_error(answer, 415, "unsupported_media_type")
+
+    def test_json_suffix_media_type_is_json(self) -> None:
+        """``application/merge-patch+json`` and the like are JSON."""
+        answer = self.post(b'{"name": "w"}', "application/merge-patch+json")
+        self.assertEqual(answer.status, 201)
 
     def test_oversized_body_is_413(self) -> None:
         """A body over the limit is refused with 413 before it is parsed."""
