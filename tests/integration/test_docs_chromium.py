@@ -103,6 +103,9 @@ class DocsInChromiumTests(TestCase):
         self.assertEqual({name.decode() for name in rendered}, operations)
         self.assertNotIn(b"Content Security Policy", log)
         self.assertNotIn(b"Unable to render this definition", dom)
+        # no warning box about the JSON Schema dialect (the OAS default is what we use)
+        self.assertNotIn(b"jsonSchemaDialect</strong> field contains", dom)
+        self.assertNotIn(b"Warning</h4>", dom)
 
     async def test_screenshot_shows_the_page(self) -> None:
         """A screenshot of ``/docs`` is written to the test's temp directory (the artefact)."""
