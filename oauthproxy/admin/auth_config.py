@@ -36,13 +36,15 @@ from oauthproxy.admin.auth_rules import AUTH_TYPE, PATH_PATTERN, SCOPE, USER
 from oauthproxy.admin.endpoint import ApiContext, Call, Reply, endpoint
 from oauthproxy.admin.records import record_json
 from oauthproxy.admin.schema import Schema, array, boolean, nullable, obj, string
-from oauthproxy.admin.validation import HOSTNAME, NAME_PATTERN
+from oauthproxy.admin.validation import HOSTNAME, NAME_PATTERN, NAME_WORDS
 from oauthproxy.errors import Conflict, InvalidInput, NotFound
 from oauthproxy.interfaces import IStorage
 from oauthproxy.model import Proxy, ProxyAuth, Route, RouteAuth
 from oauthproxy.oauth.status import OAuthStatus
 
-ROUTE_ID = string(min_length=1, max_length=64, pattern=NAME_PATTERN, example="api")
+ROUTE_ID = string(
+    min_length=1, max_length=64, pattern=NAME_PATTERN, example="api", error=NAME_WORDS
+)
 _SCOPES = array(SCOPE, max_items=32, unique=True)
 _USERS = array(USER, max_items=100, unique=True)
 _LOGIN = r"[A-Za-z0-9][A-Za-z0-9-]*"
@@ -51,6 +53,7 @@ ALLOWLIST_ENTRY = string(
     min_length=1,
     max_length=120,
     pattern=rf"^(\*|{_LOGIN}|org:{_LOGIN}|team:{_LOGIN}/[A-Za-z0-9][A-Za-z0-9_.-]*)$",
+    error="a GitHub login (alice), org:ORG, team:ORG/TEAM or *",
 )
 _ALLOWLIST = array(ALLOWLIST_ENTRY, max_items=100, unique=True)
 

@@ -40,6 +40,7 @@ from oauthproxy.admin.endpoint import ApiContext, Call, Endpoint, Reply, endpoin
 from oauthproxy.admin.listing import page_query, page_schema, paginate
 from oauthproxy.admin.records import record_json
 from oauthproxy.admin.schema import Schema, array, integer, nullable, number, obj, string
+from oauthproxy.admin.validation import NAME_WORDS
 from oauthproxy.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from oauthproxy.interfaces import IStorage
 from oauthproxy.model import AuthRule
@@ -53,11 +54,13 @@ CONFIG_ID = string(
     pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
     description="letters, digits, '.', '_' and '-'",
     example="public-health",
+    error=NAME_WORDS,
 )
 PATH_PATTERN = string(
     min_length=1,
     max_length=256,
     pattern=r"^/[^?#\s]*$",
+    error="a path that starts with / and has no ?, # or spaces, such as /tokens/*",
     description="an API path; '*' matches any run of characters ('/' too); "
     "a trailing '/*' also matches the path without it",
     example="/tokens/*",
@@ -69,9 +72,19 @@ METHODS = array(
     description="HTTP methods, or ['*'] for all",
 )
 #: RFC 6749 scope-token characters
-SCOPE = string(min_length=1, max_length=128, pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$")
+SCOPE = string(
+    min_length=1,
+    max_length=128,
+    pattern=r"^[\x21\x23-\x5b\x5d-\x7e]+$",
+    error="a scope such as service:write (no spaces, quotes or backslashes)",
+)
 #: a GitHub login, or '*' for any user
-USER = string(min_length=1, max_length=39, pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9-]*)$")
+USER = string(
+    min_length=1,
+    max_length=39,
+    pattern=r"^(\*|[A-Za-z0-9][A-Za-z0-9-]*)$",
+    error="a GitHub login such as alice, or *",
+)
 AUTH_TYPE = string(enum=AUTH_TYPES, description="none, bearer (any API token), admin, oauth")
 
 _EDITABLE: dict[str, Schema] = {

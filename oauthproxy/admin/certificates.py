@@ -44,6 +44,7 @@ from oauthproxy.admin.endpoint import ApiContext, Call, Reply, endpoint
 from oauthproxy.admin.listing import page_query, page_schema, paginate
 from oauthproxy.admin.proxies import HOSTNAME_PARAM, PROXY, proxy_json, visible_proxy
 from oauthproxy.admin.schema import Schema, array, boolean, integer, nullable, number, obj, string
+from oauthproxy.admin.validation import NAME_WORDS
 from oauthproxy.errors import Conflict, Forbidden, InvalidInput, NotFound, StorageUnavailable
 from oauthproxy.gateway.sni import FALLBACK_CERT_NAME
 from oauthproxy.interfaces import IStorage
@@ -58,10 +59,13 @@ CERT_NAME = string(
     pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$",
     description="letters, digits, '.', '_' and '-'",
     example="shared-cert",
+    error=NAME_WORDS,
 )
 #: path parameter: also the reserved ``_fallback``, so that it gets a clear refusal
 CERT_NAME_PARAM = {
-    "cert_name": string(min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$")
+    "cert_name": string(
+        min_length=1, max_length=128, pattern=r"^[A-Za-z0-9_][A-Za-z0-9._-]*$", error=NAME_WORDS
+    )
 }
 DOMAIN = string(min_length=1, max_length=253, example="api.example.com")
 

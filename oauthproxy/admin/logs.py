@@ -98,7 +98,12 @@ STATS = obj(
     required=("since", "until", "total", "errors", "by_status", "response_time", "hosts"),
 )
 #: a stream id; 19 digits stay below 2**64, which Redis refuses to go beyond
-CURSOR = string(max_length=64, pattern=r"^[0-9]{1,19}-[0-9]{1,19}$", example="1735689600000-0")
+CURSOR = string(
+    max_length=64,
+    pattern=r"^[0-9]{1,19}-[0-9]{1,19}$",
+    example="1735689600000-0",
+    error="the cursor of an earlier answer, such as 1735689600000-0",
+)
 RECENT = obj(
     {"items": array(RECORD, max_items=MAX_LIMIT), "cursor": CURSOR},
     required=("items", "cursor"),
@@ -133,17 +138,36 @@ _SEARCH: dict[str, Schema] = {
     "user": string(max_length=256),
     "client_id": string(max_length=256),
     "status": integer(minimum=100, maximum=599),
-    "method": string(max_length=16, pattern=r"^[A-Za-z]+$"),
-    "path": string(max_length=2048, pattern=r"^/", description="path prefix"),
+    "method": string(max_length=16, pattern=r"^[A-Za-z]+$", error="an HTTP method such as GET"),
+    "path": string(
+        max_length=2048,
+        pattern=r"^/",
+        description="path prefix",
+        error="a path that starts with /",
+    ),
     "errors": boolean(default=False, description="only 5xx answers and gateway errors"),
 }
 _SAFE = r"^[^/\x00-\x1f\x7f]+$"
-IP = string(max_length=64, pattern=r"^[0-9A-Za-z:.%_-]+$", example="192.0.2.10")
-HOSTNAME = string(max_length=253, pattern=r"^[0-9A-Za-z.:\[\]_-]+$", example="api.example.com")
-CLIENT_ID = string(max_length=255, pattern=_SAFE)
-USER = string(max_length=255, pattern=_SAFE)
+IP = string(
+    max_length=64,
+    pattern=r"^[0-9A-Za-z:.%_-]+$",
+    example="192.0.2.10",
+    error="an IP address such as 192.0.2.10",
+)
+HOSTNAME = string(
+    max_length=253,
+    pattern=r"^[0-9A-Za-z.:\[\]_-]+$",
+    example="api.example.com",
+    error="a hostname such as api.example.com",
+)
+_SAFE_WORDS = "text without '/' or control characters"
+CLIENT_ID = string(max_length=255, pattern=_SAFE, error=_SAFE_WORDS)
+USER = string(max_length=255, pattern=_SAFE, error=_SAFE_WORDS)
 CORRELATION_ID = string(
-    max_length=255, pattern=r"^[0-9A-Za-z._-]+$", example="1735689600-https-a7b3c9d2"
+    max_length=255,
+    pattern=r"^[0-9A-Za-z._-]+$",
+    example="1735689600-https-a7b3c9d2",
+    error="a correlation id such as 1735689600-https-a7b3c9d2",
 )
 
 

@@ -26,8 +26,10 @@ from oauthproxy.admin.listing import page_query, page_schema, paginate
 from oauthproxy.admin.schema import Schema, array, boolean, nullable, number, obj, string
 from oauthproxy.admin.validation import (
     HOSTNAME,
+    HOSTNAME_WORDS,
     MAX_HEADER_VALUE,
     NAME_PATTERN,
+    NAME_WORDS,
     URL,
     header_object,
     header_pairs,
@@ -41,7 +43,9 @@ from oauthproxy.interfaces import IStorage
 from oauthproxy.model import ADMIN_TOKEN_NAME, Certificate, Proxy
 
 TAGS = ("proxies",)
-ROUTE_ID = string(min_length=1, max_length=64, pattern=NAME_PATTERN, example="api")
+ROUTE_ID = string(
+    min_length=1, max_length=64, pattern=NAME_PATTERN, example="api", error=NAME_WORDS
+)
 ROUTE_IDS = array(ROUTE_ID, max_items=200, description="route ids")
 ROUTE_MODE = string(
     enum=("all", "selective", "none"),
@@ -77,7 +81,12 @@ _SETTABLE: dict[str, Schema] = {
     "connect_timeout": _timeout(300, "seconds to connect upstream"),
     "read_timeout": _timeout(3600, "seconds to wait for the upstream's response"),
     "cert_name": nullable(
-        string(max_length=64, pattern=NAME_PATTERN, description="certificate to serve")
+        string(
+            max_length=64,
+            pattern=NAME_PATTERN,
+            description="certificate to serve",
+            error=NAME_WORDS,
+        )
     ),
     "staging": boolean(description="order certificates from the ACME staging directory"),
     "verify_upstream_tls": boolean(description="verify the upstream's certificate"),
@@ -117,7 +126,9 @@ _PROXY_FIELDS: dict[str, Schema] = {
     "updated_at": number(minimum=0, description="POSIX seconds"),
 }
 PROXY = obj(_PROXY_FIELDS, required=tuple(_PROXY_FIELDS))
-HOSTNAME_PARAM = {"hostname": string(max_length=253, pattern=HOSTNAME["pattern"])}
+HOSTNAME_PARAM = {
+    "hostname": string(max_length=253, pattern=HOSTNAME["pattern"], error=HOSTNAME_WORDS)
+}
 _FILTERS: dict[str, Schema] = {
     "owner": string(max_length=64),
     "target_url": string(max_length=2048),

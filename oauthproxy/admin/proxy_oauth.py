@@ -60,7 +60,9 @@ _CUSTOM: Schema = {
     "propertyNames": {"minLength": 1, "maxLength": 64, "pattern": r"^[A-Za-z0-9_.:-]+$"},
     "description": "extra top-level fields of the document; standard fields cannot be set",
 }
-_CLAIM = string(min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$")
+_CLAIM = string(
+    min_length=1, max_length=64, pattern=r"^[A-Za-z0-9_.:-]+$", error="a claim name such as email"
+)
 
 _RESOURCE_FIELDS: dict[str, Schema] = {
     "resource": nullable(
@@ -128,12 +130,18 @@ SERVER_VIEW = obj(
 )
 
 _GITHUB_FIELDS: dict[str, Schema] = {
-    "client_id": string(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$"),
+    "client_id": string(
+        min_length=1,
+        max_length=100,
+        pattern=r"^[A-Za-z0-9._-]+$",
+        error="a GitHub OAuth app client id (letters, digits, '.', '_' and '-')",
+    ),
     "client_secret": string(
         min_length=1,
         max_length=200,
         pattern=r"^[\x21-\x7e]+$",
         description="write-only: never shown again",
+        error="printable ASCII without spaces",
     ),
 }
 GITHUB_BODY = obj(_GITHUB_FIELDS, required=("client_id",))

@@ -53,7 +53,7 @@ _SETTABLE: dict[str, Schema] = {
     ),
     "match_type": MATCH_TYPE,
     "methods": array(
-        string(max_length=8, pattern=r"^([A-Za-z]+|\*)$"),
+        string(max_length=8, pattern=r"^([A-Za-z]+|\*)$", error="an HTTP method such as GET, or *"),
         max_items=len(METHODS) + 1,
         description="HTTP methods; empty or '*' = every method",
     ),

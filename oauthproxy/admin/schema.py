@@ -16,8 +16,9 @@ from collections.abc import Iterable, Mapping
 from typing import Any
 
 from jsonschema import Draft202012Validator, FormatChecker
-from jsonschema.exceptions import ValidationError, best_match
+from jsonschema.exceptions import best_match
 
+from oauthproxy.admin.messages import describe
 from oauthproxy.errors import InvalidInput
 
 #: a JSON Schema document, as a plain dict (what OpenAPI embeds)
@@ -25,8 +26,6 @@ Schema = dict[str, Any]
 
 DEFAULT_MAX_LENGTH = 1024
 DEFAULT_MAX_ITEMS = 100
-#: longest detail we echo back; jsonschema messages quote the offending value
-_MAX_DETAIL = 200
 
 
 def _described(schema: Schema, description: str | None, example: object = None) -> Schema:
@@ -47,13 +46,21 @@ def string(
     enum: Iterable[str] | None = None,
     description: str | None = None,
     example: str | None = None,
+    error: str | None = None,
 ) -> Schema:
-    """A string, at most ``max_length`` characters long."""
+    """A string, at most ``max_length`` characters long.
+
+    ``error`` says in words what ``pattern`` admits, completing "must be ..."
+    (``"a DNS name such as app.example.com"``); it is kept as ``x-error`` and
+    is what a refusal says instead of quoting the regex.
+    """
     schema: Schema = {"type": "string", "maxLength": max_length}
     if min_length:
         schema["minLength"] = min_length
     if pattern is not None:
         schema["pattern"] = pattern
+    if error is not None:
+        schema["x-error"] = error
     if format is not None:
         schema["format"] = format
     if enum is not None:
@@ -175,38 +182,12 @@ def validate(check: Draft202012Validator, instance: object, prefix: str = "") ->
     """Raise ``InvalidInput`` naming the offending field if ``instance`` does not match.
 
     ``field`` is a JSON pointer into the instance (``/owner_email``), prefixed by
-    ``prefix`` (the parameter name for query and path parameters).
+    ``prefix`` (the parameter name for query and path parameters); ``detail`` says
+    what is wrong in words (:func:`oauthproxy.admin.messages.describe`).
     """
     error = best_match(check.iter_errors(instance))
     if error is None:
         return
-    raise InvalidInput(_detail(error), field=prefix + _pointer(error))
-
-
-def _pointer(error: ValidationError) -> str:
-    """The JSON pointer of the field ``error`` is about (the missing or extra one if so)."""
-    parts = [str(part).replace("~", "~0").replace("/", "~1") for part in error.absolute_path]
-    instance = error.instance
-    if error.validator == "required" and isinstance(instance, dict):
-        required = error.validator_value if isinstance(error.validator_value, list) else []
-        missing = [name for name in required if name not in instance]
-        parts.extend(missing[:1])
-    elif error.validator == "additionalProperties" and isinstance(instance, dict):
-        schema = error.schema if isinstance(error.schema, Mapping) else {}
-        known = set(schema.get("properties", {}))
-        extra = sorted(name for name in instance if name not in known)
-        parts.extend(extra[:1])
-    return "".join("/" + part for part in parts)
-
-
-def _detail(error: ValidationError) -> str:
-    """A bounded, readable message for ``error``."""
-    if error.validator == "additionalProperties":
-        message = "unknown field"
-    elif error.validator == "required":
-        message = "required field is missing"
-    else:
-        message = error.message
-    if len(message) > _MAX_DETAIL:
-        message = message[: _MAX_DETAIL - 3] + "..."
-    return message
+    detail, path = describe(error, prefix)
+    pointer = "".join("/" + str(part).replace("~", "~0").replace("/", "~1") for part in path)
+    raise InvalidInput(detail, field=prefix + pointer)

@@ -18,7 +18,7 @@ from oauthproxy.admin.access import Principal, require_access, visible
 from oauthproxy.admin.endpoint import ApiContext, Call, Reply, endpoint
 from oauthproxy.admin.listing import page_query, page_schema, paginate
 from oauthproxy.admin.schema import Schema, number, obj, string
-from oauthproxy.admin.validation import NAME_PATTERN, URL, http_url
+from oauthproxy.admin.validation import NAME_PATTERN, NAME_WORDS, URL, http_url
 from oauthproxy.errors import Conflict, NotFound
 from oauthproxy.interfaces import IStorage
 from oauthproxy.model import DockerService, ExternalService
@@ -30,6 +30,7 @@ SERVICE_NAME = string(
     pattern=NAME_PATTERN,
     description="letters, digits, '.', '_' and '-'",
     example="backend-api",
+    error=NAME_WORDS,
 )
 DESCRIPTION = string(max_length=500, description="free text for people")
 SERVICE_CREATE = obj(

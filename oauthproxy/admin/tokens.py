@@ -21,6 +21,7 @@ from oauthproxy.admin.credentials import hash_token, new_token_value
 from oauthproxy.admin.endpoint import ApiContext, Call, Reply, endpoint
 from oauthproxy.admin.listing import page_query, page_schema, paginate
 from oauthproxy.admin.schema import Schema, boolean, nullable, number, obj, string
+from oauthproxy.admin.validation import NAME_WORDS
 from oauthproxy.errors import Conflict, Forbidden, NotFound
 from oauthproxy.interfaces import IStorage
 from oauthproxy.model import ADMIN_TOKEN_NAME, ApiToken
@@ -31,6 +32,7 @@ TOKEN_NAME = string(
     pattern=r"^[A-Za-z0-9][A-Za-z0-9_.-]*$",
     description="letters, digits, '.', '_' and '-'",
     example="ci-deploy",
+    error=NAME_WORDS,
 )
 OWNER_EMAIL = string(max_length=254, format="email", example="ops@example.com")
 

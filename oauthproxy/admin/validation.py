@@ -18,12 +18,15 @@ from urllib.parse import urlsplit
 
 from cryptography import x509
 
+from oauthproxy.admin.messages import pointer_name
 from oauthproxy.admin.schema import string
 from oauthproxy.errors import InvalidInput
 from oauthproxy.gateway.paths import BadPath, canonical_path
 from oauthproxy.model import Headers
 
 _LABEL = r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?"
+#: what a refused hostname must be, in words
+HOSTNAME_WORDS = "a DNS name such as app.example.com"
 #: a DNS name: LDH labels of 1-63 characters, no wildcard, no trailing dot
 HOSTNAME_PATTERN = rf"^{_LABEL}(?:\.{_LABEL})*$"
 HOSTNAME = string(
@@ -32,9 +35,15 @@ HOSTNAME = string(
     pattern=HOSTNAME_PATTERN,
     description="a DNS name (no wildcard); stored lower-case",
     example="api.example.com",
+    error=HOSTNAME_WORDS,
 )
 #: names of records addressed by URL: routes, external services
 NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,63}$"
+#: what such a name must be, in words
+NAME_WORDS = (
+    "a name of letters, digits, '.', '_' and '-' that starts with a letter or digit, "
+    "such as backend-api"
+)
 URL = string(
     min_length=1,
     max_length=2048,
@@ -89,7 +98,8 @@ _SRE: Any = importlib.import_module("re._parser")
 def hostname(value: str, field: str = "/hostname") -> str:
     """``value`` lower-cased, if it is a DNS name (no wildcard, no port, no trailing dot)."""
     if len(value) > 253 or _HOSTNAME.fullmatch(value) is None:
-        raise InvalidInput(f"{value[:80]!r} is not a DNS name", field=field)
+        shown = f" (not {value!r})" if len(value) <= 40 else ""
+        raise InvalidInput(f"{pointer_name(field)} must be {HOSTNAME_WORDS}{shown}", field=field)
     return value.lower()
 
 

@@ -17,6 +17,8 @@ from twisted.internet import defer
 from twisted.internet import error as net_error
 from twisted.web.client import HTTPConnectionPool, ResponseFailed
 
+from oauthproxy.admin.messages import pointer_name
+
 #: seconds a single API call may take
 TIMEOUT = 30.0
 
@@ -40,8 +42,10 @@ def error_message(status: int, body: bytes) -> ApiError:
         detail = str(parsed.get("detail") or parsed.get("error"))
         field = parsed.get("field")
         code = parsed.get("error")
-        where = f" ({field})" if field else ""
-        prefix = f"{code}: " if code and code != detail else ""
+        # the API words input errors with the field's name; name it when they do not
+        name = pointer_name(field) if isinstance(field, str) and field.startswith("/") else field
+        where = f" ({name})" if status == 422 and name and str(name) not in detail else ""
+        prefix = f"{code}: " if code and code not in (detail, "invalid_input") else ""
         return ApiError(f"{prefix}{detail}{where} [HTTP {status}]", status, field)
     text = body.decode("utf-8", "replace").strip().splitlines()
     first = text[0][:200] if text else ""

@@ -196,7 +196,7 @@ class AuthRuleCommandTests(TestCase):
         _, err, code = await d.run("auth", "create", "no-slash", "none")
         self.assertEqual(code, 1)
         [line] = err.strip().splitlines()
-        self.assertIn("/path_pattern", line)
+        self.assertIn("path_pattern must be a path that starts with /", line)
 
 
 class RouteProxyAuthCommandTests(TestCase):

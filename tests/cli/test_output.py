@@ -67,16 +67,33 @@ class JsonTests(SynchronousTestCase):
 class ErrorMessageTests(SynchronousTestCase):
     """API JSON errors become one readable line."""
 
-    def test_json_error_names_detail_and_field(self) -> None:
-        """``{"error", "detail", "field"}`` becomes ``error: detail (field) [HTTP n]``."""
+    def test_input_error_is_the_api_words_naming_the_field(self) -> None:
+        """An input error shows the API's words, naming the field if they do not."""
         error = error_message(
             422,
             json.dumps(
                 {"error": "invalid_input", "detail": "not a URL", "field": "/target_url"}
             ).encode(),
         )
-        self.assertEqual(str(error), "invalid_input: not a URL (/target_url) [HTTP 422]")
+        self.assertEqual(str(error), "not a URL (target_url) [HTTP 422]")
         self.assertEqual((error.status, error.field), (422, "/target_url"))
+
+    def test_input_error_naming_its_field_is_shown_as_is(self) -> None:
+        """``hostname must be ...`` is not followed by ``(hostname)`` again."""
+        body = {
+            "error": "invalid_input",
+            "detail": "hostname must be a DNS name",
+            "field": "/hostname",
+        }
+        error = error_message(422, json.dumps(body).encode())
+        self.assertEqual(str(error), "hostname must be a DNS name [HTTP 422]")
+
+    def test_other_errors_keep_their_code(self) -> None:
+        """``not_found: no proxy 'x' [HTTP 404]``."""
+        body = {"error": "not_found", "detail": "no proxy 'x'", "field": "hostname"}
+        self.assertEqual(
+            str(error_message(404, json.dumps(body).encode())), "not_found: no proxy 'x' [HTTP 404]"
+        )
 
     def test_non_json_error_shows_status_and_first_line(self) -> None:
         """A plain-text error shows its status and first line."""

@@ -141,7 +141,7 @@ class DaemonTests(TestCase):
         self.assertEqual(shown["oauth_server"]["scopes_supported"], ["read", "write"])
         self.assertEqual(shown["oauth_server"]["custom_metadata"], {"x": 1})
         line = await ctl.fails("proxy", "oauth-server", "set", HOST, "--issuer", "http://x.test")
-        self.assertIn("(/issuer)", line)
+        self.assertIn("issuer must be", line)
         await ctl.ok("proxy", "resource", "set", HOST, "--resource", f"https://{HOST}/mcp")
         resource = await ctl.json("proxy", "resource", "show", HOST)
         self.assertEqual(resource["resource"]["resource"], f"https://{HOST}/mcp")
