@@ -50,6 +50,7 @@ from oauthproxy.admin.openapi import OpenApiResource, openapi_document
 from oauthproxy.admin.proxies import ProxyResource
 from oauthproxy.admin.proxy_oauth import ProxyOAuthResource
 from oauthproxy.admin.proxy_routes import ProxyRouteResource
+from oauthproxy.admin.route_tester import RouteTestResource
 from oauthproxy.admin.routes import RouteResource
 from oauthproxy.admin.service_ports import ServicePortResource
 from oauthproxy.admin.services import ServiceResource
@@ -180,6 +181,7 @@ class AdminAPI:
             ProxyRouteResource(self.context, self.storage, self.clock),
             ProxyOAuthResource(self.context, self.storage, self.clock, self.oauth_status),
             RouteResource(self.context, self.storage, self.clock),
+            RouteTestResource(self.context, self.snapshots),
             ServiceResource(self.context, self.storage, self.clock),
             *docker,
             CertificateResource(self.context, self.storage, self.clock, self.issuing),

@@ -324,6 +324,18 @@ class RoutingTable:
             return Unavailable(f"proxy {name!r} has an unusable target URL")
         return Forward(entry.upstream, proxy, None, _join(entry.upstream, path, query))
 
+    def candidates(
+        self, host: str | bytes | None, path: str, method: str
+    ) -> list[tuple[Route, bool]]:
+        """The routes that apply to ``host``'s proxy, in the order :meth:`decide` tries them,
+        each with whether it matches ``method`` on the canonical ``path`` (for explanations:
+        the first match wins).  Empty for an unknown host."""
+        name = normalize_host(host)
+        entry = self.hosts.get(name) if name is not None else None
+        if entry is None:
+            return []
+        return [(c.route, c.matches(path, method)) for c in entry.routes]
+
     def _https_location(self, name: str, path: str, query: bytes) -> bytes:
         """The redirect target: the proxy's own name (never the raw Host, ATK-8)."""
         shown = f"[{name}]" if ":" in name else name
