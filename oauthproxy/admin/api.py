@@ -49,6 +49,7 @@ from oauthproxy.admin.oauth_views import OAuthViewResource
 from oauthproxy.admin.openapi import OpenApiResource, openapi_document
 from oauthproxy.admin.proxies import ProxyResource
 from oauthproxy.admin.proxy_oauth import ProxyOAuthResource
+from oauthproxy.admin.proxy_removal import ProxyRemovalResource
 from oauthproxy.admin.proxy_routes import ProxyRouteResource
 from oauthproxy.admin.route_tester import RouteTestResource
 from oauthproxy.admin.routes import RouteResource
@@ -178,6 +179,7 @@ class AdminAPI:
             DocsResource(),
             UIResource(),
             ProxyResource(self.context, self.storage, self.clock),
+            ProxyRemovalResource(self.context, self.storage, self.clock),
             ProxyRouteResource(self.context, self.storage, self.clock),
             ProxyOAuthResource(self.context, self.storage, self.clock, self.oauth_status),
             RouteResource(self.context, self.storage, self.clock),

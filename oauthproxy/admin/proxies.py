@@ -7,7 +7,8 @@ that created them: a non-admin token sees and changes only its own (others' are
 404, as if they did not exist), the admin token sees all.  ``PUT`` and ``PATCH``
 both change only the fields given.  Custom headers are JSON objects name → value
 here and ordered pairs in the model.  Per-proxy route filtering has its own
-endpoints in :mod:`oauthproxy.admin.proxy_routes`.  Creating a proxy unscopes other
+endpoints in :mod:`oauthproxy.admin.proxy_routes`; deleting is in
+:mod:`oauthproxy.admin.proxy_removal` (with what goes along).  Creating a proxy unscopes other
 (non-admin) tokens' routes left scoped to its hostname by an earlier owner.
 """
 
@@ -354,21 +355,6 @@ class ProxyResource:
             await check_certificate(self.storage, call.principal, updated)
         await self.storage.proxies.update(updated)
         return proxy_json(updated)
-
-    @endpoint(
-        app,
-        "DELETE",
-        "/proxy/targets/{hostname}",
-        summary="Delete a proxy",
-        tags=TAGS,
-        params=HOSTNAME_PARAM,
-        returns={204: None},
-    )
-    async def delete(self, call: Call) -> object:
-        """Remove the proxy; its host answers 404 on the next request."""
-        proxy = await visible_proxy(self.storage, call.principal, call.params["hostname"])
-        await self.storage.proxies.delete(proxy.hostname)
-        return Reply(204)
 
 
 def _owner(proxy: Proxy) -> str:

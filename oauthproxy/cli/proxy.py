@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import argparse
 from typing import Any
+from urllib.parse import urlencode
 
 from oauthproxy.cli.context import CliError, Context, command, group
 from oauthproxy.cli.paging import (
@@ -105,9 +106,45 @@ async def update(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def delete(ctx: Context, args: argparse.Namespace) -> int:
-    """``proxy delete HOSTNAME``."""
-    await ctx.api.delete(PATH + segment(args.hostname))
-    return show_deleted(ctx, "proxy", args.hostname.lower())
+    """``proxy delete HOSTNAME [--delete-routes] [--delete-certificates]``."""
+    path = PATH + segment(args.hostname)
+    flags = given({"delete_routes": args.delete_routes, "delete_certificates": args.delete_certs})
+    found = await ctx.api.get(path + "/dependents") if flags else None
+    await ctx.api.delete(path + ("?" + urlencode({k: "true" for k in flags}) if flags else ""))
+    if found is None or ctx.json:
+        return show_deleted(ctx, "proxy", args.hostname.lower())
+    ctx.out.write(f"deleted proxy {found['hostname']}\n")
+    for route in found["routes"] if args.delete_routes else ():
+        verb = "deleted route" if route["action"] == "delete" else "unscoped route"
+        ctx.out.write(f"{verb} {route['route_id']}\n")
+    for cert in found["certificates"] if args.delete_certs else ():
+        if cert["action"] == "delete":
+            ctx.out.write(f"deleted certificate {cert['cert_name']}\n")
+        else:
+            ctx.out.write(f"kept certificate {cert['cert_name']}: {cert['reason']}\n")
+    return 0
+
+
+async def dependents(ctx: Context, args: argparse.Namespace) -> int:
+    """``proxy dependents HOSTNAME``: what ``delete`` with its options would take along."""
+    found = await ctx.api.get(PATH + segment(args.hostname) + "/dependents")
+    if ctx.json:
+        ctx.show(found)
+        return 0
+    rows = [
+        {"kind": "route", "name": r["route_id"], "on_delete": r["action"]} for r in found["routes"]
+    ]
+    rows += [
+        {
+            "kind": "certificate",
+            "name": c["cert_name"],
+            "on_delete": c["action"],
+            "why": c["reason"],
+        }
+        for c in found["certificates"]
+    ]
+    ctx.show(rows, ("kind", "name", "on_delete", "why"))
+    return 0
 
 
 async def routes(ctx: Context, args: argparse.Namespace) -> int:
@@ -209,8 +246,24 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--target-url", metavar="URL", help="new upstream URL")
     _settings_options(parser)
 
-    parser = command(sub, "delete", delete, "delete a proxy")
-    parser.add_argument("hostname", metavar="HOSTNAME")
+    parser = command(sub, "delete", delete, "delete a proxy (see 'proxy dependents')")
+    parser.add_argument("hostname", metavar="HOSTNAME", help="the proxy's hostname")
+    parser.add_argument(
+        "--delete-routes",
+        action="store_true",
+        default=None,
+        help="also delete the routes scoped to this proxy alone",
+    )
+    parser.add_argument(
+        "--delete-certificates",
+        dest="delete_certs",
+        action="store_true",
+        default=None,
+        help="also delete the certificates that serve only this proxy",
+    )
+
+    parser = command(sub, "dependents", dependents, "show what deleting a proxy takes along")
+    parser.add_argument("hostname", metavar="HOSTNAME", help="the proxy's hostname")
 
     parser = command(sub, "routes", routes, "show which routes apply to a proxy")
     parser.add_argument("hostname", metavar="HOSTNAME")

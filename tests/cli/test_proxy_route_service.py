@@ -110,6 +110,7 @@ class UsageTests(TestCase):
         ctl = Ctl(self)
         commands: Sequence[Sequence[str]] = (
             ["proxy"], ["proxy", "create"], ["proxy", "update"], ["proxy", "routes"],
+            ["proxy", "delete"], ["proxy", "dependents"],
             ["route"], ["route", "create"], ["route", "update"],
             ["service"], ["service", "register"], ["service", "external"],
             ["service", "external", "list"],
@@ -166,6 +167,19 @@ class ProxyCommandTests(TestCase):
             await ctl.ok("proxy", "delete", "app.example.com"), "deleted proxy app.example.com\n"
         )
         line = await ctl.fails("proxy", "show", "app.example.com")
+        self.assertIn("[HTTP 404]", line)
+
+    async def test_delete_with_its_routes_and_certificate(self) -> None:
+        """``proxy dependents`` lists what goes; ``delete --delete-routes`` takes it along."""
+        _, ctl = await running(self)
+        await ctl.ok("proxy", "create", "gone.example.com", "http://127.0.0.1:8080", "--no-https")
+        await ctl.ok("route", "create", "/api/", "port", "9001", "--id", "lone",
+                     "--proxy", "gone.example.com")  # fmt: skip
+        shown = (await ctl.ok("proxy", "dependents", "gone.example.com")).splitlines()
+        self.assertEqual(shown[1].split(), ["route", "lone", "delete", "-"])
+        out = await ctl.ok("proxy", "delete", "gone.example.com", "--delete-routes")
+        self.assertEqual(out, "deleted proxy gone.example.com\ndeleted route lone\n")
+        line = await ctl.fails("route", "show", "lone")
         self.assertIn("[HTTP 404]", line)
 
     async def test_upstream_ca_from_a_file(self) -> None:
