@@ -42,6 +42,7 @@ from oauthproxy.admin.endpoint import ApiContext, endpoints_of
 from oauthproxy.admin.errors import MalformedRequest, MethodNotAllowed, render_error
 from oauthproxy.admin.health import HealthResource, HealthSource
 from oauthproxy.admin.inputs import DEFAULT_MAX_BODY, bounded_request
+from oauthproxy.admin.log_charts import LogChartResource
 from oauthproxy.admin.logs import LogResource
 from oauthproxy.admin.oauth_admin import OAuthAdminResource
 from oauthproxy.admin.oauth_registration import InitialTokenResource
@@ -188,6 +189,7 @@ class AdminAPI:
             *docker,
             CertificateResource(self.context, self.storage, self.clock, self.issuing),
             LogResource(self.context, self.storage.request_log, self.clock),
+            LogChartResource(self.context, self.storage.request_log, self.clock),
         ]
 
     def resource(self, *extra: object) -> IResource:

@@ -125,14 +125,14 @@ def _time(description: str) -> Schema:
     return {"type": "number", "minimum": 0, "maximum": MAX_TIME, "description": description}
 
 
-_WINDOW: dict[str, Schema] = {
+WINDOW: dict[str, Schema] = {
     "hours": _HOURS,
     "since": _time("start of the window, POSIX seconds"),
     "until": _time("end of the window, POSIX seconds (default now)"),
     "limit": integer(minimum=1, maximum=MAX_LIMIT, default=DEFAULT_LIMIT),
 }
 _SEARCH: dict[str, Schema] = {
-    **_WINDOW,
+    **WINDOW,
     "host": string(max_length=253),
     "ip": string(max_length=64),
     "user": string(max_length=256),
@@ -214,7 +214,7 @@ class LogResource:
         tags=_TAGS,
         auth="admin",
         params={"ip": IP},
-        query=_WINDOW,
+        query=WINDOW,
         returns={200: RECORDS},
     )
     async def by_ip(self, call: Call) -> object:
@@ -229,7 +229,7 @@ class LogResource:
         tags=_TAGS,
         auth="admin",
         params={"hostname": HOSTNAME},
-        query=_WINDOW,
+        query=WINDOW,
         returns={200: RECORDS},
     )
     async def by_host(self, call: Call) -> object:
@@ -244,7 +244,7 @@ class LogResource:
         tags=_TAGS,
         auth="admin",
         params={"client_id": CLIENT_ID},
-        query=_WINDOW,
+        query=WINDOW,
         returns={200: RECORDS},
     )
     async def by_client(self, call: Call) -> object:
@@ -259,7 +259,7 @@ class LogResource:
         tags=_TAGS,
         auth="admin",
         params={"user": USER},
-        query=_WINDOW,
+        query=WINDOW,
         returns={200: RECORDS},
     )
     async def by_user(self, call: Call) -> object:
@@ -317,7 +317,7 @@ class LogResource:
         summary="Recent errors",
         tags=_TAGS,
         auth="admin",
-        query=_WINDOW,
+        query=WINDOW,
         returns={200: RECORDS},
     )
     async def errors(self, call: Call) -> object:
@@ -331,7 +331,7 @@ class LogResource:
         summary="Request statistics",
         tags=_TAGS,
         auth="admin",
-        query={k: _WINDOW[k] for k in ("hours", "since", "until")},
+        query={k: WINDOW[k] for k in ("hours", "since", "until")},
         returns={200: STATS},
     )
     async def stats(self, call: Call) -> object:
