@@ -138,6 +138,7 @@ _SEARCH: dict[str, Schema] = {
     "user": string(max_length=256),
     "client_id": string(max_length=256),
     "status": integer(minimum=100, maximum=599),
+    "status_class": string(enum=STATUS_CLASSES, description="e.g. 5xx"),
     "method": string(max_length=16, pattern=r"^[A-Za-z]+$", error="an HTTP method such as GET"),
     "path": string(
         max_length=2048,
@@ -303,6 +304,7 @@ class LogResource:
             user=q.get("user"),
             client_id=q.get("client_id"),
             status=q.get("status"),
+            status_class=q.get("status_class"),
             method=q.get("method"),
             path_prefix=q.get("path"),
             errors_only=q["errors"],

@@ -55,6 +55,13 @@ TOKEN_ISSUED = obj(
     required=(*_TOKEN_FIELDS, "token"),
 )
 _NAME = {"name": TOKEN_NAME}
+WHOAMI = obj(
+    {
+        "name": string(max_length=256, description="the token's name (oauth:<user> for OAuth)"),
+        "is_admin": boolean(),
+    },
+    required=("name", "is_admin"),
+)
 
 
 def token_json(token: ApiToken) -> dict[str, object]:
@@ -133,6 +140,19 @@ class TokenResource:
         """Tokens visible to the caller, by name, filtered by ``owner_email``."""
         tokens = visible(call.principal, await self.storage.tokens.list(), _owner)
         return paginate(tokens, call.query, token_json, filters=("owner_email",))
+
+    @endpoint(
+        app,
+        "GET",
+        "/whoami",
+        summary="The calling token's name and whether it is the admin token",
+        tags=("tokens",),
+        returns={200: WHOAMI},
+        operation_id="whoami",
+    )
+    async def whoami(self, call: Call) -> object:
+        """Who the bearer token is (the web console asks at sign-in)."""
+        return {"name": call.principal.name, "is_admin": call.principal.is_admin}
 
     @endpoint(
         app,

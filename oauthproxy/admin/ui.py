@@ -1,20 +1,23 @@
-"""The built-in web UI: ``GET /`` and its assets under ``/ui/static/``, from package data.
+"""The web console: ``GET /`` and its assets under ``/ui/static/``, from package data.
 
-The UI is a single page of plain HTML, JavaScript and CSS in
-``oauthproxy/ui/static/`` (no build step, no CDN).  It talks only to this API
-with the token the operator pastes, kept in ``sessionStorage``; the page and
-its assets are public, like ``/docs``.
+The console is one page of plain HTML and CSS with JavaScript ES modules, one
+per screen, in ``oauthproxy/ui/static/`` (no build step, no CDN); the only
+third-party code is uPlot, vendored with its licence under ``vendor/uplot/``.
+It talks only to this API with the token the operator pastes, kept in
+``sessionStorage``; the page and its assets are public, like ``/docs``.
 
-Only the files named in :data:`ASSETS` are served, read once when the resource
-is built: a request names a key of that table, never a path on disk, so there is
+The files served are read once when the resource is built into a table keyed by
+their path under ``ui/static/`` (Swagger UI's folder excepted: ``/docs`` serves
+that).  A request names a key of that table, never a path on disk, so there is
 no directory listing and no way to traverse out of the folder.  Every answer
 carries a Content-Security-Policy that allows this origin only (no inline
-script, no third-party origin, no framing) and ``nosniff``.
+script or style, no third-party origin, no framing) and ``nosniff``.
 """
 
 from __future__ import annotations
 
 from importlib import resources
+from importlib.resources.abc import Traversable
 from typing import ClassVar
 
 from attrs import define, field
@@ -30,22 +33,54 @@ CSP = "default-src 'self'; base-uri 'none'; form-action 'none'; frame-ancestors 
 #: the page served at ``/``
 PAGE = "index.html"
 
-#: the files under ``/ui/static/``: name -> content type
-ASSETS = {
-    "app.js": "text/javascript; charset=utf-8",
-    "app.css": "text/css; charset=utf-8",
-    "favicon.svg": "image/svg+xml",
+#: content types by file suffix; other files are not served
+CONTENT_TYPES = {
+    ".js": "text/javascript; charset=utf-8",
+    ".css": "text/css; charset=utf-8",
+    ".svg": "image/svg+xml",
+    ".html": "text/html; charset=utf-8",
 }
+#: licence texts of vendored code are served as plain text
+LICENCE_NAMES = ("LICENSE", "LICENCE", "NOTICE")
+#: folders under ui/static/ that are not the console's
+_NOT_SERVED = ("swagger",)
 
 
-def read_files() -> dict[str, bytes]:
-    """The page and the assets as package data: file name -> content."""
+def _walk(folder: Traversable, prefix: str) -> dict[str, Traversable]:
+    """Every file under ``folder`` by its ``/``-separated path (folders in _NOT_SERVED left out)."""
+    found: dict[str, Traversable] = {}
+    for entry in folder.iterdir():
+        name = prefix + entry.name
+        if entry.is_dir():
+            if name not in _NOT_SERVED:
+                found.update(_walk(entry, name + "/"))
+        else:
+            found[name] = entry
+    return found
+
+
+def content_type(name: str) -> str | None:
+    """The content type ``name`` is served with, None if it is not served."""
+    base = name.rsplit("/", 1)[-1]
+    if base in LICENCE_NAMES:
+        return "text/plain; charset=utf-8"
+    dot = base.rfind(".")
+    return CONTENT_TYPES.get(base[dot:]) if dot > 0 else None
+
+
+def read_files() -> dict[str, tuple[bytes, str]]:
+    """The page and the assets as package data: path under ``ui/static/`` -> (content, type)."""
     folder = resources.files("oauthproxy").joinpath("ui", "static")
-    return {name: folder.joinpath(name).read_bytes() for name in (PAGE, *ASSETS)}
+    files = {}
+    for name, entry in _walk(folder, "").items():
+        kind = content_type(name)
+        if kind is not None:
+            files[name] = (entry.read_bytes(), kind)
+    return files
 
 
 def _headers(request: Request, content_type: str) -> None:
-    """Security and caching headers of every UI response."""
+    """Security and caching headers of every console response."""
     for name, value in (
         (b"content-type", content_type),
         (b"content-security-policy", CSP),
@@ -61,22 +96,24 @@ def _headers(request: Request, content_type: str) -> None:
 
 @define
 class UIResource:
-    """Serves the web UI page and its assets (not in the OpenAPI document: not JSON)."""
+    """Serves the console page and its assets (not in the OpenAPI document: not JSON)."""
 
     app: ClassVar[Klein] = Klein()
-    files: dict[str, bytes] = field(factory=read_files)
+    files: dict[str, tuple[bytes, str]] = field(factory=read_files)
 
     @app.route("/", methods=["GET", "HEAD"])
     def page(self, request: Request) -> bytes:
-        """The single HTML page of the UI."""
-        _headers(request, "text/html; charset=utf-8")
-        return self.files[PAGE]
-
-    @app.route("/ui/static/<name>", methods=["GET", "HEAD"])
-    def asset(self, request: Request, name: str) -> bytes:
-        """One asset by its name in :data:`ASSETS`, or the API's JSON 404."""
-        kind = ASSETS.get(name)
-        if kind is None:
-            return render_error(request, NotFound("no such file"))
+        """The single HTML page of the console."""
+        content, kind = self.files[PAGE]
         _headers(request, kind)
-        return self.files[name]
+        return content
+
+    @app.route("/ui/static/<path:name>", methods=["GET", "HEAD"])
+    def asset(self, request: Request, name: str) -> bytes:
+        """One asset by its path under ``ui/static/``, or the API's JSON 404."""
+        found = self.files.get(name)
+        if found is None or name == PAGE:
+            return render_error(request, NotFound("no such file"))
+        content, kind = found
+        _headers(request, kind)
+        return content

@@ -56,6 +56,8 @@ class LogFilter:
     user: str | None = None
     client_id: str | None = None
     status: int | None = None
+    #: ``"2xx"``-style status class
+    status_class: str | None = None
     method: str | None = None
     path_prefix: str | None = None
     errors_only: bool = False
@@ -74,6 +76,8 @@ class LogFilter:
             return "errors", ""
         if self.status is not None:
             return "status", f"{self.status // 100}xx"
+        if self.status_class is not None:
+            return "status", self.status_class
         return "all", ""
 
     def matches(self, record: RequestRecord) -> bool:
@@ -84,6 +88,7 @@ class LogFilter:
             and (self.user is None or record.user == self.user)
             and (self.client_id is None or record.client_id == self.client_id)
             and (self.status is None or record.status == self.status)
+            and (self.status_class is None or record.status_class == self.status_class)
             and (self.method is None or record.method == self.method.upper())
             and (self.path_prefix is None or record.path.startswith(self.path_prefix))
             and (not self.errors_only or record.is_error)

@@ -93,3 +93,8 @@ class ChartTests(SynchronousTestCase):
         """since == until is a 422 naming since."""
         answer = self.h.call("GET", f"/logs/top?since={T0}&until={T0}", token=self.h.admin_token)
         self.h.assert_error(answer, 422, "invalid_input", "since")
+
+    def test_search_by_status_class(self) -> None:
+        """``/logs/search?status_class=5xx`` finds the three 5xx answers."""
+        found = self.get(f"/logs/search?since={T0}&until={T0 + 60}&status_class=5xx")
+        self.assertEqual(sorted(r["status"] for r in found["items"]), [502, 502, 503])

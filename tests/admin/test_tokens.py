@@ -293,3 +293,24 @@ class StoreDownTests(SynchronousTestCase):
         answer = h.call("GET", "/tokens/", token=h.admin_token)
         h.assert_error(answer, 503, "storage_unavailable")
         self.flushLoggedErrors(StorageUnavailable)
+
+
+class WhoAmITests(SynchronousTestCase):
+    """``GET /whoami``: the console learns who signed in."""
+
+    def test_admin_and_other_tokens_are_told_apart(self) -> None:
+        """The admin token is ``is_admin``; another token gets its own name."""
+        h = Harness(self)
+        bob = h.add_token("bob")
+        self.assertEqual(
+            h.call("GET", "/whoami", token=h.admin_token).json(),
+            {"name": "admin", "is_admin": True},
+        )
+        self.assertEqual(
+            h.call("GET", "/whoami", token=bob).json(), {"name": "bob", "is_admin": False}
+        )
+
+    def test_without_token_is_401(self) -> None:
+        """Anonymous callers are nobody."""
+        h = Harness(self)
+        h.assert_error(h.call("GET", "/whoami"), 401, "unauthorized")

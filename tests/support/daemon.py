@@ -188,6 +188,16 @@ class DaemonProcess:
         )
         return response.code, json.loads(await treq.content(response))
 
+    async def delete(self, path: str, token: str | None = None) -> int:
+        """``DELETE`` on the admin API: the status."""
+        headers = {"Authorization": [f"Bearer {token}"]} if token else {}
+        response = await treq.delete(
+            self.api_url + path, headers=headers, pool=self.pool, timeout=10
+        )
+        await treq.content(response)
+        code: int = response.code
+        return code
+
     async def health(self) -> tuple[int, Any]:
         """``GET /health``."""
         return await self.get("/health")
