@@ -156,3 +156,129 @@ class ShellTests(ConsoleTestCase):
         self.assertNotIn("admin@", await page.text("#screen"))
         await page.go("#/logs")
         await page.wait_text("needs the admin token", "#screen")
+
+
+class ProxyScreenTests(ConsoleTestCase):
+    """Proxies: create, edit every kind of setting, delete with what goes along."""
+
+    async def create_proxy(self, hostname: str, target: str, https: bool = False) -> None:
+        """Fill and submit the Add a proxy form."""
+        await self.page.go("#/proxies")
+        await self.page.evaluate("document.querySelector('#screen details').open = true")
+        await self.page.fill("proxy-create-hostname", hostname)
+        await self.page.fill("proxy-create-target_url", target)
+        await self.page.check("proxy-create-enable_https", https)
+        await self.page.submit("proxy-create")
+        await self.page.wait_text("Added proxy " + hostname)
+
+    async def test_create_shows_the_proxy_and_field_errors(self) -> None:
+        """A bad hostname gets the API's words at its field; a good one is listed."""
+        await self.page.go("#/proxies")
+        await self.page.evaluate("document.querySelector('#screen details').open = true")
+        await self.page.fill("proxy-create-hostname", "not a hostname")
+        await self.page.fill("proxy-create-target_url", "http://127.0.0.1:8081")
+        await self.page.submit("proxy-create")
+        await self.page.wait_text("must be a DNS name such as", "#proxy-create-hostname-error")
+        invalid = "document.getElementById('proxy-create-hostname').getAttribute('aria-invalid')"
+        self.assertEqual(await self.page.evaluate(invalid), "true")
+        self.assertEqual(
+            await self.page.evaluate("document.activeElement.id"), "proxy-create-hostname"
+        )
+        await self.page.screenshot(screenshot_path("proxies-field-error.png"), full=True)
+        await self.page.fill("proxy-create-hostname", "new.example.test")
+        await self.page.submit("proxy-create")
+        await self.page.wait_text("new.example.test", "#screen table")
+        status, stored = await self.api("GET", "/proxy/targets/new.example.test")
+        self.assertEqual((status, stored["target_url"]), (200, "http://127.0.0.1:8081"))
+        self.assertNoPageErrors()
+
+    async def test_https_proxy_says_what_the_fallback_certificate_is(self) -> None:
+        """Creating an HTTPS proxy tells about the self-signed fallback and HTTP-only trials."""
+        await self.create_proxy("secure.example.test", "http://127.0.0.1:8081", https=True)
+        notice = await self.page.text("#screen .notice")
+        self.assertIn("self-signed", notice)
+        self.assertIn("turn HTTPS off", notice)
+
+    async def test_edit_every_setting(self) -> None:
+        """The edit page saves target, transport, timeouts, headers, route mode and auth."""
+        await self.create_proxy("edit.example.test", "http://127.0.0.1:8081")
+        await self.page.click_button("Edit proxy edit.example.test")
+        await self.page.wait_text("Proxy edit.example.test", "#screen h2")
+        await self.page.fill("proxy-settings-target_url", "http://127.0.0.1:9099/base")
+        await self.page.check("proxy-settings-preserve_host_header", False)
+        await self.page.fill("proxy-settings-read_timeout", "7.5")
+        await self.page.fill("proxy-settings-custom_request_headers", "X-Team: ops\nX-Env: test")
+        await self.page.fill("proxy-settings-custom_response_headers", "X-Served-By: oauthproxy")
+        await self.page.choose("proxy-settings-route_mode", "selective")
+        await self.page.submit("proxy-settings")
+        await self.page.wait_text("Settings saved.")
+        status, proxy = await self.api("GET", "/proxy/targets/edit.example.test")
+        self.assertEqual(status, 200)
+        self.assertEqual(proxy["target_url"], "http://127.0.0.1:9099/base")
+        self.assertFalse(proxy["preserve_host_header"])
+        self.assertEqual(proxy["read_timeout"], 7.5)
+        self.assertEqual(proxy["custom_request_headers"], {"X-Team": "ops", "X-Env": "test"})
+        self.assertEqual(proxy["custom_response_headers"], {"X-Served-By": "oauthproxy"})
+        self.assertEqual(proxy["route_mode"], "selective")
+        # auth: allowlist and excluded paths
+        await self.page.choose("proxy-auth-auth_type", "bearer")
+        await self.page.fill("proxy-auth-excluded_paths", "/health, /public/*")
+        await self.page.submit("proxy-auth")
+        await self.page.wait_text("Auth saved.")
+        status, auth = await self.api("GET", "/proxy/targets/edit.example.test/auth")
+        self.assertEqual(auth["auth"]["auth_type"], "bearer")
+        self.assertEqual(auth["auth"]["excluded_paths"], ["/health", "/public/*"])
+        # OAuth protected resource metadata
+        await self.page.fill("proxy-resource-scopes_supported", "read, write")
+        await self.page.fill("proxy-resource-resource_name", "Edit API")
+        await self.page.submit("proxy-resource")
+        await self.page.wait_text("Protected resource metadata saved.")
+        status, resource = await self.api("GET", "/proxy/targets/edit.example.test/resource")
+        self.assertEqual(resource["resource"]["scopes_supported"], ["read", "write"])
+        self.assertEqual(resource["resource"]["resource_name"], "Edit API")
+        await self.page.screenshot(screenshot_path("proxy-edit.png"), full=True)
+        self.assertNoPageErrors()
+
+    async def test_bad_header_line_is_refused_at_its_field(self) -> None:
+        """A header line without a colon is named at the headers field, nothing is sent."""
+        await self.create_proxy("hdr.example.test", "http://127.0.0.1:8081")
+        await self.page.go("#/proxies/hdr.example.test")
+        await self.page.fill("proxy-settings-custom_request_headers", "no colon here")
+        await self.page.submit("proxy-settings")
+        await self.page.wait_text("has no colon", "#proxy-settings-custom_request_headers-error")
+
+    async def test_delete_says_what_goes_and_takes_it_along(self) -> None:
+        """The confirmation lists the lone route; confirming deletes proxy and route."""
+        await self.create_proxy("gone.example.test", "http://127.0.0.1:8081")
+        status, _ = await self.api(
+            "POST",
+            "/routes/",
+            {
+                "route_id": "lone",
+                "path_pattern": "/api/",
+                "target_type": "port",
+                "target_value": "9001",
+                "scope": "proxy",
+                "proxy_hostnames": ["gone.example.test"],
+            },
+        )
+        self.assertEqual(status, 201)
+        await self.page.click_button("Delete proxy gone.example.test")
+        await self.page.wait_for("document.querySelector('dialog[open]') !== null")
+        dialog = await self.page.text("dialog[open]")
+        self.assertIn("route lone (scoped to this proxy only) is deleted", dialog)
+        await self.page.screenshot(screenshot_path("proxy-delete-confirm.png"))
+        await self.page.click_button("Delete gone.example.test", "dialog[open]")
+        await self.page.wait_text("Deleted proxy gone.example.test")
+        self.assertEqual((await self.api("GET", "/proxy/targets/gone.example.test"))[0], 404)
+        self.assertEqual((await self.api("GET", "/routes/lone"))[0], 404)
+
+    async def test_escape_cancels_the_delete(self) -> None:
+        """The dialog is keyboard-usable: Escape cancels and nothing is deleted."""
+        await self.create_proxy("kept.example.test", "http://127.0.0.1:8081")
+        await self.page.click_button("Delete proxy kept.example.test")
+        await self.page.wait_for("document.querySelector('dialog[open]') !== null")
+        self.assertEqual(await self.page.evaluate("document.activeElement.innerText"), "Cancel")
+        await self.page.press("Escape")
+        await self.page.wait_for("document.querySelector('dialog') === null")
+        self.assertEqual((await self.api("GET", "/proxy/targets/kept.example.test"))[0], 200)

@@ -154,8 +154,11 @@ class Page:
 
     async def press(self, key: str) -> None:
         """Press and release a named key (``ArrowRight``, ``End``) on the focused element."""
-        for kind in ("keyDown", "keyUp"):
-            params = {"type": kind, "key": key, "code": key}
+        codes = {"Escape": 27, "Enter": 13, "Tab": 9, "ArrowRight": 39, "ArrowLeft": 37, "End": 35}
+        for kind in ("rawKeyDown", "keyUp"):
+            params: dict[str, Any] = {"type": kind, "key": key, "code": key}
+            if key in codes:
+                params["windowsVirtualKeyCode"] = codes[key]
             await self.devtools.send("Input.dispatchKeyEvent", params, self.session)
 
     async def dom(self) -> str:
