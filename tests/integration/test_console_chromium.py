@@ -282,3 +282,240 @@ class ProxyScreenTests(ConsoleTestCase):
         await self.page.press("Escape")
         await self.page.wait_for("document.querySelector('dialog') === null")
         self.assertEqual((await self.api("GET", "/proxy/targets/kept.example.test"))[0], 200)
+
+
+class RouteScreenTests(ConsoleTestCase):
+    """Routes: the tester, create, edit (with route auth), delete."""
+
+    async def test_which_route_wins_and_route_lifecycle(self) -> None:
+        """Create a route in the form, see it win in the tester, edit it, delete it."""
+        status, _ = await self.api(
+            "POST",
+            "/proxy/targets/",
+            {
+                "hostname": "app.example.test",
+                "target_url": "http://127.0.0.1:8080",
+                "enable_https": False,
+            },
+        )
+        self.assertEqual(status, 201)
+        await self.page.go("#/routes")
+        await self.page.evaluate("document.querySelector('#screen details').open = true")
+        await self.page.fill("route-create-path_pattern", "/api/")
+        await self.page.choose("route-create-target_type", "port")
+        await self.page.fill("route-create-target_value", "9001")
+        await self.page.fill("route-create-priority", "80")
+        await self.page.fill("route-create-methods", "GET, POST")
+        await self.page.submit("route-create")
+        await self.page.wait_text("Added route")
+        route_id = (await self.page.text("#screen .notice")).split("Added route ")[1].rstrip(".")
+        await settle(0.5)  # the tester reads this daemon's snapshot: let the event arrive
+        await self.page.fill("route-test-host", "app.example.test")
+        await self.page.fill("route-test-path", "/api/items?x=1")
+        await self.page.choose("route-test-scheme", "http")
+        await self.page.submit("route-test")
+        await self.page.wait_text("Forwarded by route " + route_id, "#route-test-result")
+        result = await self.page.text("#route-test-result")
+        self.assertIn("http://127.0.0.1:9001/api/items?x=1", result)
+        await self.page.screenshot(screenshot_path("routes-tester.png"), full=True)
+        # a method the route does not take falls through to the proxy's target
+        await self.page.choose("route-test-method", "DELETE")
+        await self.page.submit("route-test")
+        await self.page.wait_text("Forwarded to the proxy's own target", "#route-test-result")
+        # edit: priority and the route's own auth
+        await self.page.click_button("Edit route " + route_id)
+        await self.page.wait_text("Route " + route_id, "#screen h2")
+        await self.page.fill("route-edit-priority", "90")
+        await self.page.submit("route-edit")
+        await self.page.wait_text("Route saved.")
+        await self.page.choose("route-auth-auth_type", "admin")
+        await self.page.check("route-auth-override_proxy_auth", True)
+        await self.page.submit("route-auth")
+        await self.page.wait_text("Route auth saved.")
+        status, route = await self.api("GET", f"/routes/{route_id}")
+        self.assertEqual((route["priority"], route["auth"]["auth_type"]), (90, "admin"))
+        await self.page.click_button("Delete route " + route_id)
+        await self.page.click_button("Delete " + route_id, "dialog[open]")
+        await self.page.wait_for("location.hash === '#/routes'")
+        self.assertEqual((await self.api("GET", f"/routes/{route_id}"))[0], 404)
+        self.assertNoPageErrors()
+
+
+class CertificateScreenTests(ConsoleTestCase):
+    """Certificates: create (several names), follow the order, renew, convert, attach."""
+
+    async def test_order_progress_last_error_and_actions(self) -> None:
+        """An order the CA cannot serve shows its failure and advice; renew, convert, attach."""
+        status, _ = await self.api(
+            "POST",
+            "/proxy/targets/",
+            {
+                "hostname": "a.example.test",
+                "target_url": "http://127.0.0.1:8080",
+                "enable_https": False,
+            },
+        )
+        await self.page.go("#/certificates")
+        await self.page.evaluate("document.querySelector('#screen details').open = true")
+        await self.page.fill("cert-create-cert_name", "shared")
+        await self.page.fill("cert-create-domains", "a.example.test, b.example.test")
+        await self.page.check("cert-create-staging", True)
+        await self.page.submit("cert-create")
+        await self.page.wait_text("Ordering shared for a.example.test, b.example.test")
+        # the test daemon's ACME directory is a closed port: the order fails, with its reason
+        await self.page.wait_text("failed", "#screen table", seconds=60)
+        row = await self.page.text('#screen tr[data-key="shared"]')
+        self.assertIn("a.example.test, b.example.test", row)
+        self.assertIn("staging", row)
+        await self.page.screenshot(screenshot_path("certificates.png"), full=True)
+        await self.page.go("#/certificates/shared")
+        await self.page.wait_text("Last error:", "#cert-progress")
+        self.assertIn("port 80", await self.page.text("#cert-progress"))
+        await self.page.click_button("Attach certificate to a.example.test")
+        await self.page.wait_text("Attached to a.example.test.")
+        status, proxy = await self.api("GET", "/proxy/targets/a.example.test")
+        self.assertEqual(proxy["cert_name"], "shared")
+        await self.page.screenshot(screenshot_path("certificate-detail.png"), full=True)
+        await self.page.click_button("To production certificate shared")
+        await self.page.click_button("Convert to production", "dialog[open]")
+        await self.page.wait_text("shared is being ordered from production.")
+        _status, cert = await self.api("GET", "/certificates/shared")
+        self.assertFalse(cert["staging"])
+        await self.page.click_button("Renew certificate shared")
+        await self.page.wait_text("Renewal of shared started.")
+        self.assertNoPageErrors()
+
+
+class ServiceTokenAuthScreenTests(ConsoleTestCase):
+    """External services, tokens and auth rules."""
+
+    async def test_external_service_create_edit_delete(self) -> None:
+        """A service is added, its URL changed and deleted from the console."""
+        await self.page.go("#/services")
+        await self.page.evaluate("document.querySelector('#screen details').open = true")
+        await self.page.fill("service-create-name", "backend")
+        await self.page.fill("service-create-target_url", "http://127.0.0.1:8085")
+        await self.page.submit("service-create")
+        await self.page.wait_text("Added service backend")
+        await self.page.click_button("Edit service backend")
+        await self.page.fill("service-edit-target_url", "http://127.0.0.1:8086")
+        await self.page.submit("service-edit")
+        await self.page.wait_text("Saved service backend.")
+        _status, service = await self.api("GET", "/services/external/backend")
+        self.assertEqual(service["target_url"], "http://127.0.0.1:8086")
+        await self.page.screenshot(screenshot_path("services.png"), full=True)
+        await self.page.click_button("Delete service backend")
+        await self.page.click_button("Delete backend", "dialog[open]")
+        await self.page.wait_text("Deleted service backend.")
+        self.assertEqual((await self.api("GET", "/services/external/backend"))[0], 404)
+
+    async def test_token_shown_once_rotated_and_deleted(self) -> None:
+        """A new token's value is shown once and works; rotation replaces it; delete revokes."""
+        await self.page.go("#/tokens")
+        await self.page.evaluate("document.querySelector('#screen details').open = true")
+        await self.page.fill("token-create-name", "ci")
+        await self.page.fill("token-create-owner_email", "ci@example.test")
+        await self.page.submit("token-create")
+        await self.page.wait_for("document.querySelector('dialog[open] input.secret') !== null")
+        value = await self.page.evaluate(
+            "document.querySelector('dialog[open] input.secret').value"
+        )
+        self.assertTrue(value.startswith("acm_"))
+        await self.page.screenshot(screenshot_path("token-secret.png"))
+        await self.page.click_button("I have stored it", "dialog[open]")
+        await self.page.wait_text("Created token ci.")
+        self.assertNotIn(value, await self.page.dom())
+        for _ in range(50):
+            status, me = await self.daemon.get("/whoami", value)
+            if status == 200:
+                break
+            await settle(0.1)
+        self.assertEqual(me, {"name": "ci", "is_admin": False})
+        await self.page.click_button("Rotate token ci")
+        await self.page.click_button("Rotate ci", "dialog[open]")
+        await self.page.wait_for("document.querySelector('dialog[open] input.secret') !== null")
+        rotated = await self.page.evaluate(
+            "document.querySelector('dialog[open] input.secret').value"
+        )
+        self.assertNotEqual(rotated, value)
+        await self.page.click_button("I have stored it", "dialog[open]")
+        await self.page.click_button("Delete token ci")
+        await self.page.click_button("Delete ci", "dialog[open]")
+        await self.page.wait_text("Deleted token ci.")
+        self.assertEqual((await self.api("GET", "/tokens/ci"))[0], 404)
+
+    async def test_auth_rule_and_the_auth_test_tool(self) -> None:
+        """A rule opening /health is created, decides the test, is edited and deleted."""
+        await self.page.go("#/auth")
+        await self.page.evaluate("document.querySelector('#screen details').open = true")
+        await self.page.fill("rule-create-config_id", "public-health")
+        await self.page.fill("rule-create-path_pattern", "/health")
+        await self.page.choose("rule-create-auth_type", "none")
+        await self.page.fill("rule-create-methods", "GET")
+        await self.page.submit("rule-create")
+        await self.page.wait_text("Added rule public-health.")
+        await self.page.fill("auth-test-path", "/health")
+        await self.page.submit("auth-test")
+        await self.page.wait_text("anyone (public)", "#auth-test-result")
+        self.assertIn("rule public-health", await self.page.text("#auth-test-result"))
+        await self.page.fill("auth-test-path", "/tokens/ci")
+        await self.page.choose("auth-test-method", "DELETE")
+        await self.page.submit("auth-test")
+        await self.page.wait_text("any API token", "#auth-test-result")
+        await self.page.screenshot(screenshot_path("auth-rules.png"), full=True)
+        await self.page.click_button("Edit rule public-health")
+        await self.page.fill("rule-edit-priority", "90")
+        await self.page.submit("rule-edit")
+        await self.page.wait_text("Saved rule public-health.")
+        _status, rule = await self.api("GET", "/auth/endpoints/public-health")
+        self.assertEqual(rule["priority"], 90)
+        await self.page.click_button("Delete rule public-health")
+        await self.page.click_button("Delete public-health", "dialog[open]")
+        await self.page.wait_text("Deleted rule public-health.")
+        self.assertNoPageErrors()
+
+
+class OAuthAndHealthScreenTests(ConsoleTestCase):
+    """OAuth clients and revocation; health and its advice."""
+
+    async def test_client_registered_secret_shown_once_then_deleted(self) -> None:
+        """A confidential client's secret is shown once; the client is listed and deleted."""
+        await self.page.go("#/oauth")
+        await self.page.evaluate("document.querySelector('#screen details').open = true")
+        await self.page.fill("client-create-client_name", "Reports")
+        await self.page.fill("client-create-redirect_uris", "https://reports.example.test/cb")
+        await self.page.choose("client-create-token_endpoint_auth_method", "client_secret_basic")
+        await self.page.submit("client-create")
+        await self.page.wait_for("document.querySelector('dialog[open] input.secret') !== null")
+        await self.page.click_button("I have stored it", "dialog[open]")
+        await self.page.wait_text("Registered client Reports")
+        await self.page.wait_text("Reports", "#screen table")
+        await self.page.fill("oauth-revoke-username", "alice")
+        await self.page.submit("oauth-revoke")
+        await self.page.click_button("Revoke", "dialog[open]")
+        await self.page.wait_text("Revoked 0 sessions and 0 access tokens.")
+        await self.page.screenshot(screenshot_path("oauth.png"), full=True)
+        await self.page.click_button("Delete client Reports")
+        await self.page.click_button("Revoke", "dialog[open]")
+        await self.page.wait_text("Revoked.")
+        _status, clients = await self.api("GET", "/oauth/clients")
+        self.assertEqual(clients["items"], [])
+        self.assertNoPageErrors()
+
+    async def test_health_shows_state_and_advice(self) -> None:
+        """Redis connected, listeners listed; a failed certificate brings advice."""
+        status, _ = await self.api(
+            "POST", "/certificates/", {"cert_name": "bad", "domain": "bad.example.test"}
+        )
+        self.assertEqual(status, 201)
+        for _ in range(100):
+            if (await self.api("GET", "/certificates/bad"))[1]["status"] == "failed":
+                break
+            await settle(0.2)
+        await self.page.go("#/health")
+        await self.page.wait_text("connected", "#screen")
+        text = await self.page.text("#screen")
+        self.assertIn("api", text)
+        self.assertIn("Failed orders: bad", text)
+        self.assertIn("port 80 must reach its HTTP listener", text)
+        await self.page.screenshot(screenshot_path("health.png"), full=True)
