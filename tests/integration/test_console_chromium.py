@@ -13,12 +13,14 @@ from __future__ import annotations
 import os
 from typing import Any
 
+import treq
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
+from tests.support.backends import start_backend
 from tests.support.chromium import Page, sign_in
-from tests.support.daemon import DaemonProcess, start_daemon
+from tests.support.daemon import DaemonProcess, free_port, start_daemon
 
 _REACTOR: Any = reactor
 SCREENS = (
@@ -53,11 +55,14 @@ class ConsoleTestCase(TestCase):
     daemon: DaemonProcess
     token: str
     page: Page
-    daemon_args: tuple[str, ...] = ()
+
+    def arguments(self) -> list[str]:
+        """Extra ``twistd oauthproxy`` arguments (none: the admin API only)."""
+        return []
 
     async def setUp(self) -> None:
         """Start the daemon; sign in."""
-        self.daemon = await start_daemon(self, args=self.daemon_args)
+        self.daemon = await start_daemon(self, args=self.arguments())
         token = self.daemon.admin_token
         assert token is not None
         self.token = token
@@ -346,7 +351,7 @@ class CertificateScreenTests(ConsoleTestCase):
 
     async def test_order_progress_last_error_and_actions(self) -> None:
         """An order the CA cannot serve shows its failure and advice; renew, convert, attach."""
-        status, _ = await self.api(
+        created, _ = await self.api(
             "POST",
             "/proxy/targets/",
             {
@@ -355,6 +360,7 @@ class CertificateScreenTests(ConsoleTestCase):
                 "enable_https": False,
             },
         )
+        self.assertEqual(created, 201)
         await self.page.go("#/certificates")
         await self.page.evaluate("document.querySelector('#screen details').open = true")
         await self.page.fill("cert-create-cert_name", "shared")
@@ -373,7 +379,7 @@ class CertificateScreenTests(ConsoleTestCase):
         self.assertIn("port 80", await self.page.text("#cert-progress"))
         await self.page.click_button("Attach certificate to a.example.test")
         await self.page.wait_text("Attached to a.example.test.")
-        status, proxy = await self.api("GET", "/proxy/targets/a.example.test")
+        _, proxy = await self.api("GET", "/proxy/targets/a.example.test")
         self.assertEqual(proxy["cert_name"], "shared")
         await self.page.screenshot(screenshot_path("certificate-detail.png"), full=True)
         await self.page.click_button("To production certificate shared")
@@ -519,3 +525,76 @@ class OAuthAndHealthScreenTests(ConsoleTestCase):
         self.assertIn("Failed orders: bad", text)
         self.assertIn("port 80 must reach its HTTP listener", text)
         await self.page.screenshot(screenshot_path("health.png"), full=True)
+
+
+class RequestLogScreenTests(ConsoleTestCase):
+    """The request log: filters, a record's detail, follow, charts, over real traffic."""
+
+    def arguments(self) -> list[str]:
+        """An HTTP listener on a free loopback port."""
+        self.http_port = free_port()
+        return ["--http", f"tcp:{self.http_port}:interface=127.0.0.1"]
+
+    async def traffic(self, host: str, paths: list[str]) -> None:
+        """Send GETs for ``paths`` through the gateway to ``host``."""
+        for path in paths:
+            response = await treq.get(
+                f"http://127.0.0.1:{self.http_port}{path}",
+                headers={"Host": [host]},
+                pool=self.daemon.pool,
+                timeout=10,
+            )
+            await treq.content(response)
+
+    async def test_filter_detail_follow_and_charts(self) -> None:
+        """Known traffic is found by status class and host, followed live and charted."""
+        backend = await start_backend(self, _REACTOR)
+        for host in ("one.example.test", "two.example.test"):
+            status, _ = await self.api(
+                "POST",
+                "/proxy/targets/",
+                {"hostname": host, "target_url": backend.url, "enable_https": False},
+            )
+            self.assertEqual(status, 201)
+        await settle(0.5)
+        await self.traffic("one.example.test", ["/a", "/b", "/status/503"])
+        await self.traffic("two.example.test", ["/c", "/status/404"])
+        await settle(1.5)  # the request log is written once a second
+        await self.page.go("#/logs")
+        await self.page.wait_text("5 requests shown", "#log-count")
+        await self.page.choose("log-filter-status_class", "5xx")
+        await self.page.submit("log-filter")
+        await self.page.wait_text("1 requests shown", "#log-count")
+        self.assertIn("/status/503", await self.page.text("#screen table"))
+        await self.page.choose("log-filter-status_class", "")
+        await self.page.fill("log-filter-host", "two.example.test")
+        await self.page.submit("log-filter")
+        await self.page.wait_text("2 requests shown", "#log-count")
+        rows = await self.page.text("#screen table tbody")
+        self.assertIn("/c", rows)
+        self.assertNotIn("one.example.test", rows)
+        # a record's detail
+        await self.page.evaluate("document.querySelector('#screen table tbody button').click()")
+        await self.page.wait_text("Correlation id", "#log-detail")
+        self.assertIn("two.example.test", await self.page.text("#log-detail"))
+        # follow: new matching requests appear without searching again
+        await self.page.click("#log-follow")
+        await self.page.wait_text("following", "#log-count")
+        await settle(1.2)
+        await self.traffic("two.example.test", ["/followed"])
+        await self.traffic("one.example.test", ["/not-this-host"])
+        await self.page.wait_text("/followed", "#screen table", seconds=20)
+        self.assertNotIn("/not-this-host", await self.page.text("#screen table"))
+        await self.page.click("#log-follow")
+        # charts: the hour's traffic by status class and the top lists
+        await self.page.click_button("Refresh charts")
+        await self.page.wait_text("one.example.test", "#log-charts")
+        charts = await self.page.text("#log-charts")
+        self.assertIn("Requests per second by status class", charts)
+        self.assertIn("Top client IPs", charts)
+        self.assertIn("HTTP 503", charts)
+        self.assertEqual(
+            await self.page.evaluate("document.querySelectorAll('#log-charts canvas').length"), 2
+        )
+        await self.page.screenshot(screenshot_path("request-log.png"), full=True)
+        self.assertNoPageErrors()
