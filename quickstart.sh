@@ -15,7 +15,7 @@ cd "$(dirname "$(readlink -f "$0")")"
 # --- the Debian packages, in one place -------------------------------------------------
 RUN_PACKAGES=(python3 python3-venv ca-certificates redis-server)
 TEST_PACKAGES=(
-    redis-server pebble haproxy nginx wrk nghttp2-client curl openssl
+    redis-server pebble haproxy nginx wrk nghttp2-client curl openssl prometheus
     chromium chromium-driver docker.io busybox-static
 )
 VENV=.venv

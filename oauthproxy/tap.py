@@ -56,6 +56,7 @@ from oauthproxy.gateway.sni import CertificateMap
 from oauthproxy.gateway.table import LiveTable
 from oauthproxy.gateway.tls import CertificateMapService
 from oauthproxy.logs import bridge_stdlib_logging, make_observer
+from oauthproxy.metrics.registry import Metrics
 from oauthproxy.oauth.proxies import resource_of
 from oauthproxy.requestlog.writer import RequestLogWriter
 from oauthproxy.storage.embedded import EmbeddedRedis
@@ -130,6 +131,7 @@ def build_gateway(
     storage: Any,
     snapshots: Any,
     access_log: Callable[[Any], None] | None = None,
+    on_tls_connection: Callable[[Any], None] | None = None,
 ) -> Gateway:
     """The gateway over ``snapshots`` with one :class:`Listener` per enabled listener.
 
@@ -143,7 +145,7 @@ def build_gateway(
     forwarder = Forwarder(reactor)
     acme = ChallengeResource(storage.challenges)
     site = GatewaySite(GatewayResource(table, forwarder, acme), config, reactor, access_log)
-    certificates = CertificateMap()
+    certificates = CertificateMap(on_connection=on_tls_connection)
     service = None
     if config.https_endpoint or config.proxy_https_endpoint:
         store = storage.certificates
@@ -249,6 +251,7 @@ def admin_listener(
     oauth: OAuthWiring | None = None,
     daemon: Daemon | None = None,
     docker: DockerWiring | None = None,
+    metrics: Metrics | None = None,
 ) -> list[Listener]:
     """The admin API (Klein) on ``config.api_endpoint``, with the OAuth server once built."""
     verifier = NoAccessTokens() if oauth is None else oauth.access_tokens or NoAccessTokens()
@@ -264,6 +267,7 @@ def admin_listener(
         docker=docker,
         oauth_status=None if oauth is None else oauth.status,
         resource_of=resource_of if oauth is None else oauth.guard.resource_of,
+        metrics=metrics,
     )
     site = api.site() if config.api_endpoint is not None else None
     if oauth is not None and daemon is not None:
@@ -283,16 +287,33 @@ def compose(daemon: Daemon) -> list[Listener]:
     """
     config, reactor, storage, mirror = daemon.config, daemon.reactor, daemon.storage, daemon.mirror
     assert storage is not None and mirror is not None, "compose runs after storage and mirror"
-    access_log = record = None
+    metrics = Metrics(mirror, reactor)
+    hooks: list[Callable[[Any], None]] = [metrics.traffic.access_log]
+    writer = access_log = record = None
     if config.request_log:
         writer = RequestLogWriter(storage.request_log, reactor)
         writer.setServiceParent(daemon.services)  # type: ignore[no-untyped-call]
         access_log, record = writer.access_log, writer.record
-    gateway = build_gateway(config, reactor, storage, mirror, access_log=access_log)
+        hooks.append(access_log)
+    gateway = build_gateway(
+        config,
+        reactor,
+        storage,
+        mirror,
+        access_log=fan_out(hooks),
+        on_tls_connection=metrics.tls.watch,
+    )
+    daemon.cleanups.append(mirror.subscribe(metrics.event_lag))
+    metrics.watch_state(
+        listeners=lambda: [(listener.name, w.protocols) for listener, _, w in daemon.ports],
+        redis_up=lambda: daemon.watch is not None and daemon.watch.up,
+        request_log=writer.stats if writer is not None else None,
+    )
     for service in gateway.services():
         service.setServiceParent(daemon.services)  # type: ignore[no-untyped-call]
     daemon.cleanups.append(gateway.close)
     issuing = make_issuing_service(reactor, reactor, storage, config)
+    issuing.on_attempt = metrics.acme
     issuing.setServiceParent(daemon.services)  # type: ignore[no-untyped-call]
     autocert = AutoCertService(mirror, issuing, reactor, email=config.admin_email or None)
     autocert.setServiceParent(daemon.services)  # type: ignore[no-untyped-call]
@@ -304,9 +325,28 @@ def compose(daemon: Daemon) -> list[Listener]:
     containers.start(daemon.services)
     daemon.cleanups.append(containers.close)
     listeners = admin_listener(
-        config, reactor, storage, mirror, daemon.health, issuing, oauth, daemon, containers.wiring
+        config,
+        reactor,
+        storage,
+        mirror,
+        daemon.health,
+        issuing,
+        oauth,
+        daemon,
+        containers.wiring,
+        metrics,
     )
     return listeners + gateway.listeners
+
+
+def fan_out(hooks: list[Callable[[Any], None]]) -> Callable[[Any], None]:
+    """One access-log hook calling each of ``hooks`` in turn (metrics, request log)."""
+
+    def hook(request: Any) -> None:
+        for each in hooks:
+            each(request)
+
+    return hook
 
 
 @define(eq=False, slots=False)

@@ -87,6 +87,8 @@ class IssuingService(Service):
     lock_ttl: float = 60.0
     #: seconds an order may take from answering the challenges to the chain
     order_timeout: float = 90.0
+    #: told each attempt's outcome: the record, a Failure, or None (nothing ordered)
+    on_attempt: Callable[[Certificate | Failure | None], None] = lambda result: None
 
     _log = Logger()
     _orderer: CertificateOrderer = field(init=False)
@@ -352,6 +354,7 @@ class IssuingService(Service):
 
     def _finished(self, result: Certificate | Failure | None, cert_name: str) -> None:
         """Hand the outcome to the waiters and look again at the schedule."""
+        self.on_attempt(result)
         done = self._tasks.pop(cert_name)
         waiters = self._waiters.pop(cert_name, [])
         if isinstance(result, Failure):

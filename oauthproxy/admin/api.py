@@ -22,6 +22,7 @@ from attrs import define, field
 from klein import Klein
 from klein.resource import KleinResource
 from twisted.internet.interfaces import IReactorTime
+from twisted.web import http
 from twisted.web.resource import IResource
 from twisted.web.server import Request, Site
 from werkzeug.exceptions import MethodNotAllowed as WerkzeugMethodNotAllowed
@@ -44,6 +45,7 @@ from oauthproxy.admin.health import HealthResource, HealthSource
 from oauthproxy.admin.inputs import DEFAULT_MAX_BODY, bounded_request
 from oauthproxy.admin.log_charts import LogChartResource
 from oauthproxy.admin.logs import LogResource
+from oauthproxy.admin.metrics import MetricsResource
 from oauthproxy.admin.oauth_admin import OAuthAdminResource
 from oauthproxy.admin.oauth_registration import InitialTokenResource
 from oauthproxy.admin.oauth_views import OAuthViewResource
@@ -60,6 +62,7 @@ from oauthproxy.admin.tokens import TokenResource
 from oauthproxy.admin.ui import UIResource
 from oauthproxy.errors import NotFound
 from oauthproxy.interfaces import IAccessTokenVerifier, ISnapshotSource, IStorage
+from oauthproxy.metrics.registry import Metrics
 from oauthproxy.model import Proxy
 from oauthproxy.oauth.proxies import resource_of
 from oauthproxy.oauth.status import OAuthStatus
@@ -139,6 +142,8 @@ class AdminAPI:
     oauth_status: Callable[[], OAuthStatus] | None = None
     #: a proxy's OAuth resource URI (the daemon's public ports applied)
     resource_of: Callable[[Proxy], str] = resource_of
+    #: served at ``/metrics`` and told the OAuth endpoints' answers; None = no /metrics
+    metrics: Metrics | None = None
     context: ApiContext = field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -190,6 +195,11 @@ class AdminAPI:
             CertificateResource(self.context, self.storage, self.clock, self.issuing),
             LogResource(self.context, self.storage.request_log, self.clock),
             LogChartResource(self.context, self.storage.request_log, self.clock),
+            *(
+                [MetricsResource(self.context, self.snapshots, self.metrics)]
+                if self.metrics is not None
+                else []
+            ),
         ]
 
     def resource(self, *extra: object) -> IResource:
@@ -208,4 +218,19 @@ class AdminAPI:
     def site(self, *extra: object) -> Site:
         """A Site serving :meth:`resource` that keeps no request body over ``max_body``."""
         factory = bounded_request(self.max_body)
-        return Site(self.resource(*extra), requestFactory=factory)  # type: ignore[no-untyped-call]
+        site = AdminSite(self.resource(*extra), requestFactory=factory)  # type: ignore[no-untyped-call]
+        if self.metrics is not None:
+            site.access_log = self.metrics.traffic.admin_log
+        return site
+
+
+class AdminSite(Site):
+    """The admin listener's Site: its access log also goes to ``access_log`` (the metrics)."""
+
+    access_log: Callable[[http.Request], None] | None = None
+
+    def log(self, request: http.Request) -> None:
+        """Twisted's access log, then the hook."""
+        super().log(request)
+        if self.access_log is not None:
+            self.access_log(request)

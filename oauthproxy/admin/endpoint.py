@@ -21,8 +21,9 @@ parameters are parsed and validated, the body is checked (``application/json``,
 size limit, closed and bounded schema) and every failure becomes the JSON error of
 :mod:`oauthproxy.admin.errors`.  The handler receives a :class:`Call` with the
 validated data and the :class:`~oauthproxy.admin.access.Principal`, and returns a
-JSON value (sent with the first declared status) or a :class:`Reply` — or, for an
-endpoint declared with ``stream`` (a media type), a :class:`Stream` that writes the
+JSON value (sent with the first declared status) or a :class:`Reply` (whose body
+may be a :class:`RawBody` for the rare endpoint that does not answer JSON) — or, for
+an endpoint declared with ``stream`` (a media type), a :class:`Stream` that writes the
 body piece by piece once the status and headers are out (log follows).
 :mod:`oauthproxy.admin.openapi` reads the same :class:`Endpoint` declarations.
 
@@ -123,6 +124,18 @@ class Stream:
     """
 
     run: Callable[[Request], Awaitable[None]]
+
+
+@frozen
+class RawBody:
+    """A reply body sent whole and as is (not JSON), with its own content type.
+
+    For the rare endpoint whose media type is negotiated per request, e.g. the
+    Prometheus exposition of ``/metrics`` (text or OpenMetrics).
+    """
+
+    content: bytes
+    content_type: str
 
 
 @frozen
@@ -291,13 +304,19 @@ def _wrap(declared: Endpoint, handler: Handler[R]) -> Callable[..., Coroutine[An
             if isinstance(result, Stream) and declared.stream is not None:
                 return await _stream(request, declared.stream, result)
             reply = result if isinstance(result, Reply) else Reply(declared.status, result)
-            if self.api.check_responses:
-                _check_reply(declared, response_checks, reply)
-            payload = (
-                b""
-                if declared.returns.get(reply.status) is None
-                else json_bytes(request, reply.body)
-            )
+            if isinstance(reply.body, RawBody):
+                payload = reply.body.content
+                request.responseHeaders.setRawHeaders(
+                    b"content-type", [reply.body.content_type.encode("ascii")]
+                )
+            else:
+                if self.api.check_responses:
+                    _check_reply(declared, response_checks, reply)
+                payload = (
+                    b""
+                    if declared.returns.get(reply.status) is None
+                    else json_bytes(request, reply.body)
+                )
         except CancelledError:
             raise
         except Exception as error:

@@ -45,6 +45,8 @@ class Exchange:
     request_body: RequestBody | None = None
     #: the upstream's answer head was relayed (early answers arrive before the request ends)
     answered: bool = False
+    #: when the request went to the upstream (its response time is measured from here)
+    sent_at: float = 0.0
 
     def sending(self) -> bool:
         """Whether the request body is still on its way and the upstream keeps taking it.

@@ -61,6 +61,7 @@ from oauthproxy.gateway.headers import copy_response_headers, upstream_request_h
 from oauthproxy.gateway.routing import Forward
 from oauthproxy.gateway.tunnel import open_tunnel
 from oauthproxy.gateway.upstreams import UnusableUpstreamTLS, UpstreamConnector
+from oauthproxy.requestlog.record import notes_for
 
 _log = Logger()
 
@@ -206,6 +207,7 @@ class Forwarder:
         parser's head Deferred is watched too and an early head is relayed at once.
         """
         exchange.touch(self.reactor)
+        exchange.sent_at = self.reactor.seconds()
         self._watched[exchange] = None
         if self._sweeper is None:
             self._sweeper = self.reactor.callLater(_SWEEP_INTERVAL, self._sweep)
@@ -270,6 +272,7 @@ class Forwarder:
         exchange.answered = True
         exchange.pending = None
         request = exchange.request
+        notes_for(request).upstream_seconds = self.reactor.seconds() - exchange.sent_at
         if exchange.client_gone or request.finished:
             self.unwatch(exchange)
             response.deliverBody(Discard())

@@ -161,6 +161,8 @@ class CertificateMap:
     _waiting: list[Deferred[None]] = field(init=False, factory=list)
     #: the snapshot dicts the index was last built from
     _sources: tuple[object, object] | None = field(init=False, default=None)
+    #: called with each new server connection (the TLS metrics watch its handshake)
+    on_connection: Callable[[SSL.Connection], None] | None = field(default=None)
 
     def apply_snapshot(self, snapshot: Snapshot, event: Event | None = None) -> None:
         """Rebuild the name index from ``snapshot`` (a :data:`SnapshotListener`).
@@ -280,7 +282,10 @@ class CertificateMap:
         fallback = self._fallback
         if fallback is None:
             raise UnusableCertificate("no fallback certificate is loaded yet")
-        return SSL.Connection(fallback.context, None)
+        connection = SSL.Connection(fallback.context, None)
+        if self.on_connection is not None:
+            self.on_connection(connection)
+        return connection
 
 
 def server_name_of(request: IRequest) -> str | None:

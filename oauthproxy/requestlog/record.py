@@ -90,6 +90,8 @@ class RequestNotes:
     error: str | None = None
     #: request body bytes received, when the body stage counted them
     bytes_in: int | None = None
+    #: seconds from sending the request upstream to the upstream's response head (metrics)
+    upstream_seconds: float | None = None
 
 
 def notes_for(request: Any) -> RequestNotes:

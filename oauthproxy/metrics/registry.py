@@ -1,0 +1,68 @@
+"""One daemon's metrics: the registry, its instruments and the exposition.
+
+:class:`Metrics` owns a private ``CollectorRegistry`` (not prometheus-client's
+global one: several daemons in one test process must not share counters) with
+process and Python runtime metrics, and the instruments of
+:mod:`~oauthproxy.metrics.traffic`, :mod:`~oauthproxy.metrics.tls` and
+:mod:`~oauthproxy.metrics.state`.  :meth:`Metrics.render` produces the text
+exposition format, or OpenMetrics when the scraper asks for it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+
+from attrs import define, field
+from prometheus_client import CollectorRegistry, Gauge, PlatformCollector, ProcessCollector
+from prometheus_client.exposition import choose_encoder
+from prometheus_client.gc_collector import GCCollector
+from twisted.internet.interfaces import IReactorTime
+
+import oauthproxy
+from oauthproxy.interfaces import ISnapshotSource
+from oauthproxy.metrics.state import AcmeMetrics, EventLag, Listeners, StateCollector
+from oauthproxy.metrics.tls import TLSMetrics
+from oauthproxy.metrics.traffic import TrafficMetrics
+
+
+@define(eq=False)
+class Metrics:
+    """Every instrument of one daemon, in one registry."""
+
+    snapshots: ISnapshotSource
+    clock: IReactorTime
+    registry: CollectorRegistry = field(factory=lambda: CollectorRegistry(auto_describe=True))
+    traffic: TrafficMetrics = field(init=False)
+    tls: TLSMetrics = field(init=False)
+    acme: AcmeMetrics = field(init=False)
+    event_lag: EventLag = field(init=False)
+
+    def __attrs_post_init__(self) -> None:
+        """Register the runtime collectors and build the instruments."""
+        ProcessCollector(registry=self.registry)
+        PlatformCollector(registry=self.registry)
+        GCCollector(registry=self.registry)
+        info = Gauge(
+            "oauthproxy_build_info", "The running version (value 1)", ["version"],
+            registry=self.registry,
+        )  # fmt: skip
+        info.labels(oauthproxy.__version__).set(1)
+        self.traffic = TrafficMetrics(self.registry, self.snapshots, self.clock)
+        self.tls = TLSMetrics(self.registry)
+        self.acme = AcmeMetrics(self.registry)
+        self.event_lag = EventLag(self.registry, self.clock)
+
+    def watch_state(
+        self,
+        listeners: Listeners,
+        redis_up: Callable[[], bool],
+        request_log: Callable[[], Mapping[str, int]] | None,
+    ) -> None:
+        """Read these at every scrape: listeners' connections, Redis, the request log."""
+        collector = StateCollector(self.snapshots, listeners, redis_up, request_log)
+        self.registry.register(collector)
+
+    def render(self, accept: str | None) -> tuple[bytes, str]:
+        """The exposition for a scraper sending ``Accept: accept``: (body, content type)."""
+        encoder, content_type = choose_encoder(accept or "")
+        return encoder(self.registry), content_type
