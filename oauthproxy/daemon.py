@@ -9,6 +9,7 @@ storage, stop the embedded Redis.
 
 from __future__ import annotations
 
+import errno
 import os
 import socket
 import sys
@@ -18,6 +19,7 @@ from typing import Any
 from attrs import define, field, frozen
 from twisted.application.service import MultiService, Service
 from twisted.internet import defer, task
+from twisted.internet.error import CannotListenError
 from twisted.internet.interfaces import IListeningPort, IProtocolFactory, IStreamServerEndpoint
 from twisted.logger import Logger, LogLevel
 from twisted.protocols.policies import ProtocolWrapper, WrappingFactory
@@ -26,7 +28,7 @@ from twisted.python.failure import Failure
 import oauthproxy
 from oauthproxy import bootstrap
 from oauthproxy.config import Config
-from oauthproxy.errors import StorageUnavailable
+from oauthproxy.errors import ConfigError, StorageUnavailable
 from oauthproxy.storage.embedded import EmbeddedRedis, redis_address
 from oauthproxy.storage.mirror import Mirror
 
@@ -72,6 +74,20 @@ class TrackingFactory(WrappingFactory):
     """Keeps the open connections of one listener (``protocols``) for the drain."""
 
     protocol = TrackedConnection
+
+
+def cannot_listen(listener: Listener, error: CannotListenError) -> str:
+    """One line saying which listener cannot open, why, and which setting moves it."""
+    reason = error.socketError
+    text = getattr(reason, "strerror", None) or str(reason)
+    setting = f"--{listener.name} or OAUTHPROXY_{listener.name.upper().replace('-', '_')}"
+    hint = "another process has it: stop that or choose another port"
+    if isinstance(reason, PermissionError) or getattr(reason, "errno", None) == errno.EACCES:
+        hint = "ports below 1024 need root or systemd socket activation"
+    return (
+        f"the {listener.name} listener cannot listen on {listener.description}: "
+        f"{text[:1].lower() + text[1:]} ({hint}; set {setting})"
+    )
 
 
 def sd_notify(path: str | None, message: str) -> None:
@@ -192,7 +208,10 @@ class Daemon(Service):
         self.services.startService()  # type: ignore[no-untyped-call]
         for listener in listeners:
             wrapper = TrackingFactory(listener.factory)  # type: ignore[no-untyped-call]
-            port = await listener.endpoint.listen(wrapper)
+            try:
+                port = await listener.endpoint.listen(wrapper)
+            except CannotListenError as error:
+                raise ConfigError(cannot_listen(listener, error), field=listener.name) from None
             self.ports.append((listener, port, wrapper))
             self._log.info(
                 "{name} listening on {address}", name=listener.name, address=port.getHost()

@@ -298,6 +298,10 @@ class IssuingService(Service):
         """A scan whose failure is logged, so that the periodic tick keeps running."""
 
         def failed(failure: Failure) -> None:
+            if not self.running:
+                # stopped meanwhile (e.g. a listener could not open): storage is closing
+                self._log.debug("certificate scan ended by the shutdown")
+                return
             self._log.failure("certificate scan failed", failure)
 
         return self.check_now().addErrback(failed)

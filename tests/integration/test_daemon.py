@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 import signal
+import socket
 
 from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
@@ -155,3 +156,21 @@ class BadSettingsTests(TestCase):
             any("could not start" in line and "OAUTHPROXY_REDIS_SERVER" in line for line in output),
             "\n".join(output[-10:]),
         )
+
+    async def test_busy_port_is_one_line_without_a_traceback(self) -> None:
+        """A listener whose port is taken: exit 1, one line naming it and its setting."""
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        code, output = await run_twistd(
+            self, ["--api", f"tcp:{port}:interface=127.0.0.1", "--http", "off", "--https", "off"]
+        )
+        self.assertEqual(code, 1, "\n".join(output[-10:]))
+        failed = [line for line in output if "could not start" in line]
+        self.assertEqual(len(failed), 1, "\n".join(output))
+        self.assertIn(f"the api listener cannot listen on tcp:{port}", failed[0])
+        self.assertIn("address already in use", failed[0])
+        self.assertIn("--api or OAUTHPROXY_API", failed[0])
+        self.assertFalse(any("Traceback" in line for line in output), "\n".join(output))
