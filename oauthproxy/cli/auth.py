@@ -3,7 +3,9 @@
 - ``auth list|create|show|update|delete|test``: the rules at ``/auth/endpoints``
   (``create PATH_PATTERN AUTH_TYPE``, ``test PATH --method M``);
 - ``auth route-auth set|show|clear ROUTE_ID``: ``/routes/{route_id}/auth``;
-- ``auth proxy-auth set|show|delete HOSTNAME``: ``/proxy/targets/{hostname}/auth``.
+- ``auth proxy-auth set|show|clear HOSTNAME``: ``/proxy/targets/{hostname}/auth``.
+
+Records are deleted (``delete``); settings of a record are removed (``clear``).
 
 Lists take ``a,b`` (``--methods GET,POST``); options left out are not sent, so
 ``update`` and ``set`` change only what is given.
@@ -15,7 +17,7 @@ import argparse
 from typing import Any
 
 from oauthproxy.cli.context import Context, command, group
-from oauthproxy.cli.paging import all_items, comma_list, given, segment, show_deleted
+from oauthproxy.cli.paging import all_items, comma_list, given, segment, show_cleared, show_deleted
 
 PATH = "/auth/endpoints"
 COLUMNS = ("config_id", "path_pattern", "methods", "auth_type", "priority", "owner")
@@ -116,9 +118,9 @@ async def route_show(ctx: Context, args: argparse.Namespace) -> int:
 
 
 async def route_clear(ctx: Context, args: argparse.Namespace) -> int:
-    """``auth route-auth clear ROUTE_ID``."""
+    """``auth route-auth clear ROUTE_ID``: the proxy's auth applies again."""
     await ctx.api.delete(_route_path(args))
-    return show_deleted(ctx, "route auth", args.route_id)
+    return show_cleared(ctx, "auth", f"route {args.route_id}")
 
 
 async def proxy_set(ctx: Context, args: argparse.Namespace) -> int:
@@ -144,10 +146,10 @@ async def proxy_show(ctx: Context, args: argparse.Namespace) -> int:
     return 0
 
 
-async def proxy_delete(ctx: Context, args: argparse.Namespace) -> int:
-    """``auth proxy-auth delete HOSTNAME``."""
+async def proxy_clear(ctx: Context, args: argparse.Namespace) -> int:
+    """``auth proxy-auth clear HOSTNAME``: the proxy becomes open."""
     await ctx.api.delete(_proxy_path(args))
-    return show_deleted(ctx, "proxy auth", args.hostname)
+    return show_cleared(ctx, "auth", args.hostname)
 
 
 def _rule_options(parser: argparse.ArgumentParser) -> None:
@@ -218,5 +220,5 @@ def register(commands: argparse._SubParsersAction[argparse.ArgumentParser]) -> N
     parser.add_argument("--excluded-paths", metavar="P,P", help="paths left open")
     parser = command(proxies, "show", proxy_show, "show a proxy's auth")
     parser.add_argument("hostname", metavar="HOSTNAME")
-    parser = command(proxies, "delete", proxy_delete, "remove a proxy's auth")
-    parser.add_argument("hostname", metavar="HOSTNAME")
+    parser = command(proxies, "clear", proxy_clear, "remove a proxy's auth (it becomes open)")
+    parser.add_argument("hostname", metavar="HOSTNAME", help="the proxy's hostname")

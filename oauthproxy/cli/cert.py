@@ -20,7 +20,8 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 
 from oauthproxy.cli.context import CliError, Context, command, group
-from oauthproxy.cli.paging import all_items, comma_list, segment, show_deleted, utc
+from oauthproxy.cli.output import utc
+from oauthproxy.cli.paging import all_items, comma_list, segment, show_deleted
 
 #: seconds between polls while waiting
 WAIT_INTERVAL = 2.0

@@ -17,7 +17,7 @@ from typing import IO, Any
 from attrs import define, field
 
 from oauthproxy.cli.client import ApiClient
-from oauthproxy.cli.output import render_json, render_record, render_table
+from oauthproxy.cli.output import readable_times, render_json, render_record, render_table
 from oauthproxy.config import ClientSettings
 
 Handler = Callable[["Context", argparse.Namespace], Awaitable[int]]
@@ -53,13 +53,14 @@ class Context:
         data: Any,
         columns: Sequence[str] | None = None,
     ) -> None:
-        """Print ``data``: JSON with ``--json``; else a table (list) or key/value lines (dict)."""
+        """Print ``data``: JSON with ``--json``; else a table (list) or key/value lines (dict),
+        times as UTC dates."""
         if self.json:
             text = render_json(data)
         elif isinstance(data, list):
-            text = render_table(data, columns)
+            text = render_table(readable_times(data), columns)
         elif isinstance(data, dict):
-            text = render_record(data)
+            text = render_record(readable_times(data))
         else:
             text = str(data)
         self.out.write(text + "\n")
@@ -68,6 +69,48 @@ class Context:
         """Release the HTTP connection pool."""
         if self._api is not None:
             await self._api.close()
+
+
+#: help of arguments that many commands share, by (group, dest) or dest; a command's own
+#: ``help=`` wins.  build_parser fills these in, so every argument has help text.
+ARGUMENT_HELP: dict[tuple[str, str] | str, str] = {
+    "hostname": "the proxy's hostname, e.g. app.example.com",
+    "route_id": "the route's id (see 'route list')",
+    "config_id": "the rule's id (see 'auth list')",
+    "correlation_id": "a request's id, from 'logs' or a log line",
+    "owner_email": "the e-mail address of the token's owner",
+    "auth_type": "none, bearer (any API token), admin or oauth",
+    "target_type": "url, service, port or proxy",
+    "target_value": "a URL, an external service name, a port or a proxy hostname",
+    "path_pattern": "the new path pattern, e.g. '/tokens/*'",
+    "auth_mode": "redirect (browsers), forward (APIs: 401 with discovery) or passthrough",
+    "override_proxy_auth": "use this auth instead of the proxy's",
+    "description": "free text for people",
+    "connect_timeout": "seconds to connect to the upstream (default 10)",
+    "read_timeout": "seconds to wait for the upstream's answer (default 60)",
+    "status": "only certificates in this state",
+    "client_id": "the GitHub OAuth app's client id",
+    ("route-mode", "mode"): "all, selective or none (see 'proxy routes')",
+    ("auth-enable", "mode"): "redirect, forward (default) or passthrough",
+    ("cert", "name"): "the certificate's name (see 'cert list')",
+    ("token", "name"): "the token's name (see 'token list')",
+    ("service", "name"): "the external service's name (see 'service external list')",
+}
+
+
+def document(parser: argparse.ArgumentParser, path: tuple[str, ...] = ()) -> None:
+    """Give every argument under ``parser`` without help the shared words of ARGUMENT_HELP."""
+    for action in parser._actions:
+        if isinstance(action, argparse._SubParsersAction):
+            for name, sub in action.choices.items():
+                document(sub, (*path, name))
+            continue
+        if action.help or isinstance(action, argparse._HelpAction | argparse._VersionAction):
+            continue
+        for key in [(part, action.dest) for part in reversed(path)] + [action.dest]:
+            if key in ARGUMENT_HELP:
+                action.help = ARGUMENT_HELP[key]
+                break
 
 
 def common_options() -> argparse.ArgumentParser:
@@ -79,7 +122,9 @@ def common_options() -> argparse.ArgumentParser:
         help="admin API URL (env OAUTHPROXY_URL; default http://127.0.0.1:9000)",
     )
     parser.add_argument(
-        "--token", default=argparse.SUPPRESS, help="API token (env OAUTHPROXY_TOKEN)"
+        "--token",
+        default=argparse.SUPPRESS,
+        help="API token (env OAUTHPROXY_TOKEN; the admin token is printed at first start)",
     )
     parser.add_argument("--json", action="store_true", default=argparse.SUPPRESS, help="print JSON")
     return parser

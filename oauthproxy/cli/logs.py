@@ -22,7 +22,8 @@ from typing import Any
 from twisted.internet import task
 
 from oauthproxy.cli.context import CliError, Context, command
-from oauthproxy.cli.paging import given, segment, utc
+from oauthproxy.cli.output import utc
+from oauthproxy.cli.paging import given, segment
 from oauthproxy.requestlog.record import access_line, record_from_json
 
 PATH = "/logs/"

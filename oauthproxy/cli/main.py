@@ -21,11 +21,17 @@ from twisted.internet import defer, task
 import oauthproxy
 import oauthproxy.cli
 from oauthproxy.cli.client import ApiError
-from oauthproxy.cli.context import CliError, Context, common_options
+from oauthproxy.cli.context import CliError, Context, common_options, document
 from oauthproxy.config import load_client_settings, process_environment, read_dotenv
 from oauthproxy.errors import ConfigError, OAuthProxyError
 
 PROG = "oauthproxyctl"
+#: what a command without a token is told when the API wants one
+NO_TOKEN = (
+    "this needs an API token: pass --token or set OAUTHPROXY_TOKEN (environment or .env); "
+    "the daemon prints the admin token once at its first start, and "
+    "'oauthproxyctl token-admin' on its host issues a new one"
+)
 
 
 def command_modules() -> list[str]:
@@ -51,6 +57,7 @@ def build_parser() -> argparse.ArgumentParser:
         register = getattr(module, "register", None)
         if callable(register):
             register(commands)
+    document(parser)
     return parser
 
 
@@ -74,6 +81,10 @@ async def run(reactor: Any, args: argparse.Namespace) -> int:
     try:
         code: int = await args.handler(ctx, args)
         return code
+    except ApiError as error:
+        if error.status == 401 and not settings.token:
+            raise CliError(NO_TOKEN) from None
+        raise
     finally:
         await ctx.close()
 

@@ -1,10 +1,43 @@
-"""Rendering command results: aligned tables for people, JSON for programs (pure)."""
+"""Rendering command results: aligned tables for people, JSON for programs (pure).
+
+People get times as UTC dates (:func:`readable_times`): every field named
+``*_at``, ``time``, ``since``, ``until``, ``not_before`` or ``not_after`` holding
+POSIX seconds, in tables and records alike.  ``--json`` keeps the API's numbers.
+"""
 
 from __future__ import annotations
 
+import datetime
 import json
 from collections.abc import Mapping, Sequence
 from typing import Any
+
+#: fields holding POSIX seconds besides the ``*_at`` ones
+TIME_FIELDS = frozenset({"time", "since", "until", "not_before", "not_after"})
+
+
+def utc(seconds: float | None) -> str | None:
+    """POSIX seconds as a UTC time for people (None stays None)."""
+    if seconds is None:
+        return None
+    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
+    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
+
+
+def _is_time(key: object, value: object) -> bool:
+    """Whether ``key: value`` is a time field holding POSIX seconds."""
+    if not isinstance(key, str) or isinstance(value, bool) or not isinstance(value, int | float):
+        return False
+    return key.endswith("_at") or key in TIME_FIELDS
+
+
+def readable_times(data: Any) -> Any:
+    """``data`` with every time field (at any depth) as a UTC date string."""
+    if isinstance(data, Mapping):
+        return {k: utc(v) if _is_time(k, v) else readable_times(v) for k, v in data.items()}
+    if isinstance(data, list | tuple):
+        return [readable_times(item) for item in data]
+    return data
 
 
 def render_json(data: Any) -> str:

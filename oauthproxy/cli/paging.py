@@ -7,12 +7,12 @@ their ``list``, ``show`` and ``delete`` commands behave alike.
 
 from __future__ import annotations
 
-import datetime
 from collections.abc import Iterable, Mapping
 from typing import Any
 from urllib.parse import quote
 
 from oauthproxy.cli.context import CliError, Context
+from oauthproxy.cli.output import utc
 
 #: the largest page the API serves
 PAGE_SIZE = 500
@@ -66,17 +66,18 @@ def show_deleted(ctx: Context, kind: str, key: str) -> int:
     return 0
 
 
+def show_cleared(ctx: Context, what: str, of: str) -> int:
+    """Report settings removed from a record (``cleared auth of HOST``); exit code 0."""
+    if ctx.json:
+        ctx.show({"cleared": what, "of": of})
+    else:
+        ctx.out.write(f"cleared {what} of {of}\n")
+    return 0
+
+
 def given(values: Mapping[str, Any]) -> dict[str, Any]:
     """The entries of ``values`` that the user gave (None means "not given")."""
     return {name: value for name, value in values.items() if value is not None}
-
-
-def utc(seconds: float | None) -> str | None:
-    """POSIX seconds as a UTC time for people (None stays None)."""
-    if seconds is None:
-        return None
-    moment = datetime.datetime.fromtimestamp(seconds, datetime.UTC)
-    return moment.strftime("%Y-%m-%d %H:%M:%SZ")
 
 
 def for_people(record: Any, pem_fields: Iterable[str] = ()) -> Any:

@@ -13,6 +13,7 @@ import argparse
 from typing import Any
 from urllib.parse import urlencode
 
+from oauthproxy.acme.autocert import is_public_name
 from oauthproxy.cli.context import CliError, Context, command, group
 from oauthproxy.cli.paging import (
     all_items,
@@ -76,10 +77,34 @@ def show_proxy(ctx: Context, proxy: Any) -> None:
     ctx.show(proxy if ctx.json else for_people(proxy, ("upstream_ca_pem",)))
 
 
+def certificate_note(proxy: Any) -> str | None:
+    """What happens about a new HTTPS proxy's certificate, for people (None: HTTP only)."""
+    if not proxy.get("enable_https"):
+        return None
+    host = proxy["hostname"]
+    fallback = "the daemon serves its self-signed fallback certificate (browsers warn)"
+    why_not = is_public_name(host)
+    if why_not is not None:
+        return (
+            f"note: no public CA certifies {host} ({why_not}), so {fallback}; "
+            "for a local trial create the proxy with --no-https (plain HTTP)"
+        )
+    return (
+        f"note: a certificate for {host} is being ordered in the background; until it is "
+        f"ready {fallback}; follow it with 'oauthproxyctl cert wait --host {host}' "
+        "(it needs the name to resolve to this daemon and port 80 to reach it; "
+        "for a local trial use --no-https)"
+    )
+
+
 async def create(ctx: Context, args: argparse.Namespace) -> int:
-    """``proxy create HOSTNAME TARGET_URL [options]``."""
+    """``proxy create HOSTNAME TARGET_URL [options]``, saying what happens about HTTPS."""
     body = {"hostname": args.hostname, **_settings(args)}
-    show_proxy(ctx, await ctx.api.post(PATH, body))
+    proxy = await ctx.api.post(PATH, body)
+    show_proxy(ctx, proxy)
+    note = None if ctx.json else certificate_note(proxy)
+    if note is not None:
+        ctx.out.write("\n" + note + "\n")
     return 0
 
 
@@ -178,7 +203,11 @@ def _settings_options(parser: argparse.ArgumentParser) -> None:
     """The options create and update share (all optional; left out = not sent)."""
     switch = argparse.BooleanOptionalAction
     parser.add_argument("--http", action=switch, help="serve plain HTTP (default on)")
-    parser.add_argument("--https", action=switch, help="serve HTTPS (default on)")
+    parser.add_argument(
+        "--https",
+        action=switch,
+        help="serve HTTPS with an ACME certificate (default on; --no-https for a local trial)",
+    )
     parser.add_argument(
         "--preserve-host",
         action=switch,

@@ -25,7 +25,7 @@ import sys
 from typing import Any, TypeAlias
 
 from oauthproxy.cli.context import CliError, Context, command, group
-from oauthproxy.cli.paging import comma_list, given, segment
+from oauthproxy.cli.paging import comma_list, given, segment, show_cleared
 
 PATH = "/proxy/targets/"
 #: where a group's commands go (subscripted only for the type checker)
@@ -160,11 +160,7 @@ def _clearer(leaf: str) -> Any:
 
     async def handler(ctx: Context, args: argparse.Namespace) -> int:
         await ctx.api.delete(_path(args.hostname, leaf))
-        if ctx.json:
-            ctx.show({"cleared": leaf, "hostname": args.hostname.lower()})
-        else:
-            ctx.out.write(f"cleared {leaf} of {args.hostname.lower()}\n")
-        return 0
+        return show_cleared(ctx, leaf, args.hostname.lower())
 
     return handler
 

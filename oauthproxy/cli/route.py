@@ -133,8 +133,11 @@ def _options(parser: argparse.ArgumentParser) -> None:
             dest="match_type",
             action="store_const",
             const=kind,
-            help=f"PATH is {'a regular expression' if kind == 'regex' else f'an {kind} path'}"
-            + (" (default)" if kind == "prefix" else ""),
+            help={
+                "prefix": "PATH is a path prefix (the default)",
+                "exact": "PATH is an exact path",
+                "regex": "PATH is a regular expression",
+            }[kind],
         )
     parser.add_argument("--priority", type=int, metavar="N", help="0-1000, higher first (50)")
     parser.add_argument("--methods", metavar="GET,POST", help="methods matched ('*' = all)")

@@ -64,7 +64,7 @@ class UsageTests(TestCase):
             ["auth", "create", "--help"],
             ["auth", "test", "--help"],
             ["auth", "route-auth", "set", "--help"],
-            ["auth", "proxy-auth", "delete", "--help"],
+            ["auth", "proxy-auth", "clear", "--help"],
             ["token", "--help"],
             ["token", "rotate", "--help"],
         ):
@@ -224,8 +224,8 @@ class RouteProxyAuthCommandTests(TestCase):
         self.assertEqual(shown["auth"]["auth_type"], "admin")
         self.assertTrue(shown["auth"]["override_proxy_auth"])
 
-    async def test_proxy_auth_set_show_delete(self) -> None:
-        """``proxy-auth set`` then ``show`` then ``delete`` on a real proxy."""
+    async def test_proxy_auth_set_show_clear(self) -> None:
+        """``proxy-auth set`` then ``show`` then ``clear`` on a real proxy."""
         d = await started(self, OAUTH_ON)
         status, body = await d.daemon.post(
             "/proxy/targets/",
@@ -240,7 +240,7 @@ class RouteProxyAuthCommandTests(TestCase):
         )  # fmt: skip
         shown = await d.json("auth", "proxy-auth", "show", "api.example.test")
         self.assertEqual(shown["auth"]["required_users"], ["alice", "bob"])
-        _, err, code = await d.run("auth", "proxy-auth", "delete", "api.example.test")
+        _, err, code = await d.run("auth", "proxy-auth", "clear", "api.example.test")
         self.assertEqual(code, 0, err)
         shown = await d.json("auth", "proxy-auth", "show", "api.example.test")
         self.assertIsNone(shown["auth"])

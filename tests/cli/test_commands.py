@@ -116,3 +116,25 @@ class DaemonCommandTests(TestCase):
         self.assertEqual(old_code, 401)
         new_code, _ = await daemon.get("/tokens/admin", token=new)
         self.assertEqual(new_code, 200)
+
+    async def test_missing_token_says_how_to_give_one(self) -> None:
+        """Without a token a command that needs one says OAUTHPROXY_TOKEN and --token."""
+        daemon = await start_daemon(self)
+        out, err, code = await ctl(self, ["proxy", "list", "--api-url", daemon.api_url])
+        self.assertEqual((code, out), (1, ""))
+        [line] = err.strip().splitlines()
+        self.assertIn("OAUTHPROXY_TOKEN", line)
+        self.assertIn("--token", line)
+        self.assertIn("token-admin", line)
+
+    async def test_tables_show_readable_times(self) -> None:
+        """``token list`` shows creation times as UTC dates, not POSIX seconds."""
+        daemon = await start_daemon(self)
+        env = {"OAUTHPROXY_URL": daemon.api_url, "OAUTHPROXY_TOKEN": daemon.admin_token or ""}
+        out, err, code = await ctl(self, ["token", "list"], env)
+        self.assertEqual(code, 0, err)
+        row = out.splitlines()[1]
+        self.assertRegex(row, r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\dZ")
+        self.assertNotRegex(row, r"\b1[0-9]{9}(\.[0-9]+)?\b")
+        out, err, code = await ctl(self, ["--json", "token", "list"], env)
+        self.assertIsInstance(json.loads(out)[0]["created_at"], float)

@@ -49,3 +49,40 @@ class ParserTests(SynchronousTestCase):
         commands = parser.add_subparsers()
         group(commands, "proxy", "manage proxies")
         self.assertIsNone(parser.parse_args(["proxy"]).handler)
+
+    def test_every_argument_has_help(self) -> None:
+        """Each option and positional argument of each command says what it is."""
+        missing = []
+
+        def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> None:
+            for action in parser._actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    for name, sub in action.choices.items():
+                        walk(sub, (*path, name))
+                elif not isinstance(action, argparse._HelpAction | argparse._VersionAction) and (
+                    not action.help or action.help == argparse.SUPPRESS
+                ):
+                    missing.append(" ".join((*path, action.dest)))
+
+        walk(build_parser(), ())
+        self.assertEqual(missing, [])
+
+    def test_one_verb_per_action(self) -> None:
+        """Records are deleted, settings cleared, OAuth grants revoked; actions are commands."""
+        verbs: dict[str, set[str]] = {}
+
+        def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> None:
+            for action in parser._actions:
+                if isinstance(action, argparse._SubParsersAction):
+                    for name, sub in action.choices.items():
+                        verbs.setdefault(name, set()).add(" ".join(path))
+                        walk(sub, (*path, name))
+                elif action.dest == "action":
+                    self.fail(f"{' '.join(path)} takes its action as an argument")
+
+        walk(build_parser(), ())
+        for synonym in ("remove", "rm", "del", "destroy", "unset"):
+            self.assertNotIn(synonym, verbs)
+        self.assertEqual(verbs["clear"] & {"auth proxy-auth"}, {"auth proxy-auth"})
+        self.assertIn("oauth clients", verbs["delete"])
+        self.assertEqual(verbs["revoke"] - {"oauth", "oauth sessions", "oauth tokens"}, set())

@@ -182,6 +182,23 @@ class ProxyCommandTests(TestCase):
         line = await ctl.fails("route", "show", "lone")
         self.assertIn("[HTTP 404]", line)
 
+    async def test_https_proxy_says_what_happens_about_its_certificate(self) -> None:
+        """A name no CA certifies: the fallback and --no-https are named; HTTP only: no note."""
+        _, ctl = await running(self)
+        out = await ctl.ok("proxy", "create", "app.localhost", "http://127.0.0.1:8080")
+        self.assertIn("no public CA certifies app.localhost", out)
+        self.assertIn("self-signed fallback certificate", out)
+        self.assertIn("--no-https", out)
+        out = await ctl.ok("proxy", "create", "app.example.com", "http://127.0.0.1:8080")
+        self.assertIn("cert wait --host app.example.com", out)
+        out = await ctl.ok(
+            "proxy", "create", "plain.localhost", "http://127.0.0.1:8080", "--no-https"
+        )
+        self.assertNotIn("note:", out)
+        self.assertNotIn(
+            "note:", await ctl.ok("--json", "proxy", "create", "j.localhost", "http://x.test")
+        )
+
     async def test_upstream_ca_from_a_file(self) -> None:
         """``--upstream-ca FILE`` sends the PEM; people see a summary, ``--json`` the PEM."""
         _, ctl = await running(self)

@@ -61,7 +61,7 @@ class KeyRotationTests(TestCase):
             return await jwks_kids(gateway) == {old, new}
 
         await wait_until(both_published, 2.0)
-        states = {k["kid"]: k["state"] for k in await ctl.json("oauth", "keys")}
+        states = {k["kid"]: k["state"] for k in await ctl.json("oauth", "keys", "list")}
         self.assertEqual(states, {old: "active", new: "next"})
         line = await ctl.fails("oauth", "keys", "rotate")
         self.assertIn(new, line)
@@ -77,5 +77,5 @@ class KeyRotationTests(TestCase):
             return await jwks_kids(gateway) == {new}
 
         await wait_until(old_gone, 8.0)
-        states = {k["kid"]: k["state"] for k in await ctl.json("oauth", "keys")}
+        states = {k["kid"]: k["state"] for k in await ctl.json("oauth", "keys", "list")}
         self.assertEqual(states, {old: "retired", new: "active"})

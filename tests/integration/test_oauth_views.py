@@ -37,7 +37,7 @@ class OAuthViewTests(TestCase):
         )
         self.assertTrue(health["signing_key"])
         self.assertIsNone(health["problem"])
-        [resource] = await ctl.json("oauth", "resources")
+        [resource] = await ctl.json("oauth", "resources", "list")
         url = gateway.resource("a.test")
         self.assertEqual(
             resource,
@@ -52,8 +52,8 @@ class OAuthViewTests(TestCase):
                 "excluded_paths": [],
             },
         )
-        self.assertEqual(await ctl.json("oauth", "resources", "a.test"), resource)
-        line = await ctl.fails("oauth", "resources", "nope.test")
+        self.assertEqual(await ctl.json("oauth", "resources", "show", "a.test"), resource)
+        line = await ctl.fails("oauth", "resources", "show", "nope.test")
         self.assertIn("404", line)
 
     async def test_resources_follow_ownership(self) -> None:
@@ -63,7 +63,7 @@ class OAuthViewTests(TestCase):
         await gateway.protect("a.test", backend)
         ctl = Ctl(self, gateway.daemon.api_url, gateway.admin)
         other = await new_token(gateway.daemon, ctl, "other")
-        self.assertEqual(await ctl.json("oauth", "resources", token=other), [])
-        _, err, code = await ctl.run("oauth", "resources", "a.test", token=other)
+        self.assertEqual(await ctl.json("oauth", "resources", "list", token=other), [])
+        _, err, code = await ctl.run("oauth", "resources", "show", "a.test", token=other)
         self.assertEqual(code, 1, err)
         self.assertIn("404", err)
