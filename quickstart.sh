@@ -72,6 +72,8 @@ run() {
     configured OAUTHPROXY_HTTPS HTTPS_PORT || args+=(--https tcp:8443)
     configured OAUTHPROXY_API || args+=(--api tcp:9000:interface=127.0.0.1)
     configured OAUTHPROXY_DATA_DIR || args+=(--data-dir ./oauthproxy-data)
+    log "the command line is $PWD/$VENV/bin/oauthproxyctl (export PATH=\"$PWD/$VENV/bin:\$PATH\")"
+    log "the web console is http://127.0.0.1:9000/ (sign in with the admin token the daemon prints on its first start)"
     if [ -n "${QUICKSTART_INSTALL_ONLY:-}" ]; then
         log "installed (QUICKSTART_INSTALL_ONLY set: not starting)"
         return
