@@ -60,9 +60,13 @@ class ConsoleTestCase(TestCase):
         """Extra ``twistd oauthproxy`` arguments (none: the admin API only)."""
         return []
 
+    def environment(self) -> dict[str, str]:
+        """Extra settings for the daemon (none)."""
+        return {}
+
     async def setUp(self) -> None:
         """Start the daemon; sign in."""
-        self.daemon = await start_daemon(self, args=self.arguments())
+        self.daemon = await start_daemon(self, args=self.arguments(), env=self.environment())
         token = self.daemon.admin_token
         assert token is not None
         self.token = token

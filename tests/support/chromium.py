@@ -226,6 +226,7 @@ class Page:
         """Click the button (or link) whose accessible name or text is ``label``."""
         script = (
             f"(() => {{ const root = document.querySelector({json.dumps(within)});"
+            " if (!root) return false;"
             " const all = [...root.querySelectorAll('button, a.button')];"
             " const name = (x) => x.getAttribute('aria-label') || x.innerText.trim();"
             f" const b = all.find((x) => name(x) === {json.dumps(label)});"

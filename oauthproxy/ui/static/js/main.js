@@ -43,7 +43,10 @@ async function route() {
     if (link.dataset.screen === name) link.setAttribute("aria-current", "page");
     else link.removeAttribute("aria-current");
   }
-  const root = $("screen");
+  // a fresh container per navigation: a screen still loading when the operator moves
+  // on draws into a detached element, never over the next screen
+  const root = h("div", { class: "screen-" + name });
+  fill($("screen"), root);
   const moved = shown !== name + "/" + param;
   shown = name + "/" + param;
   document.title = screen.title + " \u2013 oauthproxy console";
@@ -51,8 +54,9 @@ async function route() {
     fill(root, h("h2", { tabindex: "-1", class: "screen-title" }, screen.title),
       h("p", { class: "notice notice-error" }, "This screen needs the admin token; you signed in as " + ctx.me.name + "."));
   } else {
-    fill(root);
-    stop = (await screen.render(root, param, ctx)) || null;
+    const stopper = (await screen.render(root, param, ctx)) || null;
+    if (root.isConnected) stop = stopper;
+    else if (stopper) stopper();
   }
   if (moved) {
     const title = root.querySelector(".screen-title");

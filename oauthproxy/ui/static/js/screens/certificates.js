@@ -43,7 +43,7 @@ async function act(note, what, call, after) {
   }
 }
 
-function actions(c, note, after) {
+function actions(c, note, after, gone) {
   return [
     action("Renew", "certificate " + c.cert_name, () => act(note, "Renewal of " + c.cert_name + " started.", () => api.post(PATH + api.seg(c.cert_name) + "/renew"), after)),
     action(c.staging ? "To production" : "To staging", "certificate " + c.cert_name, async () => {
@@ -61,7 +61,7 @@ function actions(c, note, after) {
         message: "Its names (" + c.domains.join(", ") + ") are served by another certificate covering them, or the self-signed fallback.",
         confirmLabel: "Delete " + c.cert_name, danger: true,
       });
-      if (ok) await act(note, "Deleted certificate " + c.cert_name + ".", () => api.del(PATH + api.seg(c.cert_name)), after);
+      if (ok) await act(note, "Deleted certificate " + c.cert_name + ".", () => api.del(PATH + api.seg(c.cert_name)), gone || after);
     }, "danger"),
   ];
 }
@@ -69,6 +69,7 @@ function actions(c, note, after) {
 async function renderList(root) {
   const note = notice();
   let timer = null;
+  let stopped = false;
   const table = recordTable({
     caption: "Certificates",
     empty: "No certificates yet: HTTPS proxies get one automatically, or add one below.",
@@ -91,7 +92,7 @@ async function renderList(root) {
       items.sort((a, b) => (a.not_after || Infinity) - (b.not_after || Infinity));
       table.render(items);
       // an order in flight: follow it until it has an outcome
-      if (items.some((c) => c.status === "pending")) timer = setTimeout(load, POLL);
+      if (!stopped && items.some((c) => c.status === "pending")) timer = setTimeout(load, POLL);
     } catch (e) {
       if (e.status !== 401) note.show(explain(e), "error");
     } finally {
@@ -118,13 +119,14 @@ async function renderList(root) {
     note, table,
     disclosure("Add a certificate (one or more names)", create.node, false));
   await load();
-  return () => clearTimeout(timer);
+  return () => { stopped = true; clearTimeout(timer); };
 }
 
-async function renderDetail(root, name) {
+async function renderDetail(root, name, ctx) {
   const note = notice();
   const path = PATH + api.seg(name);
   let timer = null;
+  let stopped = false;
   const body = h("div");
   async function load() {
     clearTimeout(timer);
@@ -162,21 +164,28 @@ async function renderDetail(root, name) {
       words ? h("p", { class: "notice " + (c.error ? "notice-error" : ""), id: "cert-progress" }, words) : null,
       section("Certificate", h("dl", { class: "kv" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)]))),
       section("Proxies", attach));
-    if (c.status === "pending") timer = setTimeout(load, POLL);
+    if (!stopped && c.status === "pending") timer = setTimeout(load, POLL);
   }
-  const stub = { cert_name: name, staging: false, domains: [] };
+  let current;
+  try {
+    current = await api.get(path);
+  } catch (e) {
+    if (e.status === 401) return null;
+    fill(root, heading("Certificate " + name), h("p", { class: "notice notice-error" }, explain(e)),
+      h("p", {}, h("a", { href: "#/certificates" }, "Back to the certificates")));
+    return null;
+  }
   fill(root,
-    heading("Certificate " + name, h("a", { class: "button", href: "#/certificates" }, "All certificates")),
+    heading("Certificate " + name, h("a", { class: "button", href: "#/certificates" }, "All certificates"),
+      actions(current, note, load, () => ctx.go("#/certificates"))),
     note, body);
   await load();
-  const current = await api.get(path).catch(() => stub);
-  root.querySelector(".head-actions").append(...actions(current, note, load));
-  return () => clearTimeout(timer);
+  return () => { stopped = true; clearTimeout(timer); };
 }
 
 export default {
   title: "Certificates",
-  render(root, param) {
-    return param ? renderDetail(root, param) : renderList(root);
+  render(root, param, ctx) {
+    return param ? renderDetail(root, param, ctx) : renderList(root);
   },
 };

@@ -123,7 +123,8 @@ async function renderList(root, param, ctx) {
     }
   }
   const create = form({
-    id: "route-create", fields: ROUTE_FIELDS, submitLabel: "Add route",
+    id: "route-create", submitLabel: "Add route",
+    fields: [{ name: "route_id", label: "Route id", placeholder: "backend-api", hint: "Empty: generated." }, ...ROUTE_FIELDS],
     values: { scope: ctx.me.is_admin ? "global" : "proxy" },
     onSubmit: async (body) => {
       const created = await api.post(PATH, body);
