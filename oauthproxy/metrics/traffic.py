@@ -1,9 +1,9 @@
 """Request metrics: what the gateway's access-log hook sees, and the OAuth endpoints' answers.
 
 :meth:`TrafficMetrics.access_log` is hooked next to the request log's (the same
-finished requests, the same :func:`~oauthproxy.requestlog.record.record_from_request`
-view: status, latency, host, bytes, upstream error), so counts never depend on
-the request log's own sampling or drops.  Labels are bounded: ``proxy`` is a
+finished requests, read as :func:`~oauthproxy.requestlog.record.record_from_request`
+reads them: status, latency, host, bytes, upstream error), so counts never depend
+on the request log's own sampling or drops.  Labels are bounded: ``proxy`` is a
 configured proxy's hostname or ``(none)`` (anonymous traffic cannot create
 series), ``method`` one of the common methods or ``OTHER``, ``reason`` one of
 :data:`ERROR_REASONS`.
@@ -20,9 +20,10 @@ from typing import Any
 from attrs import define, field
 from prometheus_client import CollectorRegistry, Counter, Histogram
 from twisted.internet.interfaces import IReactorTime
+from twisted.logger import Logger
 
 from oauthproxy.interfaces import ISnapshotSource
-from oauthproxy.requestlog.record import RequestRecord, notes_for, record_from_request
+from oauthproxy.requestlog.record import RequestRecord, notes_for
 
 #: seconds: from 1 ms to a minute (a read timeout is 60 s by default)
 LATENCY_BUCKETS = (
@@ -47,6 +48,7 @@ ERROR_REASONS = (
     ("limit", "limit"),
 )
 GRANT_TYPES = frozenset({"authorization_code", "refresh_token", "client_credentials"})
+_log = Logger()
 
 
 def error_reason(text: str) -> str:
@@ -56,11 +58,6 @@ def error_reason(text: str) -> str:
         if words in lower:
             return reason
     return "other"
-
-
-def _no_token() -> str:
-    """Metrics need no correlation id."""
-    return "-"
 
 
 @define(eq=False)
@@ -80,6 +77,9 @@ class TrafficMetrics:
     token_refusals: Counter = field(init=False)
     registrations: Counter = field(init=False)
     revocations: Counter = field(init=False)
+    #: label values -> the bound children, so the hot path skips labels()
+    _requests: dict[tuple[str, str, str], Any] = field(factory=dict, init=False)
+    _per_proxy: dict[str, tuple[Any, Any, Any, Any]] = field(factory=dict, init=False)
 
     def __attrs_post_init__(self) -> None:
         """Register the instruments."""
@@ -125,25 +125,85 @@ class TrafficMetrics:
         )  # fmt: skip
 
     def access_log(self, request: Any) -> None:
-        """The gateway's access-log hook: count the finished ``request``."""
-        record = record_from_request(request, self.clock.seconds(), _no_token)
-        self.observe(record, notes_for(request).upstream_seconds)
+        """The gateway's access-log hook: count the finished ``request``.
+
+        Reads what :func:`~oauthproxy.requestlog.record.record_from_request` reads
+        (status, host, method, bytes, the notes' start, upstream time and error)
+        without building a record: this runs for every request.  Never raises into
+        twisted.web (the request log's hook comes next): a request that cannot be
+        counted is logged, which is a bug, not an expected condition.
+        """
+        try:
+            notes = notes_for(request)
+            started = notes.started
+            host = request.getRequestHostname().decode("utf-8", "replace").lower()
+            bytes_in = notes.bytes_in
+            if bytes_in is None:
+                length: list[bytes] = request.requestHeaders.getRawHeaders(b"content-length") or []
+                bytes_in = int(length[0]) if len(length) == 1 and length[0].isdigit() else 0
+            self._count(
+                host,
+                request.method.decode("ascii", "replace"),
+                int(request.code),
+                None if started is None else max(0.0, self.clock.seconds() - started),
+                notes.upstream_seconds,
+                notes.error,
+                bytes_in,
+                int(getattr(request, "sentLength", 0) or 0),
+            )
+        except Exception:
+            _log.failure("could not count a finished request in the metrics")
 
     def observe(self, record: RequestRecord, upstream_seconds: float | None = None) -> None:
-        """Count one finished gateway request (``upstream_seconds``: the upstream's time)."""
-        proxy = record.host if record.host in self.snapshots.current.proxies else NO_PROXY
-        method = record.method if record.method in METHODS else "OTHER"
-        self.requests.labels(proxy, method, record.status_class).inc()
-        if record.duration is not None:
-            self.duration.labels(proxy).observe(record.duration)
+        """Count one finished gateway request given as its request-log record."""
+        self._count(
+            record.host,
+            record.method,
+            record.status,
+            record.duration,
+            upstream_seconds,
+            record.error,
+            record.bytes_in,
+            record.bytes_out,
+        )
+
+    def _count(
+        self,
+        host: str,
+        method: str,
+        status: int,
+        duration: float | None,
+        upstream_seconds: float | None,
+        error: str | None,
+        bytes_in: int,
+        bytes_out: int,
+    ) -> None:
+        """Count one request (children of labelled metrics are cached: no lookup per call)."""
+        proxy = host if host in self.snapshots.current.proxies else NO_PROXY
+        status_class = f"{status // 100}xx" if 100 <= status < 600 else "5xx"
+        key = (proxy, method if method in METHODS else "OTHER", status_class)
+        counter = self._requests.get(key)
+        if counter is None:
+            counter = self._requests[key] = self.requests.labels(*key)
+        counter.inc()
+        per_proxy = self._per_proxy.get(proxy)
+        if per_proxy is None:
+            per_proxy = self._per_proxy[proxy] = (
+                self.duration.labels(proxy),
+                self.upstream_duration.labels(proxy),
+                self.bytes_in.labels(proxy),
+                self.bytes_out.labels(proxy),
+            )
+        if duration is not None:
+            per_proxy[0].observe(duration)
         if upstream_seconds is not None:
-            self.upstream_duration.labels(proxy).observe(upstream_seconds)
-        if record.error:
-            self.upstream_errors.labels(proxy, error_reason(record.error)).inc()
-        if record.bytes_in:
-            self.bytes_in.labels(proxy).inc(record.bytes_in)
-        if record.bytes_out:
-            self.bytes_out.labels(proxy).inc(record.bytes_out)
+            per_proxy[1].observe(upstream_seconds)
+        if bytes_in:
+            per_proxy[2].inc(bytes_in)
+        if bytes_out:
+            per_proxy[3].inc(bytes_out)
+        if error:
+            self.upstream_errors.labels(proxy, error_reason(error)).inc()
 
     def admin_log(self, request: Any) -> None:
         """The admin listener's access hook: count the OAuth endpoints' answers."""

@@ -17,8 +17,9 @@ from oauthproxy.metrics.registry import Metrics
 from oauthproxy.metrics.state import in_flight
 from oauthproxy.metrics.traffic import error_reason
 from oauthproxy.model import Certificate, Event, Proxy, Snapshot
+from oauthproxy.requestlog.record import notes_for
 from tests.admin.harness import StandInSnapshots
-from tests.requestlog.samples import sample
+from tests.requestlog.samples import finish_request, sample
 from tests.support.tls import handshake_in_memory
 
 
@@ -90,6 +91,42 @@ class TrafficTests(MetricsTestCase):
         self.assertEqual(
             self.value("oauthproxy_upstream_duration_seconds_count", proxy="app.example.test"), 1.0
         )
+
+    def test_access_log_hook_reads_a_finished_request(self) -> None:
+        """The gateway's hook counts a real finished request with its notes."""
+
+        def notes(request: Any) -> None:
+            n = notes_for(request)
+            self.clock.advance(0)  # started "now"; the answer takes 30 ms below
+            n.started, n.upstream_seconds, n.error = self.clock.seconds() - 0.03, 0.02, None
+
+        request = finish_request(
+            self.metrics.traffic.access_log,
+            b"/items?x=1",
+            method=b"POST",
+            headers={b"host": b"APP.example.test", b"content-length": b"0"},
+            code=201,
+            body=b"created",
+            before=notes,
+        )
+        self.assertEqual(request.code, 201)
+        labels = {"proxy": "app.example.test"}
+        self.assertEqual(
+            self.value("oauthproxy_requests_total", method="POST", status_class="2xx", **labels),
+            1.0,
+        )
+        self.assertEqual(self.value("oauthproxy_response_body_bytes_total", **labels), 7.0)
+        self.assertEqual(
+            self.value("oauthproxy_request_duration_seconds_bucket", le="0.05", **labels), 1.0
+        )
+        self.assertEqual(
+            self.value("oauthproxy_upstream_duration_seconds_bucket", le="0.025", **labels), 1.0
+        )
+
+    def test_a_request_that_cannot_be_read_is_logged_not_raised(self) -> None:
+        """A broken request object never raises into twisted.web."""
+        self.metrics.traffic.access_log(object())
+        self.assertEqual(len(self.flushLoggedErrors(AttributeError)), 1)
 
     def test_error_reasons_are_a_bounded_set(self) -> None:
         """Gateway error texts map onto a few reasons."""

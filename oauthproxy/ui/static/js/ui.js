@@ -147,3 +147,36 @@ export function explain(e) {
   if (e.status === 403) return "This token may not do that: " + e.message;
   return e.message;
 }
+
+/** Fill ``table`` from ``fetch()`` (a list, or a page rendered by ``pages``); errors go to ``note``. */
+export async function loadInto(table, note, fetch, pages, size) {
+  table.busy(true);
+  try {
+    const answer = await fetch();
+    if (Array.isArray(answer)) {
+      table.render(answer);
+    } else {
+      table.render(answer.items);
+      if (pages) pages.render(answer, size);
+    }
+    return answer;
+  } catch (e) {
+    if (e.status !== 401) note.show(explain(e), "error");
+    return null;
+  } finally {
+    table.busy(false);
+  }
+}
+
+/** Run ``call``; say ``done`` (ok) or the error in ``note``; then ``after()``.  True if it worked. */
+export async function attempt(note, call, done, after) {
+  try {
+    await call();
+  } catch (e) {
+    if (e.status !== 401) note.show(explain(e), "error");
+    return false;
+  }
+  if (done) note.show(done, "ok");
+  if (after) await after();
+  return true;
+}

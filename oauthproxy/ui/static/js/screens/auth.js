@@ -4,7 +4,7 @@
 import * as api from "../api.js";
 import { h, fill, code, list, DASH } from "../dom.js";
 import { form } from "../forms.js";
-import { heading, notice, section, disclosure, confirm, recordTable, action, explain } from "../ui.js";
+import { heading, notice, section, disclosure, confirm, recordTable, action, loadInto, attempt } from "../ui.js";
 
 const PATH = "/auth/endpoints";
 const METHODS = ["GET", "POST", "PUT", "PATCH", "DELETE"];
@@ -65,8 +65,7 @@ export default {
         action("Edit", "rule " + r.config_id, () => edit(r)),
         action("Delete", "rule " + r.config_id, async () => {
           const ok = await confirm({ title: "Delete rule " + r.config_id + "?", message: "Its paths get their default auth again.", confirmLabel: "Delete " + r.config_id, danger: true });
-          if (!ok) return;
-          try { await api.del(PATH + "/" + api.seg(r.config_id)); note.show("Deleted rule " + r.config_id + ".", "ok"); await load(); } catch (e) { if (e.status !== 401) note.show(explain(e), "error"); }
+          if (ok) await attempt(note, () => api.del(PATH + "/" + api.seg(r.config_id)), "Deleted rule " + r.config_id + ".", load);
         }, "danger"),
       ] : null,
     });
@@ -84,10 +83,7 @@ export default {
       fill(editBox, section("Edit rule " + rule.config_id, f.node));
       f.controls.path_pattern.input.focus();
     }
-    async function load() {
-      table.busy(true);
-      try { table.render(await api.all(PATH)); } catch (e) { if (e.status !== 401) note.show(explain(e), "error"); } finally { table.busy(false); }
-    }
+    const load = () => loadInto(table, note, () => api.all(PATH));
     const create = form({
       id: "rule-create", fields: [{ name: "config_id", label: "Rule id", placeholder: "public-health", hint: "Empty: generated." }, ...FIELDS],
       submitLabel: "Add rule",

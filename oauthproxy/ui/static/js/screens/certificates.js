@@ -5,7 +5,7 @@
 import * as api from "../api.js";
 import { h, fill, list, yesno, when, badge, expiry, relative, splitList, DASH } from "../dom.js";
 import { form } from "../forms.js";
-import { heading, notice, section, disclosure, confirm, recordTable, action, explain } from "../ui.js";
+import { heading, notice, section, disclosure, confirm, recordTable, action, explain, attempt } from "../ui.js";
 
 const PATH = "/certificates/";
 const POLL = 2000;
@@ -33,19 +33,9 @@ function progress(c) {
   return parts.join(" ");
 }
 
-async function act(note, what, call, after) {
-  try {
-    await call();
-    note.show(what, "ok");
-    await after();
-  } catch (e) {
-    if (e.status !== 401) note.show(explain(e), "error");
-  }
-}
-
 function actions(c, note, after, gone) {
   return [
-    action("Renew", "certificate " + c.cert_name, () => act(note, "Renewal of " + c.cert_name + " started.", () => api.post(PATH + api.seg(c.cert_name) + "/renew"), after)),
+    action("Renew", "certificate " + c.cert_name, () => attempt(note, () => api.post(PATH + api.seg(c.cert_name) + "/renew"), "Renewal of " + c.cert_name + " started.", after)),
     action(c.staging ? "To production" : "To staging", "certificate " + c.cert_name, async () => {
       const target = c.staging ? "production" : "staging";
       const ok = await confirm({
@@ -53,7 +43,7 @@ function actions(c, note, after, gone) {
         message: "The certificate is ordered again from the " + target + " directory; the current one is served until the new one is ready.",
         confirmLabel: "Convert to " + target,
       });
-      if (ok) await act(note, c.cert_name + " is being ordered from " + target + ".", () => api.post(PATH + api.seg(c.cert_name) + "/convert", { staging: !c.staging }), after);
+      if (ok) await attempt(note, () => api.post(PATH + api.seg(c.cert_name) + "/convert", { staging: !c.staging }), c.cert_name + " is being ordered from " + target + ".", after);
     }),
     action("Delete", "certificate " + c.cert_name, async () => {
       const ok = await confirm({
@@ -61,7 +51,7 @@ function actions(c, note, after, gone) {
         message: "Its names (" + c.domains.join(", ") + ") are served by another certificate covering them, or the self-signed fallback.",
         confirmLabel: "Delete " + c.cert_name, danger: true,
       });
-      if (ok) await act(note, "Deleted certificate " + c.cert_name + ".", () => api.del(PATH + api.seg(c.cert_name)), gone || after);
+      if (ok) await attempt(note, () => api.del(PATH + api.seg(c.cert_name)), "Deleted certificate " + c.cert_name + ".", gone || after);
     }, "danger"),
   ];
 }
@@ -147,8 +137,8 @@ async function renderDetail(root, name, ctx) {
         ["Attached", (p) => (p.cert_name === c.cert_name ? "yes" : p.cert_name ? "no (" + p.cert_name + ")" : "no (any covering certificate)")],
       ],
       actions: (p) => (p.cert_name === c.cert_name
-        ? action("Detach", "certificate from " + p.hostname, () => act(note, "Detached from " + p.hostname + ".", () => api.del("/proxy/targets/" + api.seg(p.hostname) + "/cert"), load))
-        : action("Attach", "certificate to " + p.hostname, () => act(note, "Attached to " + p.hostname + ".", () => api.post("/proxy/targets/" + api.seg(p.hostname) + "/cert", { cert_name: c.cert_name }), load))),
+        ? action("Detach", "certificate from " + p.hostname, () => attempt(note, () => api.del("/proxy/targets/" + api.seg(p.hostname) + "/cert"), "Detached from " + p.hostname + ".", load))
+        : action("Attach", "certificate to " + p.hostname, () => attempt(note, () => api.post("/proxy/targets/" + api.seg(p.hostname) + "/cert", { cert_name: c.cert_name }), "Attached to " + p.hostname + ".", load))),
     });
     attach.render(covered);
     const rows = [

@@ -4,18 +4,11 @@
 import * as api from "../api.js";
 import { h, fill, list, when, DASH } from "../dom.js";
 import { form } from "../forms.js";
-import { heading, notice, section, disclosure, confirm, recordTable, action, explain, showSecret } from "../ui.js";
+import { heading, notice, section, disclosure, confirm, recordTable, action, explain, showSecret, attempt } from "../ui.js";
 
 async function revokeWith(note, title, message, call, after) {
   const ok = await confirm({ title, message, confirmLabel: "Revoke", danger: true });
-  if (!ok) return;
-  try {
-    await call();
-    note.show("Revoked.", "ok");
-    await after();
-  } catch (e) {
-    if (e.status !== 401) note.show(explain(e), "error");
-  }
+  if (ok) await attempt(note, call, "Revoked.", after);
 }
 
 export default {

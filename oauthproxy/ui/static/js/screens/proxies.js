@@ -6,7 +6,7 @@
 import * as api from "../api.js";
 import { h, fill, code, text, yesno, when, badge, expiry, DASH } from "../dom.js";
 import { form } from "../forms.js";
-import { heading, notice, section, disclosure, confirm, recordTable, pager, action, explain } from "../ui.js";
+import { heading, notice, section, disclosure, confirm, recordTable, pager, action, explain, loadInto, attempt } from "../ui.js";
 
 const PATH = "/proxy/targets/";
 const PAGE = 25;
@@ -142,22 +142,14 @@ async function renderList(root, ctx) {
     ],
   });
   const pages = pager((at) => { offset = at; load(); });
-  async function load() {
-    table.busy(true);
-    try {
-      const [page, certificates] = await Promise.all([
-        api.get(PATH, { limit: PAGE, offset }), api.all("/certificates/").catch(() => []),
-      ]);
-      certs = Object.fromEntries(certificates.map((c) => [c.cert_name, c]));
-      certs.__list = certificates;
-      table.render(page.items);
-      pages.render(page, PAGE);
-    } catch (e) {
-      if (e.status !== 401) note.show(explain(e), "error");
-    } finally {
-      table.busy(false);
-    }
-  }
+  const load = () => loadInto(table, note, async () => {
+    const [page, certificates] = await Promise.all([
+      api.get(PATH, { limit: PAGE, offset }), api.all("/certificates/").catch(() => []),
+    ]);
+    certs = Object.fromEntries(certificates.map((c) => [c.cert_name, c]));
+    certs.__list = certificates;
+    return page;
+  }, pages, PAGE);
   const create = form({
     id: "proxy-create",
     fields: CREATE_FIELDS,
@@ -222,37 +214,24 @@ async function renderEdit(root, hostname, ctx) {
         ? ["Attached: ", h("a", { href: "#/certificates/" + encodeURIComponent(proxy.cert_name) }, proxy.cert_name), " ", current ? expiry(current.not_after) : null]
         : "No certificate attached: any ready certificate covering " + hostname + " is served (the automatic one, named proxy-…)."),
       covering.length ? h("div", { class: "inline" }, h("label", { for: "proxy-cert-select" }, "Certificate"), select,
-        h("button", { type: "button", onclick: async () => {
-          try {
-            proxy = await api.post(path + "/cert", { cert_name: select.value });
-            note.show("Attached " + select.value + ".", "ok");
-            renderCert();
-          } catch (e) { if (e.status !== 401) note.show(explain(e), "error"); }
-        } }, "Attach")) : h("p", { class: "muted" }, "No certificate covers this hostname yet."),
-      proxy.cert_name ? h("button", { type: "button", onclick: async () => {
-        try {
-          proxy = await api.del(path + "/cert");
-          note.show("Detached the certificate.", "ok");
-          renderCert();
-        } catch (e) { if (e.status !== 401) note.show(explain(e), "error"); }
-      } }, "Detach") : null);
+        h("button", { type: "button", onclick: () => attempt(note, async () => { proxy = await api.post(path + "/cert", { cert_name: select.value }); }, "Attached " + select.value + ".", renderCert) }, "Attach"))
+        : h("p", { class: "muted" }, "No certificate covers this hostname yet."),
+      proxy.cert_name
+        ? h("button", { type: "button", onclick: () => attempt(note, async () => { proxy = await api.del(path + "/cert"); }, "Detached the certificate.", renderCert) }, "Detach")
+        : null);
   }
 
   const authForm = form({
     id: "proxy-auth", fields: AUTH_FIELDS, sendEmpty: true, submitLabel: "Save auth",
     values: proxy.auth || { auth_type: "oauth", auth_mode: "forward" },
-    extraButtons: h("button", { type: "button", onclick: async () => {
-      try { await api.del(path + "/auth"); note.show("Auth removed: the proxy is open.", "ok"); authForm.set({ auth_type: "oauth", auth_mode: "forward" }); } catch (e) { if (e.status !== 401) note.show(explain(e), "error"); }
-    } }, "Remove auth"),
+    extraButtons: h("button", { type: "button", onclick: () => attempt(note, () => api.del(path + "/auth"), "Auth removed: the proxy is open.", () => authForm.set({ auth_type: "oauth", auth_mode: "forward" })) }, "Remove auth"),
     onSubmit: async (body) => { const answer = await api.post(path + "/auth", body); authForm.set(answer.auth); saved("Auth"); },
   });
 
   const oauthPart = (sub, fields, key, label) => {
     const part = form({
       id: "proxy-" + sub, fields, sendEmpty: true, submitLabel: "Save " + label,
-      extraButtons: h("button", { type: "button", onclick: async () => {
-        try { await api.del(path + "/" + sub); part.node.reset(); part.set({}); note.show(label + " back to the defaults.", "ok"); } catch (e) { if (e.status !== 401) note.show(explain(e), "error"); }
-      } }, "Use the defaults"),
+      extraButtons: h("button", { type: "button", onclick: () => attempt(note, () => api.del(path + "/" + sub), label + " back to the defaults.", () => { part.node.reset(); part.set({}); }) }, "Use the defaults"),
       onSubmit: async (body) => { const answer = await api.post(path + "/" + sub, body); part.set(answer[key] || {}); saved(label); },
     });
     api.get(path + "/" + sub).then((answer) => part.set(answer[key] || {})).catch(() => {});
@@ -263,9 +242,7 @@ async function renderEdit(root, hostname, ctx) {
   const githubState = h("p", { class: "muted" });
   const githubForm = form({
     id: "proxy-github", fields: GITHUB_FIELDS, submitLabel: "Save GitHub app",
-    extraButtons: h("button", { type: "button", onclick: async () => {
-      try { await api.del(path + "/github-oauth"); githubForm.node.reset(); githubState.textContent = "The global GitHub app is used."; } catch (e) { if (e.status !== 401) note.show(explain(e), "error"); }
-    } }, "Use the global app"),
+    extraButtons: h("button", { type: "button", onclick: () => attempt(note, () => api.del(path + "/github-oauth"), null, () => { githubForm.node.reset(); githubState.textContent = "The global GitHub app is used."; }) }, "Use the global app"),
     onSubmit: async (body) => {
       const answer = await api.post(path + "/github-oauth", body);
       githubState.textContent = "Client " + answer.client_id + (answer.has_secret ? ", secret stored." : ".");
@@ -299,14 +276,11 @@ async function renderEdit(root, hostname, ctx) {
         ["Applies", (r) => yesno(r.applies)],
       ],
       actions: (r) => [
-        action(r.applies ? "Disable" : "Enable", "route " + r.route_id + " for " + hostname, async () => {
-          try {
-            await api.post(path + "/routes/" + api.seg(r.route_id) + (r.applies ? "/disable" : "/enable"));
-            proxy = await api.get(path);
-            settings.set(proxy);
-            renderRoutes();
-          } catch (e) { if (e.status !== 401) note.show(explain(e), "error"); }
-        }),
+        action(r.applies ? "Disable" : "Enable", "route " + r.route_id + " for " + hostname, () => attempt(note, async () => {
+          await api.post(path + "/routes/" + api.seg(r.route_id) + (r.applies ? "/disable" : "/enable"));
+          proxy = await api.get(path);
+          settings.set(proxy);
+        }, null, renderRoutes)),
       ],
     });
     table.render(rows);

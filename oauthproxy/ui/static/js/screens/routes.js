@@ -5,7 +5,7 @@
 import * as api from "../api.js";
 import { h, fill, code, list, yesno, badge, DASH } from "../dom.js";
 import { form } from "../forms.js";
-import { heading, notice, section, disclosure, confirm, recordTable, pager, action, explain } from "../ui.js";
+import { heading, notice, section, disclosure, confirm, recordTable, pager, action, explain, loadInto, attempt } from "../ui.js";
 
 const PATH = "/routes/";
 const PAGE = 50;
@@ -110,18 +110,7 @@ async function renderList(root, param, ctx) {
     ],
   });
   const pages = pager((at) => { offset = at; load(); });
-  async function load() {
-    table.busy(true);
-    try {
-      const page = await api.get(PATH, { limit: PAGE, offset });
-      table.render(page.items);
-      pages.render(page, PAGE);
-    } catch (e) {
-      if (e.status !== 401) note.show(explain(e), "error");
-    } finally {
-      table.busy(false);
-    }
-  }
+  const load = () => loadInto(table, note, () => api.get(PATH, { limit: PAGE, offset }), pages, PAGE);
   const create = form({
     id: "route-create", submitLabel: "Add route",
     fields: [{ name: "route_id", label: "Route id", placeholder: "backend-api", hint: "Empty: generated." }, ...ROUTE_FIELDS],
@@ -151,14 +140,7 @@ async function remove(routeId, note, after) {
     message: "Requests it takes go to their proxy's target (or the next matching route) from the next request on.",
     confirmLabel: "Delete " + routeId, danger: true,
   });
-  if (!ok) return;
-  try {
-    await api.del(PATH + api.seg(routeId));
-    note.show("Deleted route " + routeId + ".", "ok");
-    await after();
-  } catch (e) {
-    if (e.status !== 401) note.show(explain(e), "error");
-  }
+  if (ok) await attempt(note, () => api.del(PATH + api.seg(routeId)), "Deleted route " + routeId + ".", after);
 }
 
 async function renderEdit(root, routeId, ctx) {
@@ -179,9 +161,7 @@ async function renderEdit(root, routeId, ctx) {
   const authForm = form({
     id: "route-auth", fields: AUTH_FIELDS, sendEmpty: true, submitLabel: "Save route auth",
     values: route.auth || { auth_type: "bearer" },
-    extraButtons: h("button", { type: "button", onclick: async () => {
-      try { await api.del(path + "/auth"); note.show("Route auth removed: the proxy's auth applies.", "ok"); } catch (e) { if (e.status !== 401) note.show(explain(e), "error"); }
-    } }, "Use the proxy's auth"),
+    extraButtons: h("button", { type: "button", onclick: () => attempt(note, () => api.del(path + "/auth"), "Route auth removed: the proxy's auth applies.") }, "Use the proxy's auth"),
     onSubmit: async (body) => { const answer = await api.put(path + "/auth", body); authForm.set(answer.auth); note.show("Route auth saved.", "ok"); },
   });
   fill(root,

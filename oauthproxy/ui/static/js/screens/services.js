@@ -3,7 +3,7 @@
 import * as api from "../api.js";
 import { h, fill, code, text, when } from "../dom.js";
 import { form } from "../forms.js";
-import { heading, notice, section, disclosure, confirm, recordTable, action, explain } from "../ui.js";
+import { heading, notice, section, disclosure, confirm, recordTable, action, loadInto, attempt } from "../ui.js";
 
 const EXTERNAL = "/services/external/";
 
@@ -35,12 +35,7 @@ function externalServices(note) {
           message: "Routes that target it must go first (the API refuses otherwise).",
           confirmLabel: "Delete " + s.name, danger: true,
         });
-        if (!ok) return;
-        try {
-          await api.del(EXTERNAL + api.seg(s.name));
-          note.show("Deleted service " + s.name + ".", "ok");
-          await load();
-        } catch (e) { if (e.status !== 401) note.show(explain(e), "error"); }
+        if (ok) await attempt(note, () => api.del(EXTERNAL + api.seg(s.name)), "Deleted service " + s.name + ".", load);
       }, "danger"),
     ],
   });
@@ -62,16 +57,7 @@ function externalServices(note) {
     fill(editBox, section("Edit service " + s.name, f.node));
     f.controls.target_url.input.focus();
   }
-  async function load() {
-    table.busy(true);
-    try {
-      table.render(await api.all(EXTERNAL));
-    } catch (e) {
-      if (e.status !== 401) note.show(explain(e), "error");
-    } finally {
-      table.busy(false);
-    }
-  }
+  const load = () => loadInto(table, note, () => api.all(EXTERNAL));
   const create = form({
     id: "service-create", fields: FIELDS, submitLabel: "Add service",
     onSubmit: async (body) => {

@@ -3,7 +3,7 @@
 import * as api from "../api.js";
 import { h, fill, yesno, when, text } from "../dom.js";
 import { form } from "../forms.js";
-import { heading, notice, disclosure, confirm, recordTable, action, explain, showSecret } from "../ui.js";
+import { heading, notice, disclosure, confirm, recordTable, action, explain, showSecret, loadInto, attempt } from "../ui.js";
 
 const PATH = "/tokens/";
 
@@ -45,25 +45,11 @@ export default {
             message: "Whoever uses it gets 401 from the next request on. Records it created stay.",
             confirmLabel: "Delete " + t.name, danger: true,
           });
-          if (!ok) return;
-          try {
-            await api.del(PATH + api.seg(t.name));
-            note.show("Deleted token " + t.name + ".", "ok");
-            await load();
-          } catch (e) { if (e.status !== 401) note.show(explain(e), "error"); }
+          if (ok) await attempt(note, () => api.del(PATH + api.seg(t.name)), "Deleted token " + t.name + ".", load);
         }, "danger"),
       ],
     });
-    async function load() {
-      table.busy(true);
-      try {
-        table.render(await api.all(PATH));
-      } catch (e) {
-        if (e.status !== 401) note.show(explain(e), "error");
-      } finally {
-        table.busy(false);
-      }
-    }
+    const load = () => loadInto(table, note, () => api.all(PATH));
     const create = form({
       id: "token-create",
       fields: [
