@@ -11,6 +11,7 @@ import os
 import signal
 import socket
 
+import treq
 from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
@@ -43,6 +44,25 @@ class EmbeddedDaemonTests(TestCase):
         self.assertEqual(code, 200)
         code, _ = await daemon.get("/tokens/admin")
         self.assertEqual(code, 401)
+
+    async def test_seed_curl_example_works_as_written(self) -> None:
+        """The seed's ``curl -X POST ... -d '{...}'`` (form content type) creates the rule."""
+        daemon = await start_daemon(self)
+        response = await treq.post(
+            daemon.api_url + "/auth/endpoints",
+            data=b'{"path_pattern": "/health", "methods": ["GET"], "auth_type": "none", '
+            b'"priority": 100}',
+            headers={
+                "Authorization": [f"Bearer {daemon.admin_token}"],
+                # what curl -d sends when no -H Content-Type is given
+                "Content-Type": ["application/x-www-form-urlencoded"],
+            },
+            pool=daemon.pool,
+            timeout=10,
+        )
+        body = await treq.json_content(response)
+        self.assertEqual(response.code, 201, body)
+        self.assertEqual((body["path_pattern"], body["priority"]), ("/health", 100))
 
     async def test_sigterm_stops_daemon_and_embedded_redis(self) -> None:
         """SIGTERM: the daemon exits cleanly and its redis-server is gone (no orphan)."""
