@@ -86,3 +86,27 @@ export async function all(path, params) {
   }
   return items;
 }
+
+/**
+ * Follow a text stream (``GET path``, e.g. a service's log): ``onText(chunk)`` for each
+ * piece until the server ends it or ``signal`` aborts.  Resolves when it ends.
+ */
+export async function stream(path, onText, signal) {
+  const headers = { Accept: "text/plain" };
+  const value = token.get();
+  if (value) headers.Authorization = "Bearer " + value;
+  const response = await fetch(path, { headers, credentials: "omit", cache: "no-store", redirect: "error", signal });
+  if (!response.ok) {
+    let data = null;
+    try { data = await response.json(); } catch (e) { data = null; }
+    if (response.status === 401) onUnauthorized("The token was not accepted.");
+    throw new ApiError(response.status, data || { detail: "HTTP " + response.status });
+  }
+  const reader = response.body.getReader();
+  const decoder = new TextDecoder();
+  for (;;) {
+    const { done, value: chunk } = await reader.read();
+    if (done) return;
+    onText(decoder.decode(chunk, { stream: true }));
+  }
+}

@@ -87,20 +87,20 @@ export function splitList(value) {
   return String(value || "").split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);
 }
 
-/** "Name: value" lines as an object (and back). */
-export function parseHeaders(value) {
+/** "Name: value" lines (``sep`` ":"), or "NAME=value" lines (``sep`` "="), as an object (and back). */
+export function parseHeaders(value, sep = ":") {
   const out = {};
   for (const line of String(value || "").split("\n")) {
     if (!line.trim()) continue;
-    const at = line.indexOf(":");
-    if (at <= 0) throw new Error("each line is Name: value (\"" + line.trim().slice(0, 40) + "\" has no colon)");
-    out[line.slice(0, at).trim()] = line.slice(at + 1).trim();
+    const at = line.indexOf(sep);
+    if (at <= 0) throw new Error("each line is Name" + (sep === ":" ? ": " : "=") + "value (\"" + line.trim().slice(0, 40) + "\" has no " + (sep === ":" ? "colon" : "=") + ")");
+    out[line.slice(0, at).trim()] = sep === ":" ? line.slice(at + 1).trim() : line.slice(at + 1);
   }
   return out;
 }
 
-export function formatHeaders(object) {
-  return Object.entries(object || {}).map(([k, v]) => k + ": " + v).join("\n");
+export function formatHeaders(object, sep = ":") {
+  return Object.entries(object || {}).map(([k, v]) => k + (sep === ":" ? ": " : "=") + v).join("\n");
 }
 
 /** Remove a node's children and give it new ones. */

@@ -2,7 +2,8 @@
  *
  * A field is {name, label, kind, ...}: kind text (default), url, password, number,
  * select (options), checkbox, list (comma/space separated -> array), headers
- * ("Name: value" lines -> object), json (an object), textarea.  {legend: "..."}
+ * ("Name: value" lines -> object), env ("NAME=value" lines -> object), lines (one
+ * item a line -> array), json (an object), textarea.  {legend: "..."}
  * starts a new group (a fieldset).  An API error's field is a JSON pointer into
  * the body ("/hostname", "/methods/0"): its first segment names the control that
  * shows the message; anything else shows above the submit button.
@@ -19,7 +20,7 @@ function control(f, id, described) {
     }));
   }
   if (f.kind === "checkbox") return h("input", { ...common, type: "checkbox" });
-  if (["headers", "json", "textarea", "lines"].includes(f.kind)) {
+  if (["headers", "env", "json", "textarea", "lines"].includes(f.kind)) {
     return h("textarea", { ...common, rows: f.rows || 3, spellcheck: "false", placeholder: f.placeholder });
   }
   const type = { number: "number", password: "password", url: "url", email: "email", datetime: "datetime-local" }[f.kind] || "text";
@@ -36,6 +37,7 @@ function setControl(f, input, value) {
   else if (f.kind === "list") input.value = (value || []).join(", ");
   else if (f.kind === "lines") input.value = (value || []).join("\n");
   else if (f.kind === "headers") input.value = formatHeaders(value);
+  else if (f.kind === "env") input.value = formatHeaders(value, "=");
   else if (f.kind === "json") input.value = value && Object.keys(value).length ? JSON.stringify(value, null, 2) : "";
   else input.value = value === null || value === undefined ? "" : String(value);
 }
@@ -47,6 +49,7 @@ function readControl(f, input, sendEmpty) {
   if (f.kind === "list") return raw || sendEmpty ? splitList(raw) : undefined;
   if (f.kind === "lines") return raw || sendEmpty ? raw.split("\n").map((s) => s.trim()).filter(Boolean) : undefined;
   if (f.kind === "headers") return raw || sendEmpty ? parseHeaders(raw) : undefined;
+  if (f.kind === "env") return raw || sendEmpty ? parseHeaders(raw, "=") : undefined;
   if (f.kind === "json") {
     if (!raw) return sendEmpty ? {} : undefined;
     let parsed;
@@ -91,7 +94,7 @@ export function form(spec) {
     const input = control(f, id, described);
     const label = h("label", { for: id }, f.label, f.required ? h("span", { class: "req", "aria-hidden": "true" }, " *") : null);
     controls[f.name] = { f, input, error };
-    const wide = ["headers", "json", "textarea", "lines"].includes(f.kind) || f.wide;
+    const wide = ["headers", "env", "json", "textarea", "lines"].includes(f.kind) || f.wide;
     current.append(f.kind === "checkbox"
       ? h("div", { class: "field check" }, input, label, hint, error)
       : h("div", { class: "field" + (wide ? " wide" : "") }, label, input, hint, error));
