@@ -82,6 +82,12 @@ export function expiry(notAfter) {
     badge(days < 0 ? "expired" : Math.floor(days) + " days", kind), " ", h("span", { class: "muted", text: words }));
 }
 
+/** Whether a certificate for ``domains`` is valid for ``host`` (a wildcard covers one label). */
+export function covers(domains, host) {
+  const labels = host.split(".").length;
+  return domains.some((d) => d === host || (d.startsWith("*.") && host.endsWith(d.slice(1)) && labels === d.split(".").length));
+}
+
 /** Comma- or space-separated text as a list of non-empty items. */
 export function splitList(value) {
   return String(value || "").split(/[\s,]+/).map((s) => s.trim()).filter(Boolean);

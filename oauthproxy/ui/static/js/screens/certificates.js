@@ -3,7 +3,7 @@
  * order's live progress (pending ones are polled) and last error. */
 
 import * as api from "../api.js";
-import { h, fill, list, yesno, when, badge, expiry, relative, splitList, DASH } from "../dom.js";
+import { h, fill, list, when, badge, expiry, relative, splitList, covers, DASH } from "../dom.js";
 import { form } from "../forms.js";
 import { heading, notice, section, disclosure, confirm, recordTable, action, explain, attempt } from "../ui.js";
 
@@ -128,7 +128,7 @@ async function renderDetail(root, name, ctx) {
       if (e.status !== 401) note.show(explain(e), "error");
       return;
     }
-    const covered = proxies.filter((p) => c.domains.some((d) => d === p.hostname || (d.startsWith("*.") && p.hostname.endsWith(d.slice(1)) && p.hostname.split(".").length === d.split(".").length)));
+    const covered = proxies.filter((p) => covers(c.domains, p.hostname));
     const attach = recordTable({
       caption: "Proxies this certificate covers",
       empty: "No proxy has one of its names.",

@@ -4,7 +4,7 @@
  * and which routes apply. */
 
 import * as api from "../api.js";
-import { h, fill, code, text, yesno, when, badge, expiry, DASH } from "../dom.js";
+import { h, fill, code, text, yesno, when, badge, expiry, covers } from "../dom.js";
 import { form } from "../forms.js";
 import { heading, notice, section, disclosure, confirm, recordTable, pager, action, explain, loadInto, attempt } from "../ui.js";
 
@@ -178,7 +178,7 @@ async function renderList(root, ctx) {
 function certCell(p, certs) {
   if (!p.enable_https) return h("span", { class: "muted" }, "HTTP only");
   const list = certs.__list || [];
-  const cert = p.cert_name ? certs[p.cert_name] : list.find((c) => c.domains.some((d) => d === p.hostname || (d.startsWith("*.") && p.hostname.endsWith(d.slice(1)) && p.hostname.split(".").length === d.split(".").length)));
+  const cert = p.cert_name ? certs[p.cert_name] : list.find((c) => covers(c.domains, p.hostname));
   if (!cert) return p.cert_name ? text(p.cert_name) : h("span", { class: "muted" }, "fallback (none yet)");
   return h("a", { href: "#/certificates/" + encodeURIComponent(cert.cert_name) },
     cert.status === "ready" ? expiry(cert.not_after) : badge(cert.status));
