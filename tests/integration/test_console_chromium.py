@@ -67,8 +67,12 @@ class ConsoleTestCase(TestCase):
     async def setUp(self) -> None:
         """Start the daemon; sign in."""
         self.daemon = await start_daemon(self, args=self.arguments(), env=self.environment())
-        token = self.daemon.admin_token
-        assert token is not None
+        for _ in range(50):  # the token line may be read after /health answered
+            token = self.daemon.admin_token
+            if token is not None:
+                break
+            await settle(0.1)
+        assert token is not None, "\n".join(self.daemon.output[-20:])
         self.token = token
         self.page = await sign_in(self, self.daemon.api_url + "/", token)
         await self.page.wait_for("!document.getElementById('screen').hidden")
