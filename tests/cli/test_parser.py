@@ -68,7 +68,8 @@ class ParserTests(SynchronousTestCase):
         self.assertEqual(missing, [])
 
     def test_one_verb_per_action(self) -> None:
-        """Records are deleted, settings cleared, OAuth grants revoked; actions are commands."""
+        """Records are created and deleted, settings set and cleared, parts of a record
+        (a service's ports) added and removed, OAuth grants revoked; actions are commands."""
         verbs: dict[str, set[str]] = {}
 
         def walk(parser: argparse.ArgumentParser, path: tuple[str, ...]) -> None:
@@ -81,8 +82,11 @@ class ParserTests(SynchronousTestCase):
                     self.fail(f"{' '.join(path)} takes its action as an argument")
 
         walk(build_parser(), ())
-        for synonym in ("remove", "rm", "del", "destroy", "unset"):
+        for synonym in ("rm", "del", "destroy", "unset", "drop"):
             self.assertNotIn(synonym, verbs)
+        # "remove" only for parts of a record, next to "add"
+        self.assertEqual(verbs.get("remove", set()) - verbs.get("add", set()), set())
+        self.assertEqual(verbs.get("add", set()) - verbs.get("remove", set()), set())
         self.assertEqual(verbs["clear"] & {"auth proxy-auth"}, {"auth proxy-auth"})
         self.assertIn("oauth clients", verbs["delete"])
         self.assertEqual(verbs["revoke"] - {"oauth", "oauth sessions", "oauth tokens"}, set())
