@@ -18,6 +18,8 @@ const DOCKER_FIELDS = [
   { name: "internal_port", label: "Container port", kind: "number", min: 1, max: 65535, placeholder: "8080", hint: "Where proxies and routes reach it." },
   { name: "host_port", label: "Host port", kind: "number", min: 0, max: 65535, hint: "Publish the container port here; 0 = pick a free one; empty = not published." },
   { name: "bind", label: "Bind address", placeholder: "127.0.0.1", hint: "Empty: 127.0.0.1 (this host only)." },
+  { name: "network_mode", label: "Network", kind: "select", options: [["bridge", "bridge (default)"], ["host", "host (if the configuration allows it)"], ["none", "none"]] },
+  { name: "command", label: "Command", kind: "list", placeholder: "httpd -f -p 8080", hint: "Empty: the image's own. Words are split at spaces (no shell)." },
   { name: "environment", label: "Environment", kind: "env", hint: "One per line: NAME=value" },
   { name: "memory_limit", label: "Memory limit", placeholder: "512m" },
   { name: "auto_proxy", label: "Also create the proxy NAME.BASE_DOMAIN", kind: "checkbox" },
@@ -108,7 +110,7 @@ function dockerServices(note) {
     id: "docker-create", fields: DOCKER_FIELDS, submitLabel: "Create and start",
     onSubmit: async (body) => {
       const sent = { name: body.name, image: body.image, auto_proxy: body.auto_proxy };
-      for (const key of ["internal_port", "environment", "memory_limit"]) if (body[key] !== undefined) sent[key] = body[key];
+      for (const key of ["internal_port", "network_mode", "command", "environment", "memory_limit"]) if (body[key] !== undefined) sent[key] = body[key];
       if (body.host_port !== undefined) {
         if (body.internal_port === undefined) throw Object.assign(new Error("Container port is needed to publish a host port"), { field: "/internal_port" });
         sent.ports = [{ name: "main", container: body.internal_port, host: body.host_port, ...(body.bind ? { bind: body.bind } : {}) }];
@@ -147,6 +149,8 @@ async function renderDocker(root, name, ctx) {
       ["Memory limit", text(service.memory_limit)], ["CPU limit", text(service.cpu_limit)], ["Owner", service.owner], ["Updated", when(service.updated_at)],
     ];
     fill(infoBox, h("dl", { class: "kv" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])));
+    fill(controls, lifecycle(service, note, load),
+      action("Delete", "service " + name, () => deleteService(service, note, () => ctx.go("#/services")), "danger"));
     const ports = recordTable({
       caption: "Ports of " + name,
       empty: "No published ports.",
@@ -210,7 +214,8 @@ async function renderDocker(root, name, ctx) {
     const made = await api.post(path + "/proxy", {});
     note.show("Created proxy " + made.hostname + ".", "ok");
   }, null, load) }, "Create its proxy");
-  const head = heading("Service " + name, h("a", { class: "button", href: "#/services" }, "All services"));
+  const controls = h("span", { class: "head-actions" });
+  const head = heading("Service " + name, h("a", { class: "button", href: "#/services" }, "All services"), controls);
   fill(root, head, note,
     section("Container", infoBox, h("div", { class: "inline" }, proxyButton)),
     section("Ports", portsBox, disclosure("Add a port", addPort.node, false)),
@@ -218,10 +223,6 @@ async function renderDocker(root, name, ctx) {
     section("Resource use", h("button", { type: "button", onclick: stats }, "Measure now"), statsBox),
     section("Settings", update.node));
   await load();
-  if (service) {
-    head.querySelector(".head-actions").append(...lifecycle(service, note, load),
-      action("Delete", "service " + name, () => deleteService(service, note, () => ctx.go("#/services")), "danger"));
-  }
   await tail();
   return () => { if (controller) controller.abort(); };
 }
