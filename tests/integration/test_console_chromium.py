@@ -532,6 +532,8 @@ class OAuthAndHealthScreenTests(ConsoleTestCase):
         self.assertIn("api", text)
         self.assertIn("Failed orders: bad", text)
         self.assertIn("port 80 must reach its HTTP listener", text)
+        # this daemon has no OAuth issuer: the card says so and what to set
+        self.assertIn("OAuth is off on this daemon", text)
         await self.page.screenshot(screenshot_path("health.png"), full=True)
 
 

@@ -40,7 +40,7 @@ from tests.integration.test_oauth_guard import (
     start_auth_gateway,
     wait_until,
 )
-from tests.integration.test_ui_chromium import open_page
+from tests.support.chromium import open_page
 
 FIELDS = re.compile(r'name="(request_id|csrf_token)" value="([^"]+)"')
 

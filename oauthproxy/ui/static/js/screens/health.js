@@ -54,23 +54,15 @@ function oauthCard(health, metrics) {
   let state = OK;
   const server = health.oauth;
   if (server && typeof server === "object") {
-    for (const [k, v] of Object.entries(server)) rows.push([k.replace(/_/g, " "), typeof v === "object" ? JSON.stringify(v) : String(v)]);
-    const status = String(server.status || server.state || "");
-    if (status && !["ok", "running", "ready", "enabled"].includes(status)) {
-      state = BAD;
-      advice.push("The OAuth server is not running: set BASE_DOMAIN or OAUTHPROXY_OAUTH_ISSUER, and GITHUB_CLIENT_ID/GITHUB_CLIENT_SECRET, then restart the daemon.");
-    }
-  } else if (typeof server === "string") {
-    rows.push(["State", server]);
+    rows.push(["State", server.state], ["Issuer", server.issuer || "\u2014"], ["GitHub app", server.github_app ? "configured" : "none"]);
+    if (server.state === "failed" || (server.state === "ready" && server.problem)) state = BAD;
+    else if (server.state !== "ready") state = { word: server.state, kind: "pending" };
+    if (server.problem) advice.push(server.problem.charAt(0).toUpperCase() + server.problem.slice(1) + ".");
   }
   if (metrics) {
     rows.push(["Signing keys", String(metrics.signing_keys)], ["Active sessions", String(metrics.sessions_active)], ["Live access tokens", String(metrics.access_tokens_live)]);
-    if (metrics.signing_keys === 0) {
-      state = state === BAD ? BAD : WARN;
-      advice.push("No signing key yet: the OAuth server creates one when it starts; without an issuer configured (BASE_DOMAIN or OAUTHPROXY_OAUTH_ISSUER) it does not start.");
-    }
   }
-  if (!rows.length) rows.push(["State", "needs the admin token to show"]);
+  if (!rows.length) rows.push(["State", "not reported by this daemon"]);
   return card("OAuth server", state, rows, advice);
 }
 
