@@ -71,7 +71,7 @@ async def list_sessions(ctx: Context, args: argparse.Namespace) -> int:
 async def revoke_session(ctx: Context, args: argparse.Namespace) -> int:
     """``oauth sessions revoke SESSION_ID``."""
     await ctx.api.delete("/oauth/sessions/" + segment(args.session_id))
-    return show_revoked(ctx, "OAuth session", args.session_id)
+    return show_deleted(ctx, "OAuth session", args.session_id, verb="revoked")
 
 
 async def list_tokens(ctx: Context, args: argparse.Namespace) -> int:
@@ -84,16 +84,7 @@ async def list_tokens(ctx: Context, args: argparse.Namespace) -> int:
 async def revoke_token(ctx: Context, args: argparse.Namespace) -> int:
     """``oauth tokens revoke JTI``."""
     await ctx.api.delete("/oauth/tokens/" + segment(args.jti))
-    return show_revoked(ctx, "OAuth access token", args.jti)
-
-
-def show_revoked(ctx: Context, kind: str, key: str) -> int:
-    """Report a revocation (``{"revoked": key}`` with ``--json``); exit code 0."""
-    if ctx.json:
-        ctx.show({"revoked": key, "kind": kind})
-    else:
-        ctx.out.write(f"revoked {kind} {key}\n")
-    return 0
+    return show_deleted(ctx, "OAuth access token", args.jti, verb="revoked")
 
 
 async def revoke(ctx: Context, args: argparse.Namespace) -> int:

@@ -57,12 +57,12 @@ def comma_list(text: str) -> list[str]:
     return [item.strip() for item in text.split(",") if item.strip()]
 
 
-def show_deleted(ctx: Context, kind: str, key: str) -> int:
-    """Report a deletion (``{"deleted": key}`` with ``--json``); exit code 0."""
+def show_deleted(ctx: Context, kind: str, key: str, verb: str = "deleted") -> int:
+    """Report a deletion, or a revocation (``{verb: key}`` with ``--json``); exit code 0."""
     if ctx.json:
-        ctx.show({"deleted": key, "kind": kind})
+        ctx.show({verb: key, "kind": kind})
     else:
-        ctx.out.write(f"deleted {kind} {key}\n")
+        ctx.out.write(f"{verb} {kind} {key}\n")
     return 0
 
 
