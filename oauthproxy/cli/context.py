@@ -106,7 +106,9 @@ ARGUMENT_HELP: dict[tuple[str, str] | str, str] = {
     ("check", "port"): "the host port to check",
     ("cert", "name"): "the certificate's name (see 'cert list')",
     ("token", "name"): "the token's name (see 'token list')",
-    ("service", "name"): "the external service's name (see 'service external list')",
+    ("external", "name"): "the external service's name (see 'service external list')",
+    ("register", "name"): "the external service's name, e.g. backend-api",
+    ("service", "name"): "the Docker service's name, a DNS label such as my-app",
 }
 
 
