@@ -383,6 +383,9 @@ class IStorage(Interface):
     auth_rules = Attribute("IAuthRuleStore")
     oauth = Attribute("IOAuthStore")
     request_log = Attribute("IRequestLogStore")
+    visibility = Attribute(
+        "WriteVisibility: record writes return once this instance's mirror applied them"
+    )
 
     def ping() -> Deferred[bool]:
         """True if the store answered within its timeout, False otherwise (never errbacks)."""

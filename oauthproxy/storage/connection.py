@@ -8,6 +8,10 @@ gets ``Deferred.addTimeout`` on the injected reactor and every failure becomes
 Blocking reads (``XREAD BLOCK``) would stall whatever shares their connection,
 so they run on a dedicated connection that is thrown away after any failure
 (a cancelled read leaves the connection waiting for a reply nobody wants).
+
+The connection is this instance's session with Redis: its :attr:`RedisConnection.visibility`
+is where every store's writes wait until the instance's mirror has applied them
+(read-your-writes, :mod:`oauthproxy.storage.visibility`).
 """
 
 from __future__ import annotations
@@ -25,6 +29,7 @@ from twisted.python.failure import Failure
 
 from oauthproxy.errors import StorageUnavailable
 from oauthproxy.storage.address import RedisAddress
+from oauthproxy.storage.visibility import WriteVisibility
 
 #: connections in the shared pool (the blocking reader has its own)
 POOL_SIZE = 4
@@ -45,6 +50,8 @@ class RedisConnection:
     address: RedisAddress
     reactor: IReactorTime
     timeout: float
+    #: this instance's session guarantee: writes wait until its mirror applied them
+    visibility: WriteVisibility = field(factory=WriteVisibility, init=False)
     _pool: Any = field(default=None, init=False)
     _blocking: Any = field(default=None, init=False)
     _closing: list[Deferred[Any]] = field(factory=list, init=False)

@@ -93,11 +93,11 @@ def port_conflict(detail: str) -> Conflict:
 class RedisDockerServiceStore(RedisRecordStore[DockerService]):
     """Docker services keyed by name, ports reserved in ``ports`` (see the module docstring)."""
 
-    def _write(self, action: Action, key: str, record: DockerService | None) -> Deferred[None]:
-        """Run the reserving write script; map its verdict to NotFound/Conflict."""
+    def _write(self, action: Action, key: str, record: DockerService | None) -> Deferred[str]:
+        """Run the reserving write script; map its verdict to NotFound/Conflict; the event id."""
         json = "" if record is None else encode(record)
 
-        async def write() -> None:
+        async def write() -> str:
             reply = await self.connection.eval(
                 WRITE_SCRIPT,
                 [self._hash, self.keys.events, self.keys.ports],
@@ -110,6 +110,7 @@ class RedisDockerServiceStore(RedisRecordStore[DockerService]):
                 raise Conflict(reply[1], field=KEY_FIELDS[self.kind])
             if verdict == "not_found":
                 raise NotFound(reply[1], field=KEY_FIELDS[self.kind])
+            return str(reply[1])
 
         return Deferred.fromCoroutine(write())
 

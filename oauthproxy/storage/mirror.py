@@ -13,17 +13,22 @@
 3. **back off** on any failure: ``connected`` turns False, the last snapshot keeps
    being served, and after an exponential delay with jitter the mirror goes back
    to 1 (a full reload, since events may have been trimmed meanwhile).
+
+Besides the tail, :meth:`Mirror.catch_up` makes this instance's own writes visible
+before they return (read-your-writes, :mod:`oauthproxy.storage.visibility`): it polls
+the stream up to the write's event id and applies every event on the way.  A load and
+a catch-up never interleave (one lock), so the snapshot never goes back in the stream.
 """
 
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any, TypeVar
 
 from attrs import evolve
 from twisted.application.service import Service
-from twisted.internet.defer import CancelledError, Deferred, succeed
+from twisted.internet.defer import CancelledError, Deferred, DeferredLock, succeed
 from twisted.internet.interfaces import IReactorTime
 from twisted.internet.task import deferLater
 from twisted.logger import Logger
@@ -49,6 +54,11 @@ SNAPSHOT_FIELDS = {
     "oauth_revocation": "oauth_revocations",
     "oauth_signing_key": "oauth_signing_keys",
 }
+
+
+async def _untracked(d: Deferred[T]) -> T:
+    """Await ``d`` without making it the call stopService cancels (a catch-up's load)."""
+    return await d
 
 
 def backoff_delay(failures: int, random_value: float, initial: float, maximum: float) -> float:
@@ -114,6 +124,9 @@ class Mirror(Service):
         self._loop: Deferred[None] | None = None
         self._stopping = False
         self._loaded: list[Deferred[Snapshot]] = []
+        #: loads and catch-ups take turns: neither may replace what the other applied
+        self._lock = DeferredLock()
+        self._unfollow: Callable[[], None] | None = None
         #: the latest snapshot (replaced whole, never mutated)
         self.current = Snapshot()
         #: whether the last storage call succeeded (the tail is live)
@@ -149,12 +162,16 @@ class Mirror(Service):
         """Start loading and tailing."""
         super().startService()  # type: ignore[no-untyped-call]
         self._stopping = False
+        self._unfollow = self._storage.visibility.follow(self.catch_up)
         self._loop = Deferred.fromCoroutine(self._run())
 
     def stopService(self) -> Deferred[None]:
         """Stop the loop; fires once it has ended (no call is left in flight)."""
         super().stopService()  # type: ignore[no-untyped-call]
         self._stopping = True
+        if self._unfollow is not None:
+            self._unfollow()
+            self._unfollow = None
         if self._pending is not None:
             self._pending.cancel()
         loop, self._loop = self._loop, None
@@ -213,25 +230,76 @@ class Mirror(Service):
             except CancelledError:
                 return
 
+    def catch_up(self, event_id: str) -> Deferred[None]:
+        """Fires once every event up to ``event_id`` is applied (never fails).
+
+        The storage's :class:`~oauthproxy.storage.visibility.WriteVisibility` calls this
+        after each write of this instance.  If the stream cannot be read right now the
+        write stands anyway (Redis took it) and the tail applies it when it can.
+        """
+        if self._caught_up(event_id):
+            return succeed(None)
+        return Deferred.fromCoroutine(self._catch_up(event_id))
+
+    def _caught_up(self, event_id: str) -> bool:
+        """Whether there is nothing to do for ``event_id`` (applied, or not following)."""
+        if self._stopping or not self.running:
+            return True
+        return parse_stream_id(event_id) <= parse_stream_id(self.last_id)
+
+    async def _catch_up(self, event_id: str) -> None:
+        """Poll the stream from the last applied id until ``event_id`` is applied."""
+        await self._lock.acquire()
+        try:
+            # before the first load there is no snapshot to keep current: the load has it
+            while self.reloads and not self._caught_up(event_id):
+                try:
+                    events = await self._storage.events.read(self.last_id, 0)
+                except EventsTrimmed:
+                    await self._load_locked(_untracked)
+                    continue
+                if not events:
+                    return  # the stream lost it (a Redis without persistence restarted)
+                for event in events:
+                    self._apply(event)
+        except StorageUnavailable as e:
+            self.log.warn(
+                "storage mirror could not apply {event_id} at once ({error})",
+                event_id=event_id,
+                error=e.detail,
+            )
+        except Exception:
+            # bad data or a bug: the write itself stands; the tail or a reload retries
+            self.log.failure("storage mirror could not apply {event_id}", event_id=event_id)
+        finally:
+            self._lock.release()
+
     async def _load(self) -> None:
-        """Replace the snapshot with a full listing at the stream's last id."""
+        """Replace the snapshot with a full listing (not while a catch-up applies events)."""
+        await self._wait(self._lock.acquire())
+        try:
+            await self._load_locked(self._wait)
+        finally:
+            self._lock.release()
+
+    async def _load_locked(self, wait: Callable[[Deferred[Any]], Awaitable[Any]]) -> None:
+        """Replace the snapshot with a full listing at the stream's last id.
+
+        ``wait`` awaits each call: :meth:`_wait` from the loop (stopService cancels it).
+        """
         storage = self._storage
-        stream_id = await self._wait(storage.events.last_id())
+        stream_id = await wait(storage.events.last_id())
         snapshot = Snapshot(
             stream_id=stream_id,
-            proxies={p.hostname.lower(): p for p in await self._wait(storage.proxies.list())},
-            routes={r.route_id: r for r in await self._wait(storage.routes.list())},
-            certificates={c.cert_name: c for c in await self._wait(storage.certificates.list())},
-            tokens={t.name: t for t in await self._wait(storage.tokens.list())},
-            services={s.name: s for s in await self._wait(storage.services.list())},
-            docker_services={s.name: s for s in await self._wait(storage.docker_services.list())},
-            auth_rules={a.config_id: a for a in await self._wait(storage.auth_rules.list())},
-            oauth_revocations={
-                r.jti: r for r in await self._wait(storage.oauth.revocations.list())
-            },
-            oauth_signing_keys={
-                k.kid: k for k in await self._wait(storage.oauth.signing_keys.list())
-            },
+            proxies={p.hostname.lower(): p for p in await wait(storage.proxies.list())},
+            routes={r.route_id: r for r in await wait(storage.routes.list())},
+            certificates={c.cert_name: c for c in await wait(storage.certificates.list())},
+            tokens={t.name: t for t in await wait(storage.tokens.list())},
+            services={s.name: s for s in await wait(storage.services.list())},
+            docker_services={s.name: s for s in await wait(storage.docker_services.list())},
+            auth_rules={a.config_id: a for a in await wait(storage.auth_rules.list())},
+            oauth_revocations={r.jti: r for r in await wait(storage.oauth.revocations.list())},
+            oauth_signing_keys={k.kid: k for k in await wait(storage.oauth.signing_keys.list())},
         )
         self.current = snapshot
         self.connected = True

@@ -4,7 +4,8 @@ Each kind lives in one hash (``records:<kind>``, key -> codec JSON).  Every
 create, update and delete is one Lua script that checks existence, writes the
 record and appends its event to the ``events`` stream (``XADD ... MAXLEN ~``):
 Redis runs a script atomically, exactly like a MULTI/EXEC, and the check inside
-it makes ``Conflict``/``NotFound`` correct when writers race.
+it makes ``Conflict``/``NotFound`` correct when writers race.  A write returns once this
+instance's mirror has applied its event (:mod:`oauthproxy.storage.visibility`).
 """
 
 from __future__ import annotations
@@ -149,27 +150,34 @@ class RedisRecordStore(Generic[R]):
 
     def create(self, record: R) -> Deferred[None]:
         """Store a new record; ``Conflict`` if its key is taken."""
-        return self._write("create", record_key(record), record)
+        return self._visible(self._write("create", record_key(record), record))
 
     def update(self, record: R) -> Deferred[None]:
         """Replace a record; ``NotFound`` if there is none under its key."""
-        return self._write("update", record_key(record), record)
+        return self._visible(self._write("update", record_key(record), record))
 
     def delete(self, key: str) -> Deferred[None]:
         """Remove the record under ``key``; ``NotFound`` if there is none."""
-        return self._write("delete", self._normalise(key), None)
+        return self._visible(self._write("delete", self._normalise(key), None))
+
+    def _visible(self, written: Deferred[str]) -> Deferred[None]:
+        """Fires once this instance's mirror applied the write's event (read-your-writes).
+
+        Every write of every kind passes here, whatever script ``_write`` runs.
+        """
+        return written.addCallback(self.connection.visibility.written)
 
     def _normalise(self, key: str) -> str:
         """Keys as stored: hostnames are case-insensitive."""
         return key.lower() if self.kind == "proxy" else key
 
-    def _write(self, action: Action, key: str, record: R | None) -> Deferred[None]:
-        """Run the write script and map its verdict to NotFound/Conflict."""
+    def _write(self, action: Action, key: str, record: R | None) -> Deferred[str]:
+        """Run the write script and map its verdict to NotFound/Conflict; the event id."""
 
         json = "" if record is None else encode(self._to_stored(record))
         extra = self._write_extra(record)
 
-        async def write() -> None:
+        async def write() -> str:
             reply = await self.connection.eval(
                 WRITE_SCRIPT,
                 [self._hash, self.keys.events, *extra[0]],
@@ -180,6 +188,7 @@ class RedisRecordStore(Generic[R]):
                 raise Conflict(detail, field=KEY_FIELDS[self.kind])
             if verdict == "not_found":
                 raise NotFound(detail, field=KEY_FIELDS[self.kind])
+            return str(detail)
 
         return Deferred.fromCoroutine(write())
 

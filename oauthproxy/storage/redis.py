@@ -49,6 +49,7 @@ from oauthproxy.storage.records import (
     open_proxy,
 )
 from oauthproxy.storage.requestlog import DEFAULT_RETENTION, RedisRequestLogStore
+from oauthproxy.storage.visibility import WriteVisibility
 
 
 @implementer(IEventLog)
@@ -72,17 +73,23 @@ class RedisEventLog:
     def read(self, after: str, block: float) -> Deferred[list[Event]]:
         """Events after ``after``, oldest first, waiting up to ``block`` seconds for one.
 
+        ``block <= 0`` polls on the shared pool, never behind a blocked read.
+
         :raises EventsTrimmed: if events after ``after`` were trimmed (the
             reader fell more than ``stream_maxlen`` events behind).
         """
 
         async def read() -> list[Event]:
-            args: list[object] = ["COUNT", READ_COUNT]
+            stream = ["STREAMS", self.keys.events, after]
             if block > 0:
                 # BLOCK 0 would mean "forever" to Redis
-                args += ["BLOCK", max(1, round(block * 1000))]
-            args += ["STREAMS", self.keys.events, after]
-            reply = await self.connection.blocking_call(block, "XREAD", *args)
+                blocking = ["BLOCK", max(1, round(block * 1000))]
+                reply = await self.connection.blocking_call(
+                    block, "XREAD", "COUNT", READ_COUNT, *blocking, *stream
+                )
+            else:
+                # a poll (a mirror catching up) must not queue behind the blocked tail
+                reply = await self.connection.call("XREAD", "COUNT", READ_COUNT, *stream)
             if not reply:
                 return []
             events = [self._open(e) for e in parse_entries(reply[0][1])]
@@ -137,6 +144,11 @@ class RedisStorage:
     auth_rules: RedisAuthRuleStore
     oauth: RedisOAuthStore
     request_log: RedisRequestLogStore
+
+    @property
+    def visibility(self) -> WriteVisibility:
+        """Where writes wait until this instance's mirror applied them (read-your-writes)."""
+        return self.connection.visibility
 
     def ping(self) -> Deferred[bool]:
         """True if Redis answered within the timeout; never fails."""

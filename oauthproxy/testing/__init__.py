@@ -4,7 +4,8 @@
 Redis.  It keeps records as codec JSON (so a record that does not survive the
 codec fails here as it would on Redis), publishes the same events, blocks
 ``events.read`` on waiters, and expires challenges and locks on an injected
-clock.  ``set_available(False)`` makes every call fail with
+clock.  :meth:`MemoryStorage.another_instance` is a second daemon on the same data
+(its writes wait for its own mirror only).  ``set_available(False)`` makes every call fail with
 ``StorageUnavailable``, as a Redis outage would, so the behaviour of callers
 under failure can be tested with a ``task.Clock``.
 """
@@ -26,6 +27,7 @@ from oauthproxy.model import (
     Route,
 )
 from oauthproxy.storage.events import STREAM_MAXLEN
+from oauthproxy.storage.visibility import WriteVisibility
 from oauthproxy.testing.containers import MemoryDockerServiceStore, MemoryRuntime
 from oauthproxy.testing.memory import (
     MemoryAccountKeyStore,
@@ -49,22 +51,36 @@ from oauthproxy.testing.requestlog import MemoryRequestLogStore
 class MemoryStorage:
     """:class:`~oauthproxy.interfaces.IStorage` in memory, timed by ``clock``."""
 
-    def __init__(self, clock: IReactorTime, stream_maxlen: int = STREAM_MAXLEN) -> None:
-        """Create empty stores sharing one :class:`MemoryState`."""
-        self.state = MemoryState(clock, stream_maxlen)
-        self.proxies = MemoryProxyStore(self.state, "proxy", Proxy)
-        self.routes = MemoryRouteStore(self.state, "route", Route)
-        self.certificates = MemoryCertificateStore(self.state, "certificate", Certificate)
-        self.tokens = MemoryTokenStore(self.state, "token", ApiToken)
-        self.services = MemoryServiceStore(self.state, "service", ExternalService)
-        self.docker_services = MemoryDockerServiceStore(self.state, "docker_service", DockerService)
-        self.events = MemoryEventLog(self.state)
-        self.challenges = MemoryChallengeStore(self.state)
-        self.locks = MemoryLocks(self.state)
-        self.accounts = MemoryAccountKeyStore(self.state)
-        self.auth_rules = MemoryAuthRuleStore(self.state, "auth_rule", AuthRule)
-        self.oauth = MemoryOAuthStore(self.state)
-        self.request_log = MemoryRequestLogStore(self.state)
+    def __init__(
+        self,
+        clock: IReactorTime,
+        stream_maxlen: int = STREAM_MAXLEN,
+        state: MemoryState | None = None,
+    ) -> None:
+        """Create empty stores sharing one :class:`MemoryState` (``state``, if given)."""
+        self.state = state if state is not None else MemoryState(clock, stream_maxlen)
+        #: this instance's: its writes return once its mirror applied them
+        self.visibility = WriteVisibility()
+        state, seen = self.state, self.visibility
+        self.proxies = MemoryProxyStore(state, "proxy", Proxy, seen)
+        self.routes = MemoryRouteStore(state, "route", Route, seen)
+        self.certificates = MemoryCertificateStore(state, "certificate", Certificate, seen)
+        self.tokens = MemoryTokenStore(state, "token", ApiToken, seen)
+        self.services = MemoryServiceStore(state, "service", ExternalService, seen)
+        self.docker_services = MemoryDockerServiceStore(
+            state, "docker_service", DockerService, seen
+        )
+        self.events = MemoryEventLog(state)
+        self.challenges = MemoryChallengeStore(state)
+        self.locks = MemoryLocks(state)
+        self.accounts = MemoryAccountKeyStore(state)
+        self.auth_rules = MemoryAuthRuleStore(state, "auth_rule", AuthRule, seen)
+        self.oauth = MemoryOAuthStore(state, seen)
+        self.request_log = MemoryRequestLogStore(state)
+
+    def another_instance(self) -> MemoryStorage:
+        """A second daemon's view of the same store: shared data, its own read-your-writes."""
+        return MemoryStorage(self.state.clock, state=self.state)
 
     def set_available(self, available: bool) -> None:
         """Switch the store on or off; switching off fails blocked reads at once."""

@@ -45,6 +45,7 @@ from oauthproxy.storage.events import (
     event_type,
     parse_stream_id,
 )
+from oauthproxy.storage.visibility import WriteVisibility
 
 R = TypeVar("R", bound=Record)
 T = TypeVar("T")
@@ -95,10 +96,11 @@ class MemoryState:
         except Exception as e:
             return fail(e)
 
-    def publish(self, type_: str, kind: str, key: str, record: str | None) -> None:
-        """Append an event and wake the readers waiting for it."""
+    def publish(self, type_: str, kind: str, key: str, record: str | None) -> str:
+        """Append an event and wake the readers waiting for it; the event's id."""
         self.sequence += 1
-        self.events.append(Event(f"{self.sequence}-0", type_, kind, key, record))
+        event_id = f"{self.sequence}-0"
+        self.events.append(Event(event_id, type_, kind, key, record))
         if len(self.events) > self.stream_maxlen:
             trimmed = len(self.events) - self.stream_maxlen
             self.max_deleted_id = self.events[trimmed - 1].event_id
@@ -108,6 +110,7 @@ class MemoryState:
             if found and waiter in self.waiters:
                 self._finish(waiter)
                 waiter.deferred.callback(found)
+        return event_id
 
     def after(self, event_id: str) -> list[Event]:
         """Events newer than ``event_id``, oldest first (at most READ_COUNT)."""
@@ -165,6 +168,8 @@ class MemoryRecordStore(Generic[R]):
     state: MemoryState
     kind: str
     record_type: type[R]
+    #: the instance's: writes return once its mirror applied them (read-your-writes)
+    visibility: WriteVisibility = field(factory=WriteVisibility)
 
     @property
     def _records(self) -> dict[str, str]:
@@ -196,15 +201,19 @@ class MemoryRecordStore(Generic[R]):
 
     def create(self, record: R) -> Deferred[None]:
         """Store a new record; ``Conflict`` if its key is taken."""
-        return self.state.run(lambda: self._write("create", record_key(record), record))
+        return self._visible(lambda: self._write("create", record_key(record), record))
 
     def update(self, record: R) -> Deferred[None]:
         """Replace a record; ``NotFound`` if there is none."""
-        return self.state.run(lambda: self._write("update", record_key(record), record))
+        return self._visible(lambda: self._write("update", record_key(record), record))
 
     def delete(self, key: str) -> Deferred[None]:
         """Remove a record; ``NotFound`` if there is none."""
-        return self.state.run(lambda: self._write("delete", self._normalise(key), None))
+        return self._visible(lambda: self._write("delete", self._normalise(key), None))
+
+    def _visible(self, write: Callable[[], str]) -> Deferred[None]:
+        """Run ``write``; fires once the instance's mirror applied its event, as on Redis."""
+        return self.state.run(write).addCallback(self.visibility.written)
 
     def _check_index(self, action: Action, key: str, old: R | None, new: R | None) -> None:
         """Hook: raise Conflict before anything is written (token digests)."""
@@ -212,8 +221,8 @@ class MemoryRecordStore(Generic[R]):
     def _update_index(self, action: Action, key: str, old: R | None, new: R | None) -> None:
         """Hook: keep secondary indexes in step (token digests)."""
 
-    def _write(self, action: Action, key: str, record: R | None) -> None:
-        """Check, write and publish, all at once like the Redis script."""
+    def _write(self, action: Action, key: str, record: R | None) -> str:
+        """Check, write and publish, all at once like the Redis script; the event id."""
         stored = self._records.get(key)
         if action == "create" and stored is not None:
             raise Conflict(f"{self.kind} {key} already exists", field=KEY_FIELDS[self.kind])
@@ -227,7 +236,7 @@ class MemoryRecordStore(Generic[R]):
             del self._records[key]
         else:
             self._records[key] = json
-        self.state.publish(event_type(self.kind, action, old, record), self.kind, key, json)
+        return self.state.publish(event_type(self.kind, action, old, record), self.kind, key, json)
 
 
 @implementer(IProxyStore)

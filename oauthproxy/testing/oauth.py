@@ -26,6 +26,7 @@ from oauthproxy.oauth.records import (
     TokenFamily,
 )
 from oauthproxy.storage.codec import decode, encode
+from oauthproxy.storage.visibility import WriteVisibility
 from oauthproxy.testing.memory import MemoryRecordStore, MemoryState
 
 T = TypeVar("T")
@@ -39,14 +40,18 @@ class MemoryOAuthStore:
     access-token records stay until :meth:`reap` drops the expired ones, as on Redis.
     """
 
-    def __init__(self, state: MemoryState) -> None:
-        """Empty OAuth state sharing ``state`` (clock, availability, events)."""
+    def __init__(self, state: MemoryState, visibility: WriteVisibility | None = None) -> None:
+        """Empty OAuth state sharing ``state`` (clock, availability, events).
+
+        ``visibility`` is the instance's (:class:`~oauthproxy.testing.MemoryStorage`'s).
+        """
         self.state = state
+        visibility = visibility or WriteVisibility()
         self.revocations: MemoryRecordStore[OAuthRevocation] = MemoryRecordStore(
-            state, "oauth_revocation", OAuthRevocation
+            state, "oauth_revocation", OAuthRevocation, visibility
         )
         self.signing_keys: MemoryRecordStore[OAuthSigningKey] = MemoryRecordStore(
-            state, "oauth_signing_key", OAuthSigningKey
+            state, "oauth_signing_key", OAuthSigningKey, visibility
         )
         self.clients: dict[str, str] = {}
         self.client_keys: dict[str, str] = {}

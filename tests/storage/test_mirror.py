@@ -250,16 +250,17 @@ class MirrorTests(SynchronousTestCase):
         self.storage = MemoryStorage(self.clock, stream_maxlen=5)
         self.mirror = Mirror(self.storage, self.clock, random_value=lambda: 0.0)
         burst = [proxy(f"burst{i}.example") for i in range(10)]
+        other = self.storage.another_instance()  # its writes reach this mirror by the tail
 
         def write_burst(snapshot: Snapshot, event: Event | None) -> None:
-            # a listener writing while the mirror applies: its next read starts behind
+            # another daemon writing while this mirror applies: its next read starts behind
             if event is not None and event.key == "first.example":
                 for record in burst:
-                    self.successResultOf(self.storage.proxies.create(record))
+                    self.successResultOf(other.proxies.create(record))
 
         self.mirror.subscribe(write_burst)
         self.start()
-        self.successResultOf(self.storage.proxies.create(proxy("first.example")))
+        self.successResultOf(other.proxies.create(proxy("first.example")))
         self.assertEqual(self.mirror.reloads, 2)
         self.assertTrue(self.mirror.connected)
         self.assertEqual(len(self.mirror.current.proxies), 11)

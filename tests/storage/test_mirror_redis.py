@@ -18,7 +18,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
-from oauthproxy.model import Event, ExternalService, Proxy, Snapshot
+from oauthproxy.model import DockerService, Event, ExternalService, Proxy, Route, Snapshot
 from oauthproxy.storage.crypto import SecretBox
 from oauthproxy.storage.mirror import Mirror
 from oauthproxy.storage.redis import RedisStorage, connect_storage
@@ -120,3 +120,71 @@ class MirrorOnRedisTests(TestCase):
         ids = [e.event_id for e in applied]
         self.assertEqual(len(ids), len(set(ids)), "an event was applied twice")
         self.assertEqual(ids, sorted(ids, key=lambda i: tuple(map(int, i.split("-")))))
+
+
+class ReadYourWritesOnRedisTests(TestCase):
+    """A write through a storage returns once that storage's mirror applied it (defect 12)."""
+
+    def setUp(self) -> None:
+        """A private redis-server and a secret box."""
+        self.server = RedisServer.for_test(self)
+        self.box = SecretBox.generate()
+
+    def connect(self) -> RedisStorage:
+        """A storage on the server (one daemon's connection), closed at the end."""
+        storage = connect_storage(self.server.address(), self.box, 5.0, reactor)
+        self.addCleanup(storage.close)
+        return storage
+
+    async def start_mirror(self, storage: RedisStorage) -> Mirror:
+        """A loaded mirror whose tail blocks for a long time (so only catch-up can help)."""
+        mirror = Mirror(storage, reactor, block=5.0)
+        mirror.startService()
+        self.addCleanup(mirror.stopService)
+        await mirror.when_loaded()
+        return mirror
+
+    async def test_write_is_in_the_writers_snapshot_when_it_returns(self) -> None:
+        """Fifty creates, updates and deletes: each is in the mirror the moment it returns."""
+        storage = self.connect()
+        mirror = await self.start_mirror(storage)
+        for n in range(50):
+            host = f"h{n}.example"
+            await storage.proxies.create(Proxy(host, "http://a"))
+            self.assertIn(host, mirror.current.proxies)
+            await storage.proxies.update(Proxy(host, "http://b"))
+            self.assertEqual(mirror.current.proxies[host].target_url, "http://b")
+            await storage.proxies.delete(host)
+            self.assertNotIn(host, mirror.current.proxies)
+
+    async def test_a_kind_with_its_own_write_script_is_visible_too(self) -> None:
+        """Docker services reserve ports in their own script; their writes wait all the same."""
+        storage = self.connect()
+        mirror = await self.start_mirror(storage)
+        for n in range(10):
+            await storage.docker_services.create(DockerService(f"svc{n}", "local/busybox:1"))
+            self.assertIn(f"svc{n}", mirror.current.docker_services)
+
+    async def test_earlier_writes_of_another_instance_are_applied_in_order(self) -> None:
+        """Catching up applies the other daemon's earlier events too, in stream order, once."""
+        mine, theirs = self.connect(), self.connect()
+        mirror = await self.start_mirror(mine)
+        applied: list[str] = []
+        mirror.subscribe(lambda snapshot, event: event and applied.append(event.event_id))
+        for n in range(20):
+            await theirs.routes.create(Route(f"r{n}", "/", "url", "http://x"))
+            await mine.services.create(ExternalService(f"s{n}", "http://s"))
+            self.assertIn(f"r{n}", mirror.current.routes)
+            self.assertIn(f"s{n}", mirror.current.services)
+        last = await mine.events.last_id()
+        await eventually(lambda: mirror.last_id == last, "the tail has nothing left")
+        self.assertEqual(len(applied), 40)
+        self.assertEqual(len(set(applied)), 40, "an event was applied twice")
+        self.assertEqual(applied, sorted(applied, key=lambda i: tuple(map(int, i.split("-")))))
+
+    async def test_writes_of_another_instance_do_not_wait_for_this_mirror(self) -> None:
+        """Only the writer's own mirror is caught up: another daemon's mirror gets the tail."""
+        mine, theirs = self.connect(), self.connect()
+        mirror = await self.start_mirror(mine)
+        await theirs.proxies.create(Proxy("far.example", "http://a"))
+        await eventually(lambda: "far.example" in mirror.current.proxies, "the tail brings it")
