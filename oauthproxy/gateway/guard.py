@@ -30,7 +30,8 @@ ride on the proxy's custom request headers, which the header hygiene applies aft
 stripping.  The client's ``Authorization`` header never reaches the backend of an
 OAuth-protected proxy, on paths that need no token as well (MCP-19).  Responses to an
 OAuth-authenticated request (streams and WebSocket tunnels included) are aborted when the
-token expires or is revoked (ATK-27, :class:`~.guard_streams.StreamCloser`).  Requests for
+token expires or is revoked (ATK-27, :class:`~.guard_streams.StreamCloser`); one still
+waiting for its upstream gets the 401 instead.  Requests for
 the authorization server's own hostname are handed to its resource.
 """
 
@@ -290,7 +291,19 @@ class Guard:
             return Answered(_challenge(request, insufficient_scope(metadata, required=need.scopes)))
         # MCP-19: the client's token never reaches the backend
         request.requestHeaders.removeHeader(b"authorization")
-        self.streams.watch(request, claims.jti, claims.expires_at)
+
+        def refuse(request: Request, why: str) -> None:
+            # the token ended before the upstream answered: the same 401 as the next
+            # request with it gets (ATK-27, MCP-17)
+            answer = unauthorized(
+                metadata, scopes=need.scopes, token_presented=True, description=why
+            )
+            body = _challenge(request, answer)
+            request.setHeader(b"content-length", b"%d" % len(body))
+            request.write(body)
+            request.finish()
+
+        self.streams.watch(request, claims.jti, claims.expires_at, refuse)
         notes = notes_for(request)  # the request log's user and client indexes
         notes.user, notes.client_id = claims.username, claims.client_id
         identity = [

@@ -130,6 +130,8 @@ class Harness:
     forwarded: list[tuple[Forward, dict[str, list[str]]]] = field(factory=list)
     held: list[Request] = field(factory=list)
     hold: bool = False
+    #: delivers what the last client's held requests answered since
+    flush: Callable[[], None] = lambda: None
 
     def client(self) -> Any:
         """A StubTreq on the guarded resource."""
@@ -452,18 +454,34 @@ class ModeTests(SynchronousTestCase):
 class StreamLifetimeTests(SynchronousTestCase):
     """ATK-27: long responses end when their token expires or is revoked."""
 
-    def streaming(self) -> tuple[Harness, Request]:
-        """An admitted request whose response stays open."""
+    def waiting(self) -> tuple[Harness, Request, Any]:
+        """An admitted request still waiting for its upstream, and its pending response."""
         h = harness(oauth_proxy())
         h.hold = True
         h.verifier.tokens["good"] = claims(expires_at=60)
-        d = h.client().get(
+        client = h.client()
+        d = client.get(
             "https://mcp.example.test/sse",
             headers={"Host": "mcp.example.test", "Authorization": "Bearer good"},
         )
         self.assertNoResult(d)
         [request] = h.held
+        h.flush = client.flush
+        return h, request, d
+
+    def streaming(self) -> tuple[Harness, Request]:
+        """An admitted request whose response has started and stays open."""
+        h, request, _ = self.waiting()
+        request.write(b"")  # the head is out (as the forwarder sends it)
         return h, request
+
+    def revoke(self, h: Harness) -> None:
+        """Publish the revocation of the test token's jti."""
+        revoked = OAuthRevocation(jti="jti-1", expires_at=60.0)
+        snapshot = Snapshot(
+            proxies=h.snapshots.current.proxies, oauth_revocations={"jti-1": revoked}
+        )
+        h.snapshots.change(snapshot, Event("2-0", "put", "oauth_revocation", "jti-1"))
 
     def test_stream_closed_at_expiry(self) -> None:
         """ATK-27: the stream is aborted when ``exp`` passes."""
@@ -478,13 +496,47 @@ class StreamLifetimeTests(SynchronousTestCase):
         """ATK-27, MCP-17: revoking the token's jti aborts its open stream at once."""
         h, request = self.streaming()
         transport: Any = request.channel.transport
-        revoked = OAuthRevocation(jti="jti-1", expires_at=60.0)
-        snapshot = Snapshot(
-            proxies=h.snapshots.current.proxies, oauth_revocations={"jti-1": revoked}
-        )
-        h.snapshots.change(snapshot, Event("2-0", "put", "oauth_revocation", "jti-1"))
+        self.revoke(h)
         self.assertTrue(transport.disconnecting or transport.disconnected)
         self.assertEqual(h.guard.streams.watched, {})
+
+    def test_request_waiting_for_upstream_gets_401_on_revocation(self) -> None:
+        """MCP-17: a revoked token's request with no answer yet gets a clean 401, not an abort.
+
+        (That the connection then serves on is checked on the wire, in
+        ``tests/integration/test_revocation_races.py``.)
+        """
+        h, _, d = self.waiting()
+        self.revoke(h)
+        h.flush()
+        response = self.successResultOf(d)
+        self.assertEqual(response.code, 401)
+        [challenge] = response.headers.getRawHeaders("www-authenticate")
+        self.assertIn('error="invalid_token"', challenge)
+        self.assertIn("revoked", challenge)
+        self.assertEqual(body(h, response)["error"], "invalid_token")
+        self.assertEqual(h.guard.streams.watched, {})
+
+    def test_request_waiting_for_upstream_gets_401_at_expiry(self) -> None:
+        """ATK-27: the token expiring before the upstream answered is a 401 too."""
+        h, _, d = self.waiting()
+        h.clock.advance(60)
+        h.flush()
+        response = self.successResultOf(d)
+        self.assertEqual(response.code, 401)
+        self.assertIn("expired", response.headers.getRawHeaders("www-authenticate")[0])
+
+    def test_revocation_leaves_other_tokens_requests_alone(self) -> None:
+        """Only requests carrying the revoked jti are ended."""
+        h, request = self.streaming()
+        transport: Any = request.channel.transport
+        revoked = OAuthRevocation(jti="another", expires_at=60.0)
+        snapshot = Snapshot(
+            proxies=h.snapshots.current.proxies, oauth_revocations={"another": revoked}
+        )
+        h.snapshots.change(snapshot, Event("2-0", "put", "oauth_revocation", "another"))
+        self.assertFalse(transport.disconnecting or transport.disconnected)
+        self.assertEqual(len(h.guard.streams.watched), 1)
 
     def test_finished_request_forgets_timer(self) -> None:
         """A request that finished is no longer watched, its timer cancelled."""

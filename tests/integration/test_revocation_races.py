@@ -12,6 +12,7 @@ connection (a pooled client would hide a drop by retrying on a new connection).
 from __future__ import annotations
 
 import json
+from collections.abc import Awaitable, Callable
 from urllib.parse import urlencode
 
 from twisted.internet import reactor
@@ -25,7 +26,7 @@ from tests.integration.test_oauth_guard import (
     start_auth_gateway,
     wait_until,
 )
-from tests.support.backends import start_backend
+from tests.support.backends import Backend, start_backend
 from tests.support.wire import ConnectionDropped, WireClient, get
 
 #: repetitions: before the fix the window was lost in most rounds
@@ -112,6 +113,25 @@ class RevocationRaceTests(TestCase):
             replay.abort()
         self.assertEqual(outcomes, [401] * ROUNDS)
 
+    async def test_request_waiting_for_its_upstream_gets_401_and_the_connection_lives(
+        self,
+    ) -> None:
+        """ATK-27: a request whose answer has not started when its token is revoked gets a
+        clean 401 (the connection is not aborted), and the connection serves on."""
+        gateway = await start_auth_gateway(self)
+        backend = await start_backend(self, reactor)
+        await gateway.protect("a.test", backend)
+        _, other = await gateway.login(gateway.resource("a.test"))
+        client_id, token = await gateway.login(gateway.resource("a.test"))
+        wire = await WireClient.connect(self, gateway.port)
+        wire.send(get("a.test", "/slow", bearer(token)))
+        await wait_until(_started(backend), 5.0)
+        await revoke(gateway, client_id, token)
+        refused = await wire.read_answer()
+        self.assertEqual(refused.status, 401)
+        self.assertIn(b"revoked", refused.header(b"www-authenticate") or b"")
+        self.assertEqual((await wire.request(get("a.test", "/", bearer(other)))).status, 200)
+
     async def test_revocation_cuts_only_the_streams_that_carry_the_token(self) -> None:
         """ATK-27: revoking one token cuts its open SSE stream; another token's keeps going."""
         gateway = await start_auth_gateway(self)
@@ -137,3 +157,10 @@ class RevocationRaceTests(TestCase):
 
 async def _closed(wire: WireClient) -> bool:
     return wire.closed
+
+
+def _started(backend: Backend) -> Callable[[], Awaitable[bool]]:
+    async def started() -> bool:
+        return backend.state.slow_started > 0
+
+    return started
