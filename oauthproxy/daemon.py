@@ -29,8 +29,12 @@ import oauthproxy
 from oauthproxy import bootstrap
 from oauthproxy.config import Config
 from oauthproxy.errors import ConfigError, StorageUnavailable
+from oauthproxy.serving.drain import drain
 from oauthproxy.storage.embedded import EmbeddedRedis, redis_address
 from oauthproxy.storage.mirror import Mirror
+
+#: seconds between two looks at the connections while draining
+_DRAIN_POLL = 0.05
 
 
 @frozen
@@ -275,25 +279,36 @@ class Daemon(Service):
         self._log.info("oauthproxy stopped")
 
     async def _drain(self) -> None:
-        """Close idle connections now and busy ones once their requests are done.
+        """Let what is in flight finish, closing each connection once it is idle.
 
-        Whatever is still open after ``drain_timeout`` seconds is aborted.
+        Idle keep-alive connections close at once; a busy one (a request, a stream, a
+        tunnel) answers with ``Connection: close`` and closes after it
+        (:func:`oauthproxy.serving.drain.drain`).  Whatever is still open after
+        ``drain_timeout`` seconds is aborted.
         """
         deadline = self.reactor.seconds() + self.config.drain_timeout
-        while self.reactor.seconds() < deadline:
+        announced = False
+        while True:
             open_connections = [c for _, _, w in self.ports for c in list(w.protocols)]
             if not open_connections:
                 return
-            for connection in open_connections:
-                if not _busy(connection.wrappedProtocol):
-                    # closes once the last response has been written out
-                    connection.loseConnection()
-            await task.deferLater(self.reactor, 0.1, lambda: None)
+            # every round: a connection busy before may be idle now (idempotent)
+            busy = [c for c in open_connections if not drain(c.wrappedProtocol)]
+            if busy and not announced:
+                announced = True
+                self._log.info(
+                    "draining {count} busy connection(s) for up to {seconds:g} s",
+                    count=len(busy),
+                    seconds=self.config.drain_timeout,
+                )
+            if self.reactor.seconds() >= deadline:
+                self._log.warn(
+                    "drain timeout: aborting {count} connection(s) still open",
+                    count=len(open_connections),
+                )
+                break
+            await task.deferLater(self.reactor, _DRAIN_POLL, lambda: None)
         for _, _, wrapper in self.ports:
             for connection in list(wrapper.protocols):
-                connection.transport.abortConnection()
-
-
-def _busy(protocol: object) -> bool:
-    """Whether an HTTP/1 channel (``requests``) or HTTP/2 connection (``streams``) is working."""
-    return bool(getattr(protocol, "requests", None) or getattr(protocol, "streams", None))
+                if connection.transport is not None:
+                    connection.transport.abortConnection()

@@ -269,7 +269,7 @@ def admin_listener(
         resource_of=resource_of if oauth is None else oauth.guard.resource_of,
         metrics=metrics,
     )
-    site = api.site() if config.api_endpoint is not None else None
+    site = api.site(config=config) if config.api_endpoint is not None else None
     if oauth is not None and daemon is not None:
         start_oauth_server(oauth, config, reactor, storage, snapshots, api, site, daemon.services)
     if site is None or config.api_endpoint is None:

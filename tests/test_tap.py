@@ -12,11 +12,9 @@ import socket
 import sys
 
 from twisted.application.service import Application
-from twisted.internet import defer
 from twisted.internet.protocol import Factory, Protocol
 from twisted.internet.testing import MemoryReactorClock, StringTransport
 from twisted.logger import ILogObserver
-from twisted.protocols.policies import WrappingFactory
 from twisted.python import usage
 from twisted.trial.unittest import SynchronousTestCase
 
@@ -24,7 +22,7 @@ from oauthproxy import bootstrap
 from oauthproxy.acme.service import IssuingService
 from oauthproxy.admin.credentials import hash_token
 from oauthproxy.config import Config
-from oauthproxy.daemon import Daemon, Listener, TrackingFactory, sd_notify
+from oauthproxy.daemon import Daemon, TrackingFactory, sd_notify
 from oauthproxy.model import ADMIN_TOKEN_NAME
 from oauthproxy.storage.mirror import Mirror
 from oauthproxy.tap import Options, Root, build_gateway, compose, makeService
@@ -263,13 +261,6 @@ class GatewayCompositionTests(SynchronousTestCase):
         return Mirror(self.storage, self.reactor)
 
 
-class FakeChannel(Protocol):
-    """Stands in for an HTTP channel: ``requests`` lists the requests in flight."""
-
-    def __init__(self) -> None:
-        self.requests: list[object] = []
-
-
 class TrackedConnectionTests(SynchronousTestCase):
     """The listeners' connection wrapper."""
 
@@ -288,60 +279,6 @@ class TrackedConnectionTests(SynchronousTestCase):
             self.assertEqual(connection.getPeer(), real_peer())
         self.assertEqual(sorted(asked), ["host", "peer"])
         self.assertEqual(list(factory.protocols), [connection])
-
-
-class DrainTests(SynchronousTestCase):
-    """SIGTERM drains open connections before closing them."""
-
-    def setUp(self) -> None:
-        """A daemon with one (already closed) listener and a 5 s drain timeout."""
-        self.reactor = MemoryReactorClock()
-        config = Config(api_endpoint=API, drain_timeout=5.0, redis_url="redis://127.0.0.1")
-        self.daemon = Daemon(config, self.reactor)
-        self.wrapper = WrappingFactory(Factory.forProtocol(FakeChannel))
-        listener = Listener("api", API, object(), self.wrapper)  # type: ignore[arg-type]
-        self.daemon.ports.append((listener, object(), self.wrapper))  # type: ignore[arg-type]
-
-    def connect(self) -> tuple[FakeChannel, StringTransport]:
-        """One accepted connection."""
-        wrapper = self.wrapper.buildProtocol(None)
-        transport = StringTransport()
-        wrapper.makeConnection(transport)
-        return wrapper.wrappedProtocol, transport
-
-    def test_idle_connections_are_closed_at_once(self) -> None:
-        """An idle keep-alive connection is closed right away."""
-        _, transport = self.connect()
-        d = defer.Deferred.fromCoroutine(self.daemon._drain())
-        self.assertTrue(transport.disconnecting)
-        self.assertFalse(transport.disconnected)
-        self.reactor.advance(10)
-        self.successResultOf(d)
-
-    def test_busy_connection_is_closed_when_its_request_ends(self) -> None:
-        """A connection with a request in flight is left alone until the request ends."""
-        channel, transport = self.connect()
-        channel.requests.append(object())
-        d = defer.Deferred.fromCoroutine(self.daemon._drain())
-        self.reactor.advance(1)
-        self.assertFalse(transport.disconnecting)
-        channel.requests.clear()
-        self.reactor.advance(0.1)
-        self.assertTrue(transport.disconnecting)
-        self.assertFalse(transport.disconnected)
-        self.reactor.advance(10)
-        self.successResultOf(d)
-
-    def test_connections_still_open_after_timeout_are_aborted(self) -> None:
-        """After drain_timeout whatever is still open is aborted."""
-        channel, transport = self.connect()
-        channel.requests.append(object())
-        d = defer.Deferred.fromCoroutine(self.daemon._drain())
-        self.reactor.advance(4.9)
-        self.assertFalse(transport.disconnected)
-        self.reactor.advance(0.2)
-        self.successResultOf(d)
-        self.assertTrue(transport.disconnected)
 
 
 class BootstrapTests(SynchronousTestCase):

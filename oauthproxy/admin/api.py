@@ -60,12 +60,14 @@ from oauthproxy.admin.service_ports import ServicePortResource
 from oauthproxy.admin.services import ServiceResource
 from oauthproxy.admin.tokens import TokenResource
 from oauthproxy.admin.ui import UIResource
+from oauthproxy.config import Config
 from oauthproxy.errors import NotFound
 from oauthproxy.interfaces import IAccessTokenVerifier, ISnapshotSource, IStorage
 from oauthproxy.metrics.registry import Metrics
 from oauthproxy.model import Proxy
 from oauthproxy.oauth.proxies import resource_of
 from oauthproxy.oauth.status import OAuthStatus
+from oauthproxy.serving.site import StrictSite
 
 
 @implementer(IResource)
@@ -215,16 +217,22 @@ class AdminAPI:
                 bind([*endpoints, *endpoints_of(OpenApiResource)])
         return ApiRoot(resources)
 
-    def site(self, *extra: object) -> Site:
-        """A Site serving :meth:`resource` that keeps no request body over ``max_body``."""
+    def site(self, *extra: object, config: Config | None = None) -> Site:
+        """A Site serving :meth:`resource` that keeps no request body over ``max_body``.
+
+        Its connections have the daemon's HTTP limits from ``config`` (head deadline,
+        head size, idle timeout; :class:`~oauthproxy.serving.site.StrictSite`).
+        """
         factory = bounded_request(self.max_body)
-        site = AdminSite(self.resource(*extra), requestFactory=factory)  # type: ignore[no-untyped-call]
+        site = AdminSite(
+            self.resource(*extra), config or Config(), self.clock, requestFactory=factory
+        )
         if self.metrics is not None:
             site.access_log = self.metrics.traffic.admin_log
         return site
 
 
-class AdminSite(Site):
+class AdminSite(StrictSite):
     """The admin listener's Site: its access log also goes to ``access_log`` (the metrics)."""
 
     access_log: Callable[[http.Request], None] | None = None

@@ -1,12 +1,11 @@
 # twisted.web is untyped; mypy strict would flag every call into it
 # mypy: disable-error-code="no-untyped-call"
-"""The gateway's HTTP/1.1 channel: a head deadline, and early dispatch of requests with a body.
+"""The gateway's HTTP/1.1 channel: early dispatch of requests with a body.
 
-:class:`GatewayChannel` is the ``HTTPChannel`` that :class:`~oauthproxy.gateway.site.GatewaySite`
-builds (inside twisted.web's generic wrapper, which still negotiates h2).  It adds:
+:class:`GatewayChannel` is the channel that :class:`~oauthproxy.gateway.site.GatewaySite`
+builds (inside twisted.web's generic wrapper, which still negotiates h2).  On top of
+:class:`~oauthproxy.serving.channel.StrictChannel` (head deadline, drain) it adds:
 
-- the **header deadline** (ATK-18): a request head must arrive within ``header_timeout``
-  seconds of its first byte, else 408 and disconnect;
 - **early dispatch**: a request with a body is handed to the resource when its head is
   complete, and its body streams (:mod:`oauthproxy.gateway.body`);
 - **no keep-alive desync**: an answer that starts before the body has been read says
@@ -24,6 +23,8 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http
 
+from oauthproxy.serving.channel import StrictChannel
+
 if TYPE_CHECKING:
     from oauthproxy.gateway.site import GatewayRequest
 
@@ -31,19 +32,8 @@ if TYPE_CHECKING:
 LINGER_SECONDS = 5.0
 
 
-def raw_answer(status: bytes, text: bytes) -> bytes:
-    """A complete HTTP/1.1 answer that closes the connection, written before any Request."""
-    return (
-        b"HTTP/1.1 %s\r\nContent-Type: text/plain; charset=utf-8\r\nContent-Length: %d\r\n"
-        b"Connection: close\r\n\r\n%s" % (status, len(text), text)
-    )
-
-
-_HEADER_TIMEOUT = raw_answer(b"408 Request Timeout", b"request head took too long.\r\n")
-
-
-class GatewayChannel(http.HTTPChannel):
-    """An HTTP/1.1 channel with a head deadline and early dispatch of requests with a body.
+class GatewayChannel(StrictChannel):
+    """An HTTP/1.1 channel with early dispatch of requests with a body.
 
     A request with a body is handed to the resource when its head is complete; its body then
     streams (:class:`~oauthproxy.gateway.body.RequestBody`).  If the answer starts before the
@@ -54,10 +44,6 @@ class GatewayChannel(http.HTTPChannel):
     the answer of this one.
     """
 
-    header_timeout: float | None = None
-    _head_deadline: IDelayedCall | None = None
-    #: True while the next bytes belong to a request head (not a body, not a pipelined backlog)
-    _in_head = True
     #: the request whose streamed body is still arriving
     _body_request: GatewayRequest | None = None
     #: the answer is done, the body is not: dropping the rest before closing
@@ -66,33 +52,8 @@ class GatewayChannel(http.HTTPChannel):
     #: the connection is closing: parse nothing more
     closed = False
 
-    def dataReceived(self, data: bytes) -> None:
-        """Arm the head deadline on the first byte of a request head."""
-        if self._in_head and self._head_deadline is None and self.header_timeout:
-            self._head_deadline = self.callLater(self.header_timeout, self._head_too_slow)
-        super().dataReceived(data)
-
-    def _cancel_head_deadline(self) -> None:
-        """Stop the head deadline (head complete, or connection gone)."""
-        call, self._head_deadline = self._head_deadline, None
-        if call is not None and call.active():
-            call.cancel()
-
-    def _head_too_slow(self) -> None:
-        """408 and close: the client took too long to send a request head (slowloris)."""
-        self._head_deadline = None
-        if self.transport is None:
-            return
-        self.transport.write(_HEADER_TIMEOUT)
-        # like timeoutConnection: a client that does not read cannot keep us waiting either
-        if self.abortTimeout is not None:
-            self._abortingCall = self.callLater(self.abortTimeout, self.forceAbortClient)
-        self.loseConnection()
-
     def allHeadersReceived(self) -> None:
-        """The head is complete: no deadline now; a request with a body is dispatched now."""
-        self._in_head = False
-        self._cancel_head_deadline()
+        """The head is complete: a request with a body is dispatched now."""
         super().allHeadersReceived()
         if self.length != 0:
             request: GatewayRequest = self.requests[-1]
@@ -131,11 +92,11 @@ class GatewayChannel(http.HTTPChannel):
 
     def requestDone(self, request: http.Request) -> None:
         """After each response the next bytes start a new head (or, mid-body, we close)."""
-        self._in_head = True
         body_request = self._body_request
         if body_request is None:
             super().requestDone(request)
             return
+        self._in_head = True
         # the answer is done before the request body: nothing after it can be parsed
         del self.requests[0]
         body = body_request.body
@@ -159,9 +120,13 @@ class GatewayChannel(http.HTTPChannel):
             self.closed = True
             self.loseConnection()
 
+    @property
+    def idle(self) -> bool:
+        """Idle, and not reading the rest of a body after an early answer."""
+        return super().idle and not self._lingering and self._body_request is None
+
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        """No deadline outlives the connection."""
-        self._cancel_head_deadline()
+        """No timer outlives the connection."""
         call, self._linger_call = self._linger_call, None
         if call is not None and call.active():
             call.cancel()

@@ -5,7 +5,7 @@
 :class:`GatewaySite` is what the HTTP listener serves and what the TLS / PROXY listeners wrap.
 It adds what stock twisted.web lacks (ATK-14/15/18):
 
-- a **header deadline** (:class:`~oauthproxy.gateway.channel.GatewayChannel`): a request head
+- a **header deadline** (:class:`~oauthproxy.serving.channel.StrictChannel`): a request head
   (request line and headers) must arrive within ``request_header_timeout`` seconds of its
   first byte (or of the connection / the previous response), or the client gets 408 and is
   disconnected — the stock idle timeout is reset by every byte, so it alone does not stop
@@ -40,8 +40,10 @@ from twisted.web.resource import IResource, getChildForRequest
 
 from oauthproxy.config import Config
 from oauthproxy.gateway.body import RequestBody, RequestBodyTooLarge
-from oauthproxy.gateway.channel import GatewayChannel, raw_answer
+from oauthproxy.gateway.channel import GatewayChannel
 from oauthproxy.requestlog.record import notes_for
+from oauthproxy.serving.channel import raw_answer
+from oauthproxy.serving.site import StrictSite
 
 #: the Server header of our own answers (no version: nothing to fingerprint)
 SERVER = b"oauthproxy"
@@ -266,11 +268,11 @@ class GatewayRequest(server.Request):
             self.processingFailed(Failure())
 
 
-class GatewaySite(server.Site):
+class GatewaySite(StrictSite):
     """The gateway ``Site``: hand it the dispatch resource; wrap it in TLS / PROXY as needed."""
 
     requestFactory = GatewayRequest
-    noisy = False
+    channel_class = GatewayChannel
 
     def __init__(
         self,
@@ -279,23 +281,12 @@ class GatewaySite(server.Site):
         reactor: Any,
         access_log: Callable[[http.Request], None] | None = None,
     ) -> None:
-        super().__init__(resource, timeout=config.idle_timeout, reactor=reactor)
+        super().__init__(resource, config, reactor)
         self.max_request_body = config.max_request_body
-        self.max_header_bytes = config.max_header_bytes
-        self.max_header_count = config.max_header_count
-        self.header_timeout = config.request_header_timeout
         self._access_log = access_log
         #: whether requests are logged (then they note their arrival time)
         self.logs_requests = access_log is not None
         self.date_header: bytes = http.datetimeToString(reactor.seconds())
-
-    def protocol(self) -> http._GenericHTTPChannelProtocol:
-        """A channel with our limits (h2 negotiation still happens in the generic wrapper)."""
-        channel = GatewayChannel()
-        channel.totalHeadersSize = self.max_header_bytes
-        channel.maxHeaders = self.max_header_count
-        channel.header_timeout = self.header_timeout
-        return http._GenericHTTPChannelProtocol(channel)
 
     def _updateLogDateTime(self) -> None:
         """Twisted's once-a-second tick: refresh the ``Date`` header value with the log's."""

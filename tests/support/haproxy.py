@@ -4,6 +4,9 @@
 frontend on a free loopback port, one backend server with ``send-proxy`` or
 ``send-proxy-v2``), runs ``haproxy -db -f cfg`` in the foreground, waits until
 the frontend accepts connections and registers a cleanup that stops it by PID.
+:func:`start_balancer` does the same for several servers, as a load balancer in
+front of a cluster is set up for rolling restarts: health checks every 100 ms, and a
+connection a server refuses (it stopped listening) is retried on another server.
 A missing ``haproxy`` binary raises, so the test fails rather than skips.
 """
 
@@ -40,6 +43,25 @@ frontend f1
   default_backend b1
 backend b1
   server s1 127.0.0.1:{backend} {send}
+"""
+
+
+_BALANCER = """\
+global
+  maxconn 1000
+defaults
+  mode tcp
+  timeout connect 1s
+  timeout client 60s
+  timeout server 60s
+  retries 3
+  option redispatch 1
+frontend f1
+  bind 127.0.0.1:{front}
+  default_backend b1
+backend b1
+  balance roundrobin
+{servers}
 """
 
 
@@ -98,11 +120,30 @@ def start_haproxy(
     send: Literal["send-proxy", "send-proxy-v2"] = "send-proxy",
 ) -> HAProxy:
     """Start HAProxy relaying a frontend to ``127.0.0.1:backend_port`` with a PROXY header."""
+    front = free_port()
+    return _run(test, front, _CONFIG.format(front=front, backend=backend_port, send=send))
+
+
+def start_balancer(
+    test: SynchronousTestCase,
+    backend_ports: list[int],
+    send: Literal["send-proxy", "send-proxy-v2"] = "send-proxy-v2",
+) -> HAProxy:
+    """Start HAProxy balancing over ``backend_ports`` (health-checked, redispatching)."""
+    front = free_port()
+    servers = "\n".join(
+        f"  server s{n} 127.0.0.1:{port} {send} check check-send-proxy inter 100 fall 1 rise 1"
+        for n, port in enumerate(backend_ports)
+    )
+    return _run(test, front, _BALANCER.format(front=front, servers=servers))
+
+
+def _run(test: SynchronousTestCase, front: int, config: str) -> HAProxy:
+    """Write ``config``, run HAProxy on it and wait until ``front`` accepts connections."""
     directory = Path(tempfile.mkdtemp(prefix="haproxy-"))
     test.addCleanup(shutil.rmtree, directory, True)
-    front = free_port()
     config_path = directory / "haproxy.cfg"
-    config_path.write_text(_CONFIG.format(front=front, backend=backend_port, send=send))
+    config_path.write_text(config)
     log = (directory / "haproxy.log").open("wb")
     test.addCleanup(log.close)
     process = subprocess.Popen(
