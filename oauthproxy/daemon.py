@@ -31,6 +31,7 @@ from oauthproxy.config import Config
 from oauthproxy.errors import ConfigError, StorageUnavailable
 from oauthproxy.serving.drain import drain
 from oauthproxy.storage.embedded import EmbeddedRedis, redis_address
+from oauthproxy.storage.health import StorageState, StorageWatch
 from oauthproxy.storage.mirror import Mirror
 
 #: seconds between two looks at the connections while draining
@@ -111,43 +112,6 @@ def _exit_failed() -> None:
 
 
 @define(eq=False, slots=False)
-class RedisWatch(Service):
-    """Pings Redis every ``interval`` seconds so ``/health`` can answer without waiting."""
-
-    ping: Callable[[], defer.Deferred[bool]]
-    reactor: Any
-    interval: float = 1.0
-    up: bool = True
-    _loop: task.LoopingCall | None = field(default=None, init=False)
-    _busy: bool = field(default=False, init=False)
-
-    def startService(self) -> None:
-        """Start pinging."""
-        super().startService()  # type: ignore[no-untyped-call]
-        self._loop = task.LoopingCall(self._tick)
-        self._loop.clock = self.reactor
-        self._loop.start(self.interval, now=False)
-
-    def _tick(self) -> None:
-        """One ping, unless the previous one is still waiting for its timeout."""
-        if self._busy:
-            return
-        self._busy = True
-
-        def done(up: bool) -> None:
-            self.up = up
-            self._busy = False
-
-        self.ping().addCallback(done)
-
-    def stopService(self) -> None:
-        """Stop pinging."""
-        super().stopService()  # type: ignore[no-untyped-call]
-        if self._loop is not None and self._loop.running:
-            self._loop.stop()
-
-
-@define(eq=False, slots=False)
 class Daemon(Service):
     """Starts the components in order once Redis answers; stops them in reverse."""
 
@@ -161,7 +125,7 @@ class Daemon(Service):
     compose: Callable[[Daemon], list[Listener]] = field(default=lambda daemon: [])
     storage: Any = field(default=None, init=False)
     mirror: Mirror | None = field(default=None, init=False)
-    watch: RedisWatch | None = field(default=None, init=False)
+    watch: StorageWatch | None = field(default=None, init=False)
     ports: list[tuple[Listener, IListeningPort, TrackingFactory]] = field(factory=list, init=False)
     #: started before the listeners open, stopped after they drained
     services: MultiService = field(factory=MultiService, init=False)
@@ -169,6 +133,9 @@ class Daemon(Service):
     cleanups: list[Callable[[], object]] = field(factory=list, init=False)
     started_at: float = field(default=0.0, init=False)
     _startup: defer.Deferred[None] | None = field(default=None, init=False)
+    #: every listener is open (startup done)
+    _listening: bool = field(default=False, init=False)
+    _stopping: bool = field(default=False, init=False)
     _log: Logger = field(factory=Logger, init=False)
 
     def startService(self) -> None:
@@ -206,7 +173,7 @@ class Daemon(Service):
         self.mirror = self.make_mirror(self.storage, self.reactor)
         self.mirror.startService()
         await self.mirror.when_loaded()
-        self.watch = RedisWatch(self.storage.ping, self.reactor)
+        self.watch = StorageWatch(self.storage.probe, self.reactor, on_change=self._storage_changed)
         self.watch.startService()
         listeners = self.compose(self)
         self.services.startService()  # type: ignore[no-untyped-call]
@@ -220,8 +187,14 @@ class Daemon(Service):
             self._log.info(
                 "{name} listening on {address}", name=listener.name, address=port.getHost()
             )
+        self._listening = True
         sd_notify(config.notify_socket, "READY=1")
         self._log.info("oauthproxy {version} ready", version=oauthproxy.__version__)
+
+    def _storage_changed(self, state: StorageState) -> None:
+        """Redis answers again: the mirror reloads now rather than after its back-off."""
+        if state.reachable and self.mirror is not None:
+            self.mirror.retry_now()
 
     async def _wait_for_storage(self) -> None:
         """Wait (bounded) until the store answers a ping."""
@@ -233,21 +206,47 @@ class Daemon(Service):
                 )
             await task.deferLater(self.reactor, 0.5, lambda: None)
 
+    def storage_state(self) -> StorageState:
+        """The last probe's answer (the embedded redis-server being down counts too)."""
+        if self.embedded is not None and self.embedded.pid is None:
+            detail = "the embedded redis-server is not running"
+            return StorageState(reachable=False, writable=False, detail=detail)
+        if self.watch is None:
+            return StorageState(reachable=False, writable=False, detail="not connected yet")
+        return self.watch.state
+
     def health(self) -> dict[str, Any]:
         """The daemon's state for ``GET /health`` (cheap: no Redis round trip)."""
-        redis_up = self.watch.up if self.watch is not None else False
+        storage = self.storage_state()
         state: dict[str, Any] = {}
         if self.embedded is not None:
-            running = self.embedded.pid is not None
-            state["embedded_redis"] = "running" if running else "stopped"
-            redis_up = redis_up and running
+            state["embedded_redis"] = "running" if self.embedded.pid is not None else "stopped"
         state.update(
-            redis="connected" if redis_up else "disconnected",
+            redis="connected" if storage.reachable else "unreachable",
+            redis_writes="ok" if storage.healthy else (storage.detail or "refused"),
             version=oauthproxy.__version__,
             uptime=round(self.reactor.seconds() - self.started_at, 3),
             listeners={listener.name: listener.description for listener, _, _ in self.ports},
         )
         return state
+
+    def readiness(self) -> list[str]:
+        """Why this daemon should not get traffic now (``GET /health/ready``); empty if ready.
+
+        Ready means: every listener is open, the daemon is not shutting down, and Redis
+        takes reads and writes (the last probe, at most about a second old).
+        """
+        reasons = []
+        if self._stopping:
+            reasons.append("shutting down")
+        elif not self._listening:
+            reasons.append("starting: not every listener is open yet")
+        storage = self.storage_state()
+        if not storage.reachable:
+            reasons.append(f"Redis does not answer: {storage.detail}")
+        elif not storage.writable:
+            reasons.append(f"Redis refuses writes: {storage.detail}")
+        return reasons
 
     def stopService(self) -> defer.Deferred[None]:
         """Stop listening, drain, then stop mirror, storage and the embedded Redis."""
@@ -258,6 +257,7 @@ class Daemon(Service):
 
     async def _stop(self) -> None:
         """The shutdown sequence."""
+        self._stopping = True
         sd_notify(self.config.notify_socket, "STOPPING=1")
         for _, port, _ in self.ports:
             await defer.maybeDeferred(port.stopListening)

@@ -47,6 +47,7 @@ if TYPE_CHECKING:
         TokenFamily,
     )
     from oauthproxy.requestlog.record import RequestRecord
+    from oauthproxy.storage.health import StorageState
 
 
 class IProxyStore(Interface):
@@ -389,6 +390,9 @@ class IStorage(Interface):
 
     def ping() -> Deferred[bool]:
         """True if the store answered within its timeout, False otherwise (never errbacks)."""
+
+    def probe(deadline: float) -> Deferred[StorageState]:
+        """Whether a read and a write each succeed within ``deadline`` (never errbacks)."""
 
 
 SnapshotListener = Callable[[Snapshot, "Event | None"], None]

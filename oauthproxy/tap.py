@@ -257,6 +257,7 @@ def admin_listener(
     verifier = NoAccessTokens() if oauth is None else oauth.access_tokens or NoAccessTokens()
     if oauth is not None:
         health = _with_oauth(health, oauth)
+    readiness = daemon.readiness if daemon is not None else (lambda: ())
     api = AdminAPI(
         storage,
         snapshots,
@@ -268,6 +269,7 @@ def admin_listener(
         oauth_status=None if oauth is None else oauth.status,
         resource_of=resource_of if oauth is None else oauth.guard.resource_of,
         metrics=metrics,
+        readiness=readiness,
     )
     site = api.site(config=config) if config.api_endpoint is not None else None
     if oauth is not None and daemon is not None:
@@ -306,7 +308,7 @@ def compose(daemon: Daemon) -> list[Listener]:
     daemon.cleanups.append(mirror.subscribe(metrics.event_lag))
     metrics.watch_state(
         listeners=lambda: [(listener.name, w.protocols) for listener, _, w in daemon.ports],
-        redis_up=lambda: daemon.watch is not None and daemon.watch.up,
+        redis_up=lambda: daemon.storage_state().reachable,
         request_log=writer.stats if writer is not None else None,
     )
     for service in gateway.services():

@@ -173,13 +173,25 @@ class DaemonStartupTests(SynchronousTestCase):
         self.assertEqual(health["redis"], "connected")
         self.assertEqual(health["listeners"], {"api": API})
 
-    def test_health_reports_redis_down_when_ping_fails(self) -> None:
-        """When pings fail, health says disconnected (and still answers)."""
+    def test_health_reports_redis_down_when_probes_fail(self) -> None:
+        """When probes fail, health says unreachable (and still answers), readiness says why."""
         self.daemon.startService()
         self.addCleanup(self.stop)
+        self.assertEqual(self.daemon.readiness(), [])
         self.storage.set_available(False)
         self.reactor.advance(2)
-        self.assertEqual(self.daemon.health()["redis"], "disconnected")
+        self.assertEqual(self.daemon.health()["redis"], "unreachable")
+        [reason] = self.daemon.readiness()
+        self.assertIn("Redis does not answer", reason)
+
+    def test_not_ready_while_starting_or_stopping(self) -> None:
+        """Readiness needs every listener open, and ends when shutdown begins."""
+        self.assertIn("starting: not every listener is open yet", self.daemon.readiness())
+        self.daemon.startService()
+        self.reactor.advance(1)
+        self.assertEqual(self.daemon.readiness(), [])
+        self.stop()
+        self.assertIn("shutting down", self.daemon.readiness())
 
     def test_stop_closes_listeners_and_mirror(self) -> None:
         """stopService stops listening and stops the mirror."""

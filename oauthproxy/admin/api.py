@@ -41,7 +41,7 @@ from oauthproxy.admin.docker_services import DockerServiceResource, DockerWiring
 from oauthproxy.admin.docs import DocsResource
 from oauthproxy.admin.endpoint import ApiContext, endpoints_of
 from oauthproxy.admin.errors import MalformedRequest, MethodNotAllowed, render_error
-from oauthproxy.admin.health import HealthResource, HealthSource
+from oauthproxy.admin.health import HealthResource, HealthSource, Readiness
 from oauthproxy.admin.inputs import DEFAULT_MAX_BODY, bounded_request
 from oauthproxy.admin.log_charts import LogChartResource
 from oauthproxy.admin.logs import LogResource
@@ -146,6 +146,8 @@ class AdminAPI:
     resource_of: Callable[[Proxy], str] = resource_of
     #: served at ``/metrics`` and told the OAuth endpoints' answers; None = no /metrics
     metrics: Metrics | None = None
+    #: why the daemon should get no traffic (``/health/ready``); empty = ready
+    readiness: Readiness = field(default=lambda: ())
     context: ApiContext = field(init=False)
 
     def __attrs_post_init__(self) -> None:
@@ -174,7 +176,7 @@ class AdminAPI:
                 DockerServiceResource(self.context, self.storage, self.clock, self.docker),
             ]
         return [
-            HealthResource(self.context, self.snapshots, self.health),
+            HealthResource(self.context, self.snapshots, self.health, self.readiness),
             TokenResource(self.context, self.storage, self.clock),
             OAuthAdminResource(self.context, self.storage.oauth, self.snapshots, self.clock),
             InitialTokenResource(self.context, self.storage.oauth, self.clock),

@@ -12,6 +12,10 @@ so they run on a dedicated connection that is thrown away after any failure
 The connection is this instance's session with Redis: its :attr:`RedisConnection.visibility`
 is where every store's writes wait until the instance's mirror has applied them
 (read-your-writes, :mod:`oauthproxy.storage.visibility`).
+
+While the health probe (:mod:`oauthproxy.storage.health`) finds Redis unreachable,
+:attr:`RedisConnection.outage` says why and ordinary calls fail at once instead of
+each waiting out the timeout; :meth:`RedisConnection.probe_call` always goes through.
 """
 
 from __future__ import annotations
@@ -52,6 +56,8 @@ class RedisConnection:
     timeout: float
     #: this instance's session guarantee: writes wait until its mirror applied them
     visibility: WriteVisibility = field(factory=WriteVisibility, init=False)
+    #: why the last probe found Redis unreachable; None while it answers
+    outage: str | None = field(default=None, init=False)
     _pool: Any = field(default=None, init=False)
     _blocking: Any = field(default=None, init=False)
     _closing: list[Deferred[Any]] = field(factory=list, init=False)
@@ -116,10 +122,12 @@ class RedisConnection:
             self._discard(self._pool)
             self._pool = None
 
-    def _pool_or_fail(self) -> Any:
-        """The shared pool, created on first use."""
+    def _pool_or_fail(self, probing: bool = False) -> Any:
+        """The shared pool, created on first use; fails fast during a known outage."""
         if self._closed:
             raise StorageUnavailable("the Redis connection is closed")
+        if self.outage is not None and not probing:
+            raise StorageUnavailable(f"Redis is unreachable ({self.outage}); retrying")
         if self._pool is None:
             self._pool = self._connect(POOL_SIZE)
         return self._pool
@@ -132,6 +140,15 @@ class RedisConnection:
             return _failed(e)
         d = maybeDeferred(pool.execute_command, command, *args)
         return self._guard(d, command, self.timeout)
+
+    def probe_call(self, deadline: float, command: str, *args: object) -> Deferred[Any]:
+        """Run one command with its own ``deadline``, during an outage too (health probe)."""
+        try:
+            pool = self._pool_or_fail(probing=True)
+        except StorageUnavailable as e:
+            return _failed(e)
+        d = maybeDeferred(pool.execute_command, command, *args)
+        return self._guard(d, command, deadline)
 
     def eval(self, script: str, keys: list[str], args: list[object]) -> Deferred[Any]:
         """Run a Lua script (by SHA after its first use on a connection)."""

@@ -15,6 +15,7 @@ scheme::
     <p>ports                 hash   ``tcp/14000/127.0.0.1`` -> ``service/port name``: the host
                                     ports Docker services hold (written with their records)
     <p>deployment            string this deployment's id (labels its Docker containers)
+    <p>health:probe          string written by every health probe, with a 60 s expiry
     <p>oauth:...             OAuth server state (see :mod:`oauthproxy.storage.oauth`)
 """
 
@@ -100,6 +101,11 @@ class Keys:
     def deployment(self) -> str:
         """The id of this deployment (shared by every daemon on this Redis)."""
         return f"{self.prefix}deployment"
+
+    @property
+    def probe(self) -> str:
+        """The key the health probe writes (expires by itself)."""
+        return f"{self.prefix}health:probe"
 
     @property
     def acme_accounts(self) -> str:

@@ -127,6 +127,7 @@ class Mirror(Service):
         #: loads and catch-ups take turns: neither may replace what the other applied
         self._lock = DeferredLock()
         self._unfollow: Callable[[], None] | None = None
+        self._backoff: Deferred[None] | None = None
         #: the latest snapshot (replaced whole, never mutated)
         self.current = Snapshot()
         #: whether the last storage call succeeded (the tail is live)
@@ -225,10 +226,19 @@ class Mirror(Service):
                 return
             delay = backoff_delay(failures, self._random(), self._initial_delay, self._max_delay)
             failures += 1
+            self._backoff = deferLater(self._clock, delay, lambda: None)
             try:
-                await self._wait(deferLater(self._clock, delay, lambda: None))
+                await self._wait(self._backoff)
             except CancelledError:
-                return
+                if self._stopping:
+                    return
+            finally:
+                self._backoff = None
+
+    def retry_now(self) -> None:
+        """End a back-off wait at once (the store is known to answer again)."""
+        if self._backoff is not None and not self._backoff.called:
+            self._backoff.cancel()
 
     def catch_up(self, event_id: str) -> Deferred[None]:
         """Fires once every event up to ``event_id`` is applied (never fails).

@@ -13,6 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
+from oauthproxy.errors import StorageUnavailable
 from oauthproxy.interfaces import IEventLog, IStorage
 from oauthproxy.model import (
     ApiToken,
@@ -37,6 +38,7 @@ from oauthproxy.storage.events import (
     check_not_trimmed,
     parse_entries,
 )
+from oauthproxy.storage.health import StorageState
 from oauthproxy.storage.keys import DEFAULT_PREFIX, Keys
 from oauthproxy.storage.oauth import RedisOAuthStore
 from oauthproxy.storage.records import (
@@ -144,6 +146,7 @@ class RedisStorage:
     auth_rules: RedisAuthRuleStore
     oauth: RedisOAuthStore
     request_log: RedisRequestLogStore
+    keys: Keys
 
     @property
     def visibility(self) -> WriteVisibility:
@@ -153,6 +156,30 @@ class RedisStorage:
     def ping(self) -> Deferred[bool]:
         """True if Redis answered within the timeout; never fails."""
         return self.connection.ping()
+
+    def probe(self, deadline: float) -> Deferred[StorageState]:
+        """Whether Redis takes a read and a write within ``deadline`` each; never fails.
+
+        An unreachable Redis opens the connection's fail-fast ``outage`` until a
+        probe gets an answer again.  The write is a key with a short expiry, the
+        kind Redis may evict, so it is refused only when nothing can make room.
+        """
+        connection = self.connection
+
+        async def probe() -> StorageState:
+            try:
+                await connection.probe_call(deadline, "PING")
+            except StorageUnavailable as e:
+                connection.outage = e.detail
+                return StorageState(reachable=False, writable=False, detail=e.detail)
+            connection.outage = None
+            try:
+                await connection.probe_call(deadline, "SET", self.keys.probe, "1", "PX", 60000)
+            except StorageUnavailable as e:
+                return StorageState(writable=False, detail=e.detail)
+            return StorageState()
+
+        return Deferred.fromCoroutine(probe())
 
     def close(self) -> Deferred[None]:
         """Close the connections; fires when they are closed."""
@@ -196,4 +223,5 @@ def connect_storage(
         auth_rules=RedisAuthRuleStore(connection, keys, "auth_rule", AuthRule, stream_maxlen),
         oauth=RedisOAuthStore(connection, keys, stream_maxlen),
         request_log=RedisRequestLogStore(connection, keys, request_log_retention),
+        keys=keys,
     )

@@ -27,6 +27,7 @@ from oauthproxy.model import (
     Route,
 )
 from oauthproxy.storage.events import STREAM_MAXLEN
+from oauthproxy.storage.health import StorageState
 from oauthproxy.storage.visibility import WriteVisibility
 from oauthproxy.testing.containers import MemoryDockerServiceStore, MemoryRuntime
 from oauthproxy.testing.memory import (
@@ -91,6 +92,13 @@ class MemoryStorage:
     def ping(self) -> Deferred[bool]:
         """Whether the store is switched on."""
         return succeed(self.state.available)
+
+    def probe(self, deadline: float) -> Deferred[StorageState]:
+        """Reads and writes work while the store is switched on."""
+        if self.state.available:
+            return succeed(StorageState())
+        detail = "memory storage is switched off"
+        return succeed(StorageState(reachable=False, writable=False, detail=detail))
 
     def close(self) -> Deferred[None]:
         """Nothing to close; for symmetry with RedisStorage."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Any, cast
 from urllib.parse import urlsplit
 
@@ -105,6 +105,7 @@ def default_health() -> dict[str, object]:
     """What the composition root reports for a healthy daemon."""
     return {
         "redis": "connected",
+        "redis_writes": "ok",
         "listeners": {"api": "tcp:9000:interface=127.0.0.1"},
         "version": "0.1.0",
         "uptime": 12.5,
@@ -121,6 +122,7 @@ class Harness:
         max_body: int = 1024 * 1024,
         extra: Callable[[ApiContext], list[object]] = lambda context: [],
         oauth_status: Callable[[], OAuthStatus] | None = None,
+        readiness: Callable[[], Sequence[str]] = lambda: (),
     ) -> None:
         self.test = test
         self.clock = Clock()
@@ -139,6 +141,7 @@ class Harness:
             max_body=max_body,
             check_responses=True,
             oauth_status=oauth_status,
+            readiness=readiness,
         )
         self.treq = StubTreq(self.api.resource(*extra(self.api.context)))
         self._document: dict[str, Any] | None = None

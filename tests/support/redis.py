@@ -200,11 +200,26 @@ class RedisServer:
 
     def stop(self) -> None:
         """Stop the server gracefully (SIGTERM) and wait for it; idempotent."""
+        self.thaw()
         self._end(signal.SIGTERM)
 
     def kill(self) -> None:
         """Kill the server at once (SIGKILL), as a crash would; idempotent."""
         self._end(signal.SIGKILL)
+
+    def freeze(self) -> None:
+        """Stop the server's process (SIGSTOP): connections stay open, nothing answers.
+
+        :meth:`thaw` undoes it; :meth:`stop` thaws first, so a frozen server is never
+        left behind.
+        """
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        """Let a frozen server run again (SIGCONT)."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGCONT)
 
     def command(self, *args: object) -> Any:
         """Run one command over a fresh blocking connection (test assertions, set-up)."""
