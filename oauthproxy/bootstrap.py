@@ -41,6 +41,7 @@ def open_storage(config: Config, reactor: IReactorTime) -> RedisStorage:
         config.redis_timeout,
         reactor,
         request_log_retention=config.request_log_retention,
+        request_log_max_records=config.request_log_max_records,
     )
 
 

@@ -126,6 +126,11 @@ class Config:
     request_log: bool = True
     #: seconds request-log records are kept (the seed's 24 hours)
     request_log_retention: float = 86400.0
+    #: records the request log keeps at most (older ones go first); bounds its memory
+    request_log_max_records: int = 100_000
+    #: unknown-host and unauthenticated requests kept as records per minute; the rest
+    #: are only counted (per host, reason and minute)
+    request_log_noise_budget: int = 10
 
     # Docker services (oauthproxy.containers)
     #: manage Docker services at all (off: the endpoints answer 503, Docker is never contacted)
@@ -172,6 +177,9 @@ class Config:
     drain_timeout: float = 10.0
     #: the redis-server binary supervised when redis_url is None
     redis_server: str = "redis-server"
+    #: the embedded redis-server's maxmemory in bytes (0 = no limit); only keys with
+    #: an expiry (the request log) are evicted, so configuration writes go on working
+    redis_maxmemory: int = 256 * 1024 * 1024
     #: systemd's notification socket (``$NOTIFY_SOCKET``); None = not under systemd
     notify_socket: str | None = None
 
@@ -285,8 +293,21 @@ SETTINGS: tuple[Setting, ...] = (
     _s("docker_start_grace", None, "OAUTHPROXY_DOCKER_START_GRACE", parsers.positive_float),
     _s("port_ranges", None, "OAUTHPROXY_PORT_RANGES", parsers.port_ranges),
     _s("restricted_ports", None, "OAUTHPROXY_RESTRICTED_PORTS", parsers.port_list),
+    _s(
+        "request_log_max_records",
+        None,
+        "OAUTHPROXY_REQUEST_LOG_MAX_RECORDS",
+        parsers.positive_int,
+    ),
+    _s(
+        "request_log_noise_budget",
+        None,
+        "OAUTHPROXY_REQUEST_LOG_NOISE_BUDGET",
+        parsers.non_negative_int,
+    ),
     _s("drain_timeout", None, "OAUTHPROXY_DRAIN_TIMEOUT", parsers.positive_float),
     _s("redis_server", None, "OAUTHPROXY_REDIS_SERVER", parsers.plain_text),
+    _s("redis_maxmemory", None, "OAUTHPROXY_REDIS_MAXMEMORY", parsers.size_or_zero),
     _s("notify_socket", None, "NOTIFY_SOCKET", parsers.optional_text),
 )
 

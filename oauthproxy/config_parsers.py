@@ -142,6 +142,14 @@ def positive_int(text: str, name: str) -> int:
     return value
 
 
+def non_negative_int(text: str, name: str) -> int:
+    """An integer of zero or more."""
+    value = integer(text, name)
+    if value < 0:
+        raise ConfigError(f"{name}: must be zero or more, not {value}", field=name)
+    return value
+
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 
@@ -453,6 +461,13 @@ def size(text: str, name: str) -> int:
     """A size in bytes, written ``512m``, ``2g`` ..."""
     result: int = _value(values.parse_size, text, name)
     return result
+
+
+def size_or_zero(text: str, name: str) -> int:
+    """A size as for :func:`size` (``256m``, ``1g``), or ``0`` for no limit."""
+    if text.strip() == "0":
+        return 0
+    return size(text, name)
 
 
 def port_ranges(text: str, name: str) -> tuple[tuple[int, int], ...]:

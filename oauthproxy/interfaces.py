@@ -46,6 +46,7 @@ if TYPE_CHECKING:
         RefreshTokenRecord,
         TokenFamily,
     )
+    from oauthproxy.requestlog.noise import NoiseCount
     from oauthproxy.requestlog.record import RequestRecord
     from oauthproxy.storage.health import StorageState
 
@@ -422,9 +423,19 @@ class IRequestLogStore(Interface):
     """
 
     retention = Attribute("float: seconds a record is kept")
+    max_records = Attribute("int: records kept at most (the oldest go first)")
 
     def write(records: Sequence[RequestRecord]) -> Deferred[None]:
-        """Store a batch of records with their indexes, visitor counts and follow stream."""
+        """Store a batch of records with their indexes, visitor counts and follow stream.
+
+        Past ``max_records`` records the oldest are dropped, from every index too.
+        """
+
+    def count_noise(counts: Sequence[NoiseCount]) -> Deferred[None]:
+        """Add anonymous-noise counts (per minute, reason and host), kept ``retention``."""
+
+    def noise(since: float, until: float) -> Deferred[list[NoiseCount]]:
+        """The noise counts of the minutes in ``[since, until]``, oldest first."""
 
     def get(correlation_id: str) -> Deferred[RequestRecord | None]:
         """The record with this correlation id, or None."""

@@ -58,6 +58,7 @@ from oauthproxy.gateway.tls import CertificateMapService
 from oauthproxy.logs import bridge_stdlib_logging, make_observer
 from oauthproxy.metrics.registry import Metrics
 from oauthproxy.oauth.proxies import resource_of
+from oauthproxy.requestlog.noise import NoiseBudget
 from oauthproxy.requestlog.writer import RequestLogWriter
 from oauthproxy.storage.embedded import EmbeddedRedis
 
@@ -293,7 +294,8 @@ def compose(daemon: Daemon) -> list[Listener]:
     hooks: list[Callable[[Any], None]] = [metrics.traffic.access_log]
     writer = access_log = record = None
     if config.request_log:
-        writer = RequestLogWriter(storage.request_log, reactor)
+        budget = NoiseBudget(per_minute=config.request_log_noise_budget)
+        writer = RequestLogWriter(storage.request_log, reactor, noise=budget)
         writer.setServiceParent(daemon.services)  # type: ignore[no-untyped-call]
         access_log, record = writer.access_log, writer.record
         hooks.append(access_log)
@@ -385,7 +387,9 @@ def makeService(options: Options) -> MultiService:
     root = Root(observer, config.log_level)
     embedded = None
     if config.redis_url is None:
-        embedded = EmbeddedRedis(config.data_dir, reactor, binary=config.redis_server)
+        embedded = EmbeddedRedis(
+            config.data_dir, reactor, binary=config.redis_server, maxmemory=config.redis_maxmemory
+        )
     stdout = sys.stdout
 
     def announce(line: str) -> None:

@@ -19,7 +19,7 @@ from oauthproxy.config import (
     parse_dotenv,
     read_dotenv,
 )
-from oauthproxy.config_parsers import listener_port
+from oauthproxy.config_parsers import listener_port, size_or_zero
 from oauthproxy.errors import ConfigError
 
 env_names = st.from_regex(r"[A-Z_][A-Z0-9_]{0,20}", fullmatch=True)
@@ -426,3 +426,19 @@ class ClientSettingsTests(SynchronousTestCase):
             {}, {}, "API_URL=http://localhost:9000\nADMIN_TOKEN=acm_seed\n"
         )
         self.assertEqual(settings, ClientSettings("http://localhost:9000", "acm_seed"))
+
+
+class MemoryLimitTests(SynchronousTestCase):
+    """``OAUTHPROXY_REDIS_MAXMEMORY`` takes a size, or 0 for no limit."""
+
+    def test_units_and_zero(self) -> None:
+        """Plain bytes, k, m, g (also kb, mb...); 0 means no limit."""
+        self.assertEqual(
+            [size_or_zero(t, "X") for t in ("1024", "64k", "256mb", "1g", "0")],
+            [1024, 64 << 10, 256 << 20, 1 << 30, 0],
+        )
+
+    def test_nonsense_names_the_setting(self) -> None:
+        """Anything else is refused naming the variable."""
+        error = self.assertRaises(ConfigError, size_or_zero, "lots", "OAUTHPROXY_REDIS_MAXMEMORY")
+        self.assertIn("OAUTHPROXY_REDIS_MAXMEMORY", error.detail)

@@ -2,11 +2,13 @@
 
 Lookups by index (``/logs/ip/{ip}``, ``/logs/host/{hostname}``, ``/logs/client/{client_id}``,
 ``/logs/user/{user}``), one request by correlation id, a filtered ``/logs/search``,
-``/logs/errors``, ``/logs/stats`` and ``/logs/recent`` (the cursor ``oauthproxyctl logs
-follow`` polls).  Every list is newest first and bounded: a window of at most
-``MAX_HOURS`` hours (the last ``hours``, or ``since``/``until``) and at most ``MAX_LIMIT``
-records.  Records never hold secrets (see :mod:`oauthproxy.requestlog.record`), yet
-they tell who called what, so only the admin token may read them.
+``/logs/errors``, ``/logs/stats``, ``/logs/recent`` (the cursor ``oauthproxyctl logs
+follow`` polls) and ``/logs/noise`` (the counts of anonymous noise: requests for unknown
+hosts and the like, of which only a few per minute are kept as records).  Every list is
+newest first and bounded: a window of at most ``MAX_HOURS`` hours (the last ``hours``,
+or ``since``/``until``) and at most ``MAX_LIMIT`` records.  Records never hold secrets
+(see :mod:`oauthproxy.requestlog.record`), yet they tell who called what, so only the
+admin token may read them.
 """
 
 from __future__ import annotations
@@ -22,13 +24,15 @@ from oauthproxy.admin.endpoint import ApiContext, Call, endpoint
 from oauthproxy.admin.schema import Schema, array, boolean, integer, nullable, number, obj, string
 from oauthproxy.errors import InvalidInput, NotFound
 from oauthproxy.interfaces import IRequestLogStore
-from oauthproxy.requestlog import query
+from oauthproxy.requestlog import noise, query
 from oauthproxy.requestlog.record import STATUS_CLASSES, RequestRecord, record_json
 
 MAX_HOURS = 720
 DEFAULT_HOURS = 24
 MAX_LIMIT = 1000
 DEFAULT_LIMIT = 100
+#: noise counters listed at most (minutes x reasons x hosts; the total counts them all)
+MAX_NOISE = 10_000
 _TAGS = ("logs",)
 
 _TEXT = string(max_length=256)
@@ -107,6 +111,27 @@ CURSOR = string(
 RECENT = obj(
     {"items": array(RECORD, max_items=MAX_LIMIT), "cursor": CURSOR},
     required=("items", "cursor"),
+)
+
+NOISE = obj(
+    {
+        "items": array(
+            obj(
+                {
+                    "minute": integer(minimum=0, description="POSIX seconds, start of the minute"),
+                    "reason": string(enum=noise.REASONS),
+                    "host": string(max_length=256, description='"*": hosts past the limit'),
+                    "count": integer(minimum=0),
+                },
+                required=("minute", "reason", "host", "count"),
+            ),
+            max_items=MAX_NOISE,
+        ),
+        "total": integer(minimum=0),
+        "since": number(),
+        "until": number(),
+    },
+    required=("items", "total", "since", "until"),
 )
 
 _HOURS: Schema = {
@@ -360,3 +385,28 @@ class LogResource:
         """
         records, cursor = await self.store.recent(call.query.get("after"), call.query["limit"])
         return {"items": [record_json(r) for r in records], "cursor": cursor}
+
+    @endpoint(
+        app,
+        "GET",
+        "/logs/noise",
+        summary="Counts of anonymous noise (unknown hosts, refused credentials...)",
+        tags=_TAGS,
+        auth="admin",
+        query={k: WINDOW[k] for k in ("hours", "since", "until")},
+        returns={200: NOISE},
+    )
+    async def noise(self, call: Call) -> object:
+        """Per minute, reason and host: how many requests the gateway answered itself
+        without anyone authenticated (a few per minute are also kept as records)."""
+        span = self._window(call.query)
+        counts = await self.store.noise(span.since, span.until)
+        return {
+            "items": [
+                {"minute": c.minute, "reason": c.reason, "host": c.host, "count": c.count}
+                for c in counts[-MAX_NOISE:]
+            ],
+            "total": sum(c.count for c in counts),
+            "since": span.since,
+            "until": span.until,
+        }

@@ -31,8 +31,18 @@ from oauthproxy.gateway.routing import (
     Unavailable,
 )
 from oauthproxy.gateway.table import LiveTable
+from oauthproxy.requestlog import noise
+from oauthproxy.requestlog.record import notes_for
 
 _ACME_PREPATH = [b".well-known", b"acme-challenge"]
+#: statuses of the gateway's own answers that are anonymous noise, and the reason
+_NOISE = {
+    400: noise.BAD_REQUEST,
+    401: noise.UNAUTHENTICATED,
+    404: noise.UNKNOWN_HOST,
+    405: noise.BAD_REQUEST,
+    421: noise.MISDIRECTED,
+}
 
 
 def error_body(request: Request, code: int, error: str, detail: str) -> bytes:
@@ -68,7 +78,21 @@ class GatewayResource(Resource):
         self._server_name_of = server_name_of or sni.server_name_of
 
     def render(self, request: Request) -> Any:
-        """Decide and act; forwarding returns NOT_DONE_YET."""
+        """Decide and act; forwarding returns NOT_DONE_YET.
+
+        Answers to anonymous requests that reach no backend (unknown host, misdirected,
+        malformed, refused credentials) are marked as noise for the request log, which
+        keeps only a few of them as records (:mod:`oauthproxy.requestlog.noise`).
+        """
+        body = self._render(request)
+        if body is not server.NOT_DONE_YET:
+            reason = _NOISE.get(request.code)
+            if reason is not None:
+                notes_for(request).noise = reason
+        return body
+
+    def _render(self, request: Request) -> Any:
+        """Decide and act (see :meth:`render`)."""
         method = request.method
         if method == b"CONNECT":
             # ATK-16: a reverse proxy is not a tunnel endpoint

@@ -92,6 +92,8 @@ class RequestNotes:
     bytes_in: int | None = None
     #: seconds from sending the request upstream to the upstream's response head (metrics)
     upstream_seconds: float | None = None
+    #: why the request is anonymous noise (:mod:`oauthproxy.requestlog.noise`), if it is
+    noise: str | None = None
 
 
 def notes_for(request: Any) -> RequestNotes:

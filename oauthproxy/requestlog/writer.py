@@ -11,6 +11,11 @@ logged once when it starts and once when it ends, with the numbers, never per re
 A batch the store refuses for any other reason is dropped (and counted), so one bad
 record cannot block the log.
 
+Anonymous noise (requests the gateway marked with a reason: unknown host, refused
+credentials...) goes through a :class:`~oauthproxy.requestlog.noise.NoiseBudget`: a
+few become records each minute, every one is counted, and the counts are flushed
+with the records, so a flood of such requests costs Redis a bounded amount.
+
 :meth:`access_log` is the hook for ``GatewaySite(..., access_log=writer.access_log)``.
 """
 
@@ -31,7 +36,13 @@ from twisted.logger import Logger
 
 from oauthproxy.errors import StorageUnavailable
 from oauthproxy.interfaces import IRequestLogStore
-from oauthproxy.requestlog.record import RequestRecord, access_line, record_from_request
+from oauthproxy.requestlog.noise import NoiseBudget
+from oauthproxy.requestlog.record import (
+    RequestRecord,
+    access_line,
+    notes_for,
+    record_from_request,
+)
 
 _log = Logger()
 
@@ -63,6 +74,10 @@ class RequestLogWriter(Service):
     failures: int = field(default=0, init=False)
     #: requests whose record could not be built (a bug; logged)
     unrecordable: int = field(default=0, init=False)
+    #: anonymous noise: which requests become records, and the counts of all of them
+    noise: NoiseBudget = field(factory=NoiseBudget)
+    #: noise requests only counted, not recorded
+    counted: int = field(default=0, init=False)
     _buffer: deque[RequestRecord] = field(factory=deque, init=False)
     _outage: bool = field(default=False, init=False)
     _dropped_at_outage: int = field(default=0, init=False)
@@ -84,6 +99,7 @@ class RequestLogWriter(Service):
             "lost": self.lost,
             "failures": self.failures,
             "unrecordable": self.unrecordable,
+            "noise_counted": self.counted,
         }
 
     def record(self, record: RequestRecord) -> None:
@@ -104,6 +120,10 @@ class RequestLogWriter(Service):
         except Exception:
             self.unrecordable += 1
             _log.failure("could not build the request-log record of a request")
+            return
+        reason = notes_for(request).noise
+        if reason is not None and not self.noise.admit(record.time, reason, record.host):
+            self.counted += 1
             return
         self.record(record)
         if self.emit_lines:
@@ -139,7 +159,20 @@ class RequestLogWriter(Service):
         return self._flushing.run(lambda: Deferred.fromCoroutine(self._flush()))
 
     async def _flush(self) -> None:
-        """The body of :meth:`flush`: batches until the buffer is empty or a write fails."""
+        """The body of :meth:`flush`: noise counts, then batches until the buffer is empty
+        or a write fails."""
+        counts = self.noise.take()
+        if counts:
+            try:
+                await self.store.count_noise(counts)
+            except StorageUnavailable as e:
+                self.noise.give_back(counts)
+                self.failures += 1
+                self._begin_outage(e.detail)
+                return
+            except Exception:
+                self.failures += 1
+                _log.failure("request log: the store refused the noise counts")
         while self._buffer:
             batch = list(islice(self._buffer, self.batch_size))
             try:

@@ -2,7 +2,8 @@
 
 With no ``REDIS_URL`` configured the daemon runs its own redis-server, listening
 only on ``<data_dir>/redis.sock`` (no TCP port, socket mode 700) with AOF
-persistence in the data directory.  :class:`EmbeddedRedis` starts it through
+persistence in the data directory and a memory limit that only ever evicts keys
+with an expiry (:func:`redis_argv`).  :class:`EmbeddedRedis` starts it through
 Twisted's :class:`~twisted.runner.procmon.ProcessMonitor`, which restarts it when it
 dies, and stops it (TERM, then KILL) on shutdown, waiting until it has exited so
 that no orphan is left behind.  ``oauthproxyctl token-admin`` reaches the same
@@ -45,8 +46,14 @@ def redis_address(config: Config) -> RedisAddress:
     return parse_redis_url(config.redis_url, config.redis_password)
 
 
-def redis_argv(binary: str, data_dir: str) -> list[str]:
-    """The command line of the embedded redis-server."""
+def redis_argv(binary: str, data_dir: str, maxmemory: int = 0) -> list[str]:
+    """The command line of the embedded redis-server.
+
+    ``maxmemory`` bytes (0: no limit) with the ``volatile-lru`` policy: when memory is
+    full Redis evicts keys that have an expiry (the request log, short-lived OAuth and
+    ACME state) and never configuration, which has none; only if nothing evictable is
+    left are writes refused, which ``/health`` and ``/health/ready`` then report.
+    """
     data_dir = os.path.abspath(data_dir)
     return [
         binary,
@@ -59,6 +66,8 @@ def redis_argv(binary: str, data_dir: str) -> list[str]:
         "--save", "",
         "--daemonize", "no",
         "--logfile", "redis.log",
+        "--maxmemory", str(maxmemory),
+        "--maxmemory-policy", "volatile-lru",
     ]  # fmt: skip
 
 
@@ -116,6 +125,8 @@ class EmbeddedRedis(Service):
     data_dir: str
     reactor: Any
     binary: str = "redis-server"
+    #: bytes of memory the server may use (0: no limit); see :func:`redis_argv`
+    maxmemory: int = 0
     #: seconds ``ready()`` waits for the socket to answer
     start_timeout: float = 15.0
     _monitor: ProcessMonitor = field(init=False)
@@ -153,7 +164,7 @@ class EmbeddedRedis(Service):
             )
         os.makedirs(self.data_dir, mode=0o700, exist_ok=True)
         super().startService()  # type: ignore[no-untyped-call]
-        argv = redis_argv(binary, self.data_dir)
+        argv = redis_argv(binary, self.data_dir, self.maxmemory)
         setpriv = shutil.which("setpriv")
         if setpriv is not None:
             # If the daemon itself is killed (SIGKILL, OOM), the kernel sends TERM to

@@ -50,7 +50,11 @@ from oauthproxy.storage.records import (
     RedisTokenStore,
     open_proxy,
 )
-from oauthproxy.storage.requestlog import DEFAULT_RETENTION, RedisRequestLogStore
+from oauthproxy.storage.requestlog import (
+    DEFAULT_MAX_RECORDS,
+    DEFAULT_RETENTION,
+    RedisRequestLogStore,
+)
 from oauthproxy.storage.visibility import WriteVisibility
 
 
@@ -194,6 +198,7 @@ def connect_storage(
     key_prefix: str = DEFAULT_PREFIX,
     stream_maxlen: int = STREAM_MAXLEN,
     request_log_retention: float = DEFAULT_RETENTION,
+    request_log_max_records: int = DEFAULT_MAX_RECORDS,
 ) -> RedisStorage:
     """A :class:`RedisStorage` for ``address``; nothing connects before the first call.
 
@@ -201,6 +206,7 @@ def connect_storage(
     :param key_prefix: prefix of every key (tests use their own to isolate).
     :param stream_maxlen: events the stream keeps, approximately.
     :param request_log_retention: seconds request-log records are kept.
+    :param request_log_max_records: request-log records kept at most.
     """
     connection = RedisConnection(address, reactor, timeout)
     keys = Keys(key_prefix)
@@ -222,6 +228,8 @@ def connect_storage(
         accounts=RedisAccountKeyStore(connection, keys, secret_box),
         auth_rules=RedisAuthRuleStore(connection, keys, "auth_rule", AuthRule, stream_maxlen),
         oauth=RedisOAuthStore(connection, keys, stream_maxlen),
-        request_log=RedisRequestLogStore(connection, keys, request_log_retention),
+        request_log=RedisRequestLogStore(
+            connection, keys, request_log_retention, max_records=request_log_max_records
+        ),
         keys=keys,
     )

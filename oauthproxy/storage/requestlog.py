@@ -12,7 +12,18 @@ MULTI/EXEC pipeline) that, per record:
 
 Then every index it touched is trimmed to the retention window (scores older than the
 newest record minus ``retention``) and given an expiry, so idle indexes vanish too.
-Key names are computed here and passed as ``KEYS``.
+The log is bounded by count as well: past ``max_records`` records the oldest are
+deleted, and removed from every index they are in (the script reads each one's
+indexes back from its JSON, by the rules of
+:func:`~oauthproxy.requestlog.record.index_entries`), so counts stay exact.  Every key
+has an expiry, which also makes the whole log evictable under the embedded Redis'
+``volatile-lru`` policy while configuration (no expiry) never is.
+
+Anonymous noise beyond its budget (:mod:`oauthproxy.requestlog.noise`) is only
+counted: ``HINCRBY <p>rlog:noise:<minute> "<reason> <host>"``, the minutes listed in
+the sorted set ``<p>rlog:noise`` for queries.  Key names are computed here and passed
+as ``KEYS``, except the keys of records trimmed by count and their indexes, which the
+script derives from ``ARGV`` prefixes.
 """
 
 from __future__ import annotations
@@ -24,6 +35,7 @@ from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from oauthproxy.interfaces import IRequestLogStore
+from oauthproxy.requestlog.noise import NoiseCount, minute_of
 from oauthproxy.requestlog.record import RequestRecord, index_entries, utc_day
 from oauthproxy.storage.codec import decode, encode
 from oauthproxy.storage.connection import RedisConnection
@@ -35,13 +47,17 @@ DEFAULT_RETENTION = 86400.0
 STREAM_MAXLEN = 10_000
 #: records per script call (a bigger batch is split; keeps each script short)
 SCRIPT_BATCH = 500
+#: records kept at most, whatever the retention
+DEFAULT_MAX_RECORDS = 100_000
 
-#: KEYS: stream, hosts, then per record: record key, visitors key, its index keys
-#: ARGV: retention, stream maxlen, horizon, then per record: id, time, json, ip, host, n
+#: KEYS: stream, hosts, the "all" index, then per record: record key, visitors key, its
+#: index keys.  ARGV: retention, stream maxlen, horizon, max records, record key prefix,
+#: index key prefix, then per record: id, time, json, ip, host, n
 WRITE_BATCH = """
-local stream, hosts = KEYS[1], KEYS[2]
+local stream, hosts, all = KEYS[1], KEYS[2], KEYS[3]
 local retention, maxlen, horizon = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local k, a = 3, 4
+local max_records, rec_prefix, idx_prefix = tonumber(ARGV[4]), ARGV[5], ARGV[6]
+local k, a = 4, 7
 local indexes, visitors = {}, {}
 while a <= #ARGV do
   local id, at, json, ip, host, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
@@ -58,6 +74,33 @@ while a <= #ARGV do
   k = k + 2 + n
   redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'r', json)
 end
+-- past max_records: the oldest records go, out of every index they are in
+local excess = redis.call('ZCARD', all) - max_records
+if excess > 0 then
+  for _, id in ipairs(redis.call('ZRANGE', all, 0, excess - 1)) do
+    local json = redis.call('GET', rec_prefix .. id)
+    redis.call('DEL', rec_prefix .. id)
+    if json then
+      local r = cjson.decode(json)
+      local status = tonumber(r['status']) or 0
+      local class = (status >= 100 and status < 600) and (math.floor(status / 100) .. 'xx')
+        or '5xx'
+      redis.call('ZREM', idx_prefix .. 'ip:' .. r['client_ip'], id)
+      redis.call('ZREM', idx_prefix .. 'host:' .. r['host'], id)
+      redis.call('ZREM', idx_prefix .. 'status:' .. class, id)
+      if type(r['user']) == 'string' and r['user'] ~= '' then
+        redis.call('ZREM', idx_prefix .. 'user:' .. r['user'], id)
+      end
+      if type(r['client_id']) == 'string' and r['client_id'] ~= '' then
+        redis.call('ZREM', idx_prefix .. 'client:' .. r['client_id'], id)
+      end
+      if status >= 500 or type(r['error']) == 'string' then
+        redis.call('ZREM', idx_prefix .. 'errors:', id)
+      end
+    end
+  end
+  redis.call('ZREMRANGEBYRANK', all, 0, excess - 1)
+end
 for index in pairs(indexes) do
   redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. horizon)
   redis.call('EXPIRE', index, retention)
@@ -69,6 +112,33 @@ redis.call('ZREMRANGEBYSCORE', hosts, '-inf', '(' .. horizon)
 redis.call('EXPIRE', hosts, retention)
 redis.call('EXPIRE', stream, retention)
 return 0
+"""
+
+#: KEYS: the minutes index, then one noise hash per count.  ARGV: retention, horizon,
+#: then per count: minute, field, n
+COUNT_NOISE = """
+local minutes, retention, horizon = KEYS[1], tonumber(ARGV[1]), ARGV[2]
+local a = 3
+for k = 2, #KEYS do
+  redis.call('HINCRBY', KEYS[k], ARGV[a + 1], ARGV[a + 2])
+  redis.call('EXPIRE', KEYS[k], retention)
+  redis.call('ZADD', minutes, ARGV[a], ARGV[a])
+  a = a + 3
+end
+redis.call('ZREMRANGEBYSCORE', minutes, '-inf', '(' .. horizon)
+redis.call('EXPIRE', minutes, retention)
+return 0
+"""
+
+#: KEYS: the minutes index.  ARGV: since, until, noise key prefix.
+#: Returns {minute, {field, n, ...}, ...}
+READ_NOISE = """
+local out = {}
+for _, minute in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2])) do
+  table.insert(out, minute)
+  table.insert(out, redis.call('HGETALL', ARGV[3] .. minute))
+end
+return out
 """
 
 
@@ -86,6 +156,8 @@ class RedisRequestLogStore:
     keys: Keys
     retention: float = DEFAULT_RETENTION
     stream_maxlen: int = STREAM_MAXLEN
+    #: records kept at most (the oldest go first)
+    max_records: int = DEFAULT_MAX_RECORDS
 
     def _key(self, *parts: str) -> str:
         """``<prefix>rlog:<part>:<part>...``."""
@@ -117,8 +189,15 @@ class RedisRequestLogStore:
         if not records:
             return
         horizon = max(r.time for r in records) - self.retention
-        keys = [self._key("stream"), self._key("hosts")]
-        args: list[object] = [int(self.retention), self.stream_maxlen, _score(horizon)]
+        keys = [self._key("stream"), self._key("hosts"), self._index_key("all", "")]
+        args: list[object] = [
+            int(self.retention),
+            min(self.stream_maxlen, self.max_records),
+            _score(horizon),
+            self.max_records,
+            self._key("rec", ""),
+            self._key("idx", ""),
+        ]
         for record in records:
             indexes = index_entries(record)
             keys.append(self._record_key(record.correlation_id))
@@ -133,6 +212,40 @@ class RedisRequestLogStore:
                 len(indexes),
             ]
         await self.connection.eval(WRITE_BATCH, keys, args)
+
+    def count_noise(self, counts: Sequence[NoiseCount]) -> Deferred[None]:
+        """Add ``counts`` to the per-minute noise counters (kept ``retention`` seconds)."""
+
+        async def count() -> None:
+            if not counts:
+                return
+            horizon = max(c.minute for c in counts) - self.retention
+            keys = [self._key("noise")]
+            args: list[object] = [int(self.retention), _score(horizon)]
+            for c in counts:
+                keys.append(self._key("noise", str(c.minute)))
+                args += [c.minute, f"{c.reason} {c.host}", c.count]
+            await self.connection.eval(COUNT_NOISE, keys, args)
+
+        return Deferred.fromCoroutine(count())
+
+    def noise(self, since: float, until: float) -> Deferred[list[NoiseCount]]:
+        """The noise counters of the minutes in ``[since, until]``, oldest first."""
+
+        async def noise() -> list[NoiseCount]:
+            reply = await self.connection.eval(
+                READ_NOISE,
+                [self._key("noise")],
+                [_score(minute_of(since)), _score(until), self._key("noise", "")],
+            )
+            found = []
+            for minute, flat in zip(reply[::2], reply[1::2], strict=True):
+                for name, value in zip(flat[::2], flat[1::2], strict=True):
+                    reason, _, host = str(name).partition(" ")
+                    found.append(NoiseCount(int(minute), reason, host, int(value)))
+            return sorted(found, key=lambda c: (c.minute, c.reason, c.host))
+
+        return Deferred.fromCoroutine(noise())
 
     def get(self, correlation_id: str) -> Deferred[RequestRecord | None]:
         """The record, or None (expired or never written)."""

@@ -10,6 +10,7 @@ from zope.interface import implementer
 from oauthproxy.interfaces import (
     IRequestLogStore,
 )
+from oauthproxy.requestlog.noise import NoiseCount, minute_of
 from oauthproxy.requestlog.record import RequestRecord, index_entries, utc_day
 from oauthproxy.storage.events import (
     NO_EVENT_ID,
@@ -23,16 +24,23 @@ class MemoryRequestLogStore:
     """:class:`~oauthproxy.interfaces.IRequestLogStore` in memory, like the Redis one.
 
     Records leave the indexes (and this store) once they are older than the newest
-    written minus ``retention``; the follow stream keeps ``stream_maxlen`` entries.
+    written minus ``retention``, or when more than ``max_records`` are kept (the oldest
+    first); the follow stream keeps ``stream_maxlen`` entries.
     """
 
     def __init__(
-        self, state: MemoryState, retention: float = 86400.0, stream_maxlen: int = 10_000
+        self,
+        state: MemoryState,
+        retention: float = 86400.0,
+        stream_maxlen: int = 10_000,
+        max_records: int = 100_000,
     ) -> None:
         """An empty log sharing ``state`` (availability)."""
         self.state = state
         self.retention = retention
         self.stream_maxlen = stream_maxlen
+        self.max_records = max_records
+        self.noise_counts: dict[tuple[int, str, str], int] = {}
         self.records: dict[str, RequestRecord] = {}
         self.stream: list[tuple[int, RequestRecord]] = []
         self.stream_sequence = 0
@@ -53,6 +61,11 @@ class MemoryRequestLogStore:
                 self.stream_sequence += 1
                 self.stream.append((self.stream_sequence, record))
             del self.stream[: max(0, len(self.stream) - self.stream_maxlen)]
+            excess = len(self.records) - self.max_records
+            if excess > 0:
+                oldest = sorted(self.records.values(), key=lambda r: (r.time, r.correlation_id))
+                for gone in oldest[:excess]:
+                    del self.records[gone.correlation_id]
             if records:
                 horizon = max(r.time for r in records) - self.retention
                 for key, kept in list(self.records.items()):
@@ -63,6 +76,27 @@ class MemoryRequestLogStore:
                         del self.host_seen[host]
 
         return self.state.run(write)
+
+    def count_noise(self, counts: Sequence[NoiseCount]) -> Deferred[None]:
+        """Add ``counts`` to the noise counters."""
+
+        def count() -> None:
+            for c in counts:
+                key = (c.minute, c.reason, c.host)
+                self.noise_counts[key] = self.noise_counts.get(key, 0) + c.count
+
+        return self.state.run(count)
+
+    def noise(self, since: float, until: float) -> Deferred[list[NoiseCount]]:
+        """The counters of the minutes in ``[since, until]``, oldest first."""
+        start = minute_of(since)
+        return self.state.run(
+            lambda: [
+                NoiseCount(m, r, h, n)
+                for (m, r, h), n in sorted(self.noise_counts.items())
+                if start <= m <= until
+            ]
+        )
 
     def get(self, correlation_id: str) -> Deferred[RequestRecord | None]:
         """The record, or None."""

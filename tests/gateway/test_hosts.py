@@ -13,6 +13,7 @@ from oauthproxy.gateway.hosts import GatewayResource
 from oauthproxy.gateway.routing import Forward
 from oauthproxy.gateway.table import LiveTable
 from oauthproxy.model import Proxy, Route, Snapshot
+from oauthproxy.requestlog.record import notes_for
 
 
 class _FakeForwarder:
@@ -134,3 +135,33 @@ class DispatchTests(SynchronousTestCase):
         table.apply(Snapshot())
         code, _, _ = self.request(stub, "GET", "https://web.example/")
         self.assertEqual(code, 404)
+
+
+class NoiseMarkTests(SynchronousTestCase):
+    """The gateway marks its own answers to anonymous requests as request-log noise."""
+
+    def noise_of(self, url: str, **headers: str) -> str | None:
+        """The noise reason noted on the request for ``url``."""
+        table = LiveTable()
+        table.apply(Snapshot(proxies=PROXIES))
+        resource = GatewayResource(table, _FakeForwarder(), _Acme(), lambda request: None)  # type: ignore[arg-type]
+        seen: list[Any] = []
+        render = resource.render
+
+        def spy(request: Any) -> Any:
+            seen.append(request)
+            return render(request)
+
+        resource.render = spy  # type: ignore[method-assign]
+        stub = StubTreq(resource)
+        response = self.successResultOf(stub.get(url, headers=headers))
+        self.successResultOf(response.content())
+        return notes_for(seen[0]).noise
+
+    def test_unknown_host_is_noise(self) -> None:
+        """A 404 for a host no proxy serves."""
+        self.assertEqual(self.noise_of("http://nope.example/"), "unknown_host")
+
+    def test_forwarded_request_is_not_noise(self) -> None:
+        """A request that reached a backend is never noise, whatever it answered."""
+        self.assertIsNone(self.noise_of("http://plain.example/"))

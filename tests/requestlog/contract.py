@@ -9,6 +9,7 @@ from __future__ import annotations
 from twisted.trial.unittest import TestCase
 
 from oauthproxy.interfaces import IRequestLogStore
+from oauthproxy.requestlog.noise import NoiseCount
 from oauthproxy.requestlog.record import RequestRecord
 from tests.requestlog.samples import T0, sample
 
@@ -18,9 +19,58 @@ DAY = 86400.0
 class RequestLogStoreContract(TestCase):
     """What every request-log store does."""
 
-    def make_store(self, retention: float = DAY) -> IRequestLogStore:
+    def make_store(self, retention: float = DAY, max_records: int = 100_000) -> IRequestLogStore:
         """A fresh, empty store (each backend provides it)."""
         raise NotImplementedError
+
+    async def test_past_max_records_the_oldest_go_from_every_index(self) -> None:
+        """Issue 10 defect 2: the log is bounded by count; the oldest records leave the
+        store and every index they were in, so counts stay exact."""
+        store = self.make_store(max_records=3)
+        records = [
+            sample(1, user="octocat", client_id="c-1", status=502, error="x"),
+            sample(2, host="b.example.com"),
+            sample(3),
+            sample(4),
+            sample(5, user="octocat"),
+        ]
+        await store.write(records[:2])
+        await store.write(records[2:])
+        cid = [r.correlation_id for r in records]
+        self.assertEqual(await self.ids(store, "all", ""), cid[:1:-1])
+        self.assertIsNone(await store.get(cid[0]))
+        self.assertIsNone(await store.get(cid[1]))
+        window = (T0 - DAY, T0 + DAY)
+        self.assertEqual(await store.count("all", "", *window), 3)
+        self.assertEqual(await store.count("user", "octocat", *window), 1)
+        self.assertEqual(await store.count("client", "c-1", *window), 0)
+        self.assertEqual(await store.count("errors", "", *window), 0)
+        self.assertEqual(await store.count("status", "5xx", *window), 0)
+        self.assertEqual(await store.count("host", "b.example.com", *window), 0)
+        self.assertEqual(await store.count("ip", "192.0.2.10", *window), 3)
+
+    async def test_noise_counts_add_up_per_minute_reason_and_host(self) -> None:
+        """Counted noise comes back summed per (minute, reason, host), oldest first."""
+        store = self.make_store()
+        minute = int(T0 // 60) * 60
+        await store.count_noise(
+            [
+                NoiseCount(minute, "unknown_host", "x.test", 3),
+                NoiseCount(minute + 60, "unauthenticated", "a.test", 1),
+            ]
+        )
+        await store.count_noise([NoiseCount(minute, "unknown_host", "x.test", 2)])
+        self.assertEqual(
+            await store.noise(T0 - 60, T0 + 3600),
+            [
+                NoiseCount(minute, "unknown_host", "x.test", 5),
+                NoiseCount(minute + 60, "unauthenticated", "a.test", 1),
+            ],
+        )
+        self.assertEqual(
+            await store.noise(minute + 60, T0 + 3600),
+            [NoiseCount(minute + 60, "unauthenticated", "a.test", 1)],
+        )
 
     async def ids(
         self,

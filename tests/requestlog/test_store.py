@@ -27,9 +27,12 @@ TIMEOUT = 5.0
 class MemoryRequestLogStoreTests(contract.RequestLogStoreContract):
     """The contract on MemoryRequestLogStore."""
 
-    def make_store(self, retention: float = contract.DAY) -> IRequestLogStore:
+    def make_store(
+        self, retention: float = contract.DAY, max_records: int = 100_000
+    ) -> IRequestLogStore:
         """A fresh memory store."""
-        return MemoryRequestLogStore(MemoryStorage(reactor).state, retention=retention)
+        state = MemoryStorage(reactor).state
+        return MemoryRequestLogStore(state, retention=retention, max_records=max_records)
 
 
 class RedisRequestLogStoreTests(contract.RequestLogStoreContract):
@@ -40,7 +43,9 @@ class RedisRequestLogStoreTests(contract.RequestLogStoreContract):
         self.server: RedisServer = shared_redis_server()
         self.server.flush()
 
-    def make_store(self, retention: float = contract.DAY) -> IRequestLogStore:
+    def make_store(
+        self, retention: float = contract.DAY, max_records: int = 100_000
+    ) -> IRequestLogStore:
         """A RedisStorage's request log on the shared server."""
         storage = connect_storage(
             self.server.address(),
@@ -48,6 +53,7 @@ class RedisRequestLogStoreTests(contract.RequestLogStoreContract):
             TIMEOUT,
             reactor,
             request_log_retention=retention,
+            request_log_max_records=max_records,
         )
         self.addCleanup(storage.close)
         store: IRequestLogStore = storage.request_log

@@ -14,6 +14,7 @@ from zope.interface import implementer
 
 from oauthproxy.errors import StorageUnavailable
 from oauthproxy.interfaces import IRequestLogStore
+from oauthproxy.requestlog.noise import NoiseBudget
 from oauthproxy.requestlog.record import RequestRecord, notes_for
 from oauthproxy.requestlog.writer import RequestLogWriter
 from oauthproxy.testing import MemoryRequestLogStore, MemoryStorage
@@ -186,6 +187,25 @@ class WriterTests(SynchronousTestCase):
         [record] = self.storage.request_log.records.values()
         self.assertEqual((record.path, record.status, record.time), ("/hello", 202, T0 + 0.5))
         self.assertAlmostEqual(record.duration or 0, 0.2)
+
+    def test_noise_beyond_the_budget_is_counted_not_recorded(self) -> None:
+        """Issue 10 defect 2: a flood of unknown-host requests keeps ``per_minute`` records
+        a minute; every one of them is counted (per minute, reason and host)."""
+        writer = self.writer(noise=NoiseBudget(per_minute=3))
+
+        def unknown(request: Any) -> None:
+            notes_for(request).noise = "unknown_host"
+
+        for n in range(50):
+            host = f"h{n % 5}.example".encode()
+            finish_request(writer.access_log, headers={b"host": host}, code=404, before=unknown)
+        finish_request(writer.access_log)  # ordinary requests are not budgeted
+        self.clock.advance(1.0)
+        self.assertEqual(len(self.storage.request_log.records), 4)
+        self.assertEqual(writer.counted, 47)
+        counts = self.successResultOf(self.storage.request_log.noise(T0, T0 + 60))
+        self.assertEqual(sum(c.count for c in counts), 50)
+        self.assertEqual({c.host for c in counts}, {f"h{n}.example" for n in range(5)})
 
     def test_access_log_hook_survives_a_broken_request(self) -> None:
         """A request the record cannot be built from is counted and logged, not raised."""

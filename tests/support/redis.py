@@ -236,6 +236,19 @@ class RedisServer:
         self.command("FLUSHALL")
 
 
+def unix_command(path: str, *args: object, password: str | None = None) -> Any:
+    """Run one command on the Redis listening on the unix socket ``path`` (blocking)."""
+    with socket.socket(socket.AF_UNIX, socket.SOCK_STREAM) as s:
+        s.settimeout(START_TIMEOUT)
+        s.connect(path)
+        f = s.makefile("rb")
+        if password is not None:
+            s.sendall(_encode(("AUTH", password)))
+            _read_reply(f)
+        s.sendall(_encode(args))
+        return _read_reply(f)
+
+
 _shared: RedisServer | None = None
 
 
