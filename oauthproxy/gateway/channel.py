@@ -53,15 +53,29 @@ class GatewayChannel(StrictChannel):
     closed = False
 
     def allHeadersReceived(self) -> None:
-        """The head is complete: a request with a body is dispatched now."""
+        """The head is complete: a request with a body is dispatched now.
+
+        A chunked body is dispatched with its first chunk instead, once the first
+        chunk size passed the framing rules: a malformed one is refused before
+        anything of the request reaches the upstream.
+        """
         super().allHeadersReceived()
-        if self.length != 0:
-            request: GatewayRequest = self.requests[-1]
-            if request.body is not None and not request.too_large:
-                self._body_request = request
-                # only while a body streams (the hot path keeps the stock writeHeaders)
-                self.writeHeaders = self._write_headers_closing  # type: ignore[method-assign]
-                request.dispatch(self._command, self._path, self._version)
+        if self.refused or self.length == 0:
+            return
+        request: GatewayRequest = self.requests[-1]
+        if request.body is not None and not request.too_large:
+            self._body_request = request
+            # only while a body streams (the hot path keeps the stock writeHeaders)
+            self.writeHeaders = self._write_headers_closing  # type: ignore[method-assign]
+            head = (self._command, self._path, self._version)
+            if self.length is None:
+                request.dispatch_with_first_chunk(*head)
+                if request.body.expect_continue:
+                    # the client waits for 100 before its first chunk, which we wait for
+                    request.body.expect_continue = False
+                    super()._send100Continue()
+            else:
+                request.dispatch(*head)
 
     def _send100Continue(self) -> None:
         """Streamed bodies get ``100 Continue`` when forwarding starts; refused ones never."""

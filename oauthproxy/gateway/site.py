@@ -81,6 +81,8 @@ class GatewayRequest(server.Request):
     _finish_pending = False
     #: the channel of a streamed request (``self.channel`` is deleted once the answer is done)
     _gateway_channel: GatewayChannel | None = None
+    #: (method, target, version) of an HTTP/1.1 chunked request dispatched with its first chunk
+    _pending_head: tuple[bytes, bytes, bytes] | None = None
 
     def gotLength(self, length: int | None) -> None:
         """Refuse at once when ``Content-Length`` says too much; set up streaming or spooling."""
@@ -116,9 +118,13 @@ class GatewayRequest(server.Request):
             return
         body = self.body
         if body is not None and not self._dispatched:
-            # HTTP/2: dispatched with the first body bytes (the stream is registered by then)
-            stream: Any = self.channel
-            self.dispatch(stream.command, stream.path, b"HTTP/2")
+            # dispatched with the first body bytes: an HTTP/1.1 chunked body once its first
+            # chunk size passed the framing rules, HTTP/2 once the stream is registered
+            head = self._pending_head
+            if head is None:
+                stream: Any = self.channel
+                head = (stream.command, stream.path, b"HTTP/2")
+            self.dispatch(*head)
         self._received += len(data)
         if self._received > self._max_body:
             self._refuse()
@@ -191,6 +197,10 @@ class GatewayRequest(server.Request):
         if channel is None or channel.transport is None or self.startedWriting or self.finished:
             return
         channel.transport.write(b"HTTP/1.1 100 Continue\r\n\r\n")
+
+    def dispatch_with_first_chunk(self, command: bytes, path: bytes, version: bytes) -> None:
+        """Dispatch when the first body bytes arrive (or the body ends), not now."""
+        self._pending_head = (command, path, version)
 
     def dispatch(self, command: bytes, path: bytes, version: bytes) -> None:
         """Route and forward now, before the body (the channel calls this at the head's end)."""

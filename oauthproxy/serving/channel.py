@@ -8,6 +8,10 @@ generic wrapper, which still negotiates h2) that adds:
 - the **head deadline** (ATK-18): a request head (request line and headers) must arrive
   within ``header_timeout`` seconds of its first byte, else 408 and disconnect; the
   stock idle timeout is reset by every byte, so it alone does not stop slowloris;
+- **strict framing** (ATK-14/15): the rules of :mod:`oauthproxy.serving.framing` on the
+  request line, line endings, ``Host`` and chunk sizes, and the head limits answered
+  with 414 (request line) and 431 (header size and count) instead of silence; every
+  refusal closes the connection, since the rest of the stream cannot be trusted;
 - **draining** (graceful shutdown, :mod:`oauthproxy.serving.drain`): :meth:`drain`
   closes an idle kept-alive connection now, else lets the request in flight finish
   with ``Connection: close`` on its answer and closes after it; a request head that
@@ -26,6 +30,9 @@ from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http
 
+from oauthproxy.serving import framing
+from oauthproxy.serving.framing import FramingError
+
 
 def raw_answer(status: bytes, text: bytes) -> bytes:
     """A complete HTTP/1.1 answer that closes the connection, written before any Request."""
@@ -36,6 +43,39 @@ def raw_answer(status: bytes, text: bytes) -> bytes:
 
 
 _HEADER_TIMEOUT = raw_answer(b"408 Request Timeout", b"request head took too long.\r\n")
+_REASONS = {
+    400: b"400 Bad Request",
+    413: b"413 Content Too Large",
+    414: b"414 URI Too Long",
+    431: b"431 Request Header Fields Too Large",
+    501: b"501 Not Implemented",
+}
+
+
+def refusal(error: FramingError) -> bytes:
+    """The answer to a request that breaks a framing rule (closes the connection)."""
+    return raw_answer(_REASONS.get(error.status, _REASONS[400]), error.detail.encode() + b"\r\n")
+
+
+class StrictChunkedDecoder(http._ChunkedTransferDecoder):
+    """twisted.web's chunked decoder, with :func:`framing.chunk_size` on every size line."""
+
+    #: the largest chunk size accepted (the channel sets the body limit)
+    max_size = 1 << 62
+
+    def _dataReceived_CHUNK_LENGTH(self) -> bool:
+        """Check the size line by our rules before twisted.web parses it."""
+        end = self._buffer.find(b"\r\n", self._start)
+        if end != -1:
+            try:
+                framing.chunk_size(bytes(self._buffer[:end]), self.max_size)
+            except FramingError as error:
+                raise http._MalformedChunkedDataError(error.detail) from None
+        elif b"\n" in self._buffer:
+            raise http._MalformedChunkedDataError("a chunk-size line ends in LF without CR")
+        handled: bool = super()._dataReceived_CHUNK_LENGTH()
+        return handled
+
 
 #: seconds a new connection may take to send its first request once draining began
 FIRST_REQUEST_GRACE = 1.0
@@ -52,18 +92,96 @@ class StrictChannel(http.HTTPChannel):
     _head_started = False
     #: the daemon is shutting down: every answer closes the connection after it
     draining = False
+    #: a framing rule was broken: nothing more is parsed or dispatched
+    refused = False
+    #: the next line is a request line (twisted.web's own flag is private)
+    _expect_request_line = True
+    #: the last byte of the head seen so far (a CR may end one packet, its LF start the next)
+    _head_tail = b""
+    #: the body limit chunk sizes are checked against (the gateway sets it)
+    max_body = 1 << 62
     #: requests answered on this connection
     _answered = 0
     _grace: IDelayedCall | None = None
     _grace_over = False
 
     def dataReceived(self, data: bytes) -> None:
-        """Arm the head deadline on the first byte of a request head."""
+        """Arm the head deadline on the first byte of a request head; refuse bare LFs."""
         if self._in_head and data:
             self._head_started = True
             if self._head_deadline is None and self.header_timeout:
                 self._head_deadline = self.callLater(self.header_timeout, self._head_too_slow)
+            # only the head: a body may hold any byte
+            tail = self._head_tail
+            end = (tail + data).find(b"\r\n\r\n")
+            head = data if end == -1 else data[: max(0, end + 4 - len(tail))]
+            try:
+                framing.check_line_ending(tail, head)
+            except FramingError as error:
+                self.refuse(error)
+                return
+            self._head_tail = (tail + data)[-3:]
         super().dataReceived(data)
+
+    def refuse(self, error: FramingError) -> None:
+        """Answer a framing error and close; parse nothing more from this connection."""
+        self.refused = True
+        transport: Any = self.transport
+        if transport is None or transport.disconnecting:
+            return
+        self.persistent = False
+        if any(request.startedWriting for request in self.requests):
+            # an answer is under way: nothing else can be said on this connection
+            transport.abortConnection()
+            return
+        transport.write(refusal(error))
+        self.loseConnection()
+
+    def _respondToBadRequestAndDisconnect(self) -> None:
+        """twisted.web's own refusals (e.g. a malformed body) go the same way as ours."""
+        self.refuse(FramingError(400, "the request is malformed"))
+
+    def lineReceived(self, line: bytes) -> None:
+        """Check the request line and the head's size before twisted.web parses them."""
+        try:
+            if b"\n" in line:
+                raise FramingError(400, "a line of the request head ends in LF without CR")
+            if self._expect_request_line:
+                if line:
+                    framing.check_request_line(line, self.totalHeadersSize)
+                    self._expect_request_line = False
+            elif self._receivedHeaderSize + len(line) > self.totalHeadersSize:
+                raise FramingError(431, f"the request head is over {self.totalHeadersSize} bytes")
+        except FramingError as error:
+            self.refuse(error)
+            return
+        super().lineReceived(line)
+
+    def lineLengthExceeded(self, line: bytes) -> None:
+        """A line longer than the head limit: 414 for the request line, else 431."""
+        if self._expect_request_line:
+            error = FramingError(414, f"the request line is over {self.totalHeadersSize} bytes")
+        else:
+            error = FramingError(431, f"the request head is over {self.totalHeadersSize} bytes")
+        self.refuse(error)
+
+    def headerReceived(self, line: bytes) -> bool:
+        """One more header, within the count limit (431 past it)."""
+        if self._receivedHeaderCount >= self.maxHeaders:
+            self.refuse(FramingError(431, f"more than {self.maxHeaders} request headers"))
+            return False
+        accepted: bool = super().headerReceived(line)
+        return accepted
+
+    def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
+        """twisted.web's choice, with chunk sizes checked by our rules."""
+        chosen: bool = super()._maybeChooseTransferDecoder(header, data)
+        decoder = self._transferDecoder
+        if chosen and type(decoder) is http._ChunkedTransferDecoder:
+            strict = StrictChunkedDecoder(decoder.dataCallback, decoder.finishCallback)
+            strict.max_size = self.max_body
+            self._transferDecoder = strict
+        return chosen
 
     def _cancel_head_deadline(self) -> None:
         """Stop the head deadline (head complete, or connection gone)."""
@@ -83,11 +201,30 @@ class StrictChannel(http.HTTPChannel):
         self.loseConnection()
 
     def allHeadersReceived(self) -> None:
-        """The head is complete: no deadline now."""
+        """The head is complete: no deadline now; ``Host`` must be one valid host[:port]."""
         self._in_head = False
         self._head_started = False
+        self._head_tail = b""
         self._cancel_head_deadline()
+        hosts = self.requests[-1].requestHeaders.getRawHeaders(b"host") or []
+        try:
+            if len(hosts) > 1:
+                raise FramingError(400, "more than one Host header")
+            if hosts:
+                framing.check_host(hosts[0])
+            elif self._version == b"HTTP/1.1":
+                raise FramingError(400, "HTTP/1.1 requires a Host header")
+        except FramingError as error:
+            self.refuse(error)
+            return
         super().allHeadersReceived()
+
+    def allContentReceived(self) -> None:
+        """The request is complete: the next line is a request line again."""
+        if self.refused:
+            return
+        self._expect_request_line = True
+        super().allContentReceived()
 
     def checkPersistence(self, request: Any, version: bytes) -> bool:
         """Stock keep-alive rules, except that a draining channel keeps nothing alive."""

@@ -37,6 +37,9 @@ class StrictSite(server.Site):
         """A channel with our limits, inside twisted.web's generic (h2-capable) wrapper."""
         channel = self.channel_class()
         channel.totalHeadersSize = self.max_header_bytes
+        # one line may be as long as the whole head (longer: 414 or 431, not a silent drop)
+        channel.MAX_LENGTH = self.max_header_bytes
         channel.maxHeaders = self.max_header_count
         channel.header_timeout = self.header_timeout
+        channel.max_body = getattr(self, "max_request_body", channel.max_body)
         return http._GenericHTTPChannelProtocol(channel)

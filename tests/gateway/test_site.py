@@ -123,19 +123,20 @@ class BodyLimitTests(SynchronousTestCase):
 class HeaderLimitTests(SynchronousTestCase):
     """ATK-18: header size and count limits come from the config."""
 
-    def test_header_count_over_limit_is_400(self) -> None:
-        """More than ``max_header_count`` headers."""
+    def test_header_count_over_limit_is_431(self) -> None:
+        """More than ``max_header_count`` headers (issue 10 defect 6: 431, not a bare 400)."""
         protocol, transport, _clock, _recorder = connect(max_header_count=3)
         protocol.dataReceived(
             b"GET / HTTP/1.1\r\n" + b"".join(b"X-%d: v\r\n" % i for i in range(5)) + b"\r\n"
         )
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400"))
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 431"))
+        self.assertTrue(transport.disconnecting)
 
-    def test_head_over_byte_limit_is_400(self) -> None:
+    def test_head_over_byte_limit_is_431(self) -> None:
         """More than ``max_header_bytes`` in the head."""
         protocol, transport, _clock, _recorder = connect(max_header_bytes=100)
         protocol.dataReceived(b"GET / HTTP/1.1\r\nX-Big: " + b"a" * 200 + b"\r\n\r\n")
-        self.assertTrue(transport.value().startswith(b"HTTP/1.1 400"))
+        self.assertTrue(transport.value().startswith(b"HTTP/1.1 431"))
 
 
 POST_HEAD = b"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 10\r\n"

@@ -580,8 +580,8 @@ class ConnectionHygieneTests(GatewayHttpTestCase):
         client = await connect_raw(self, gw.number)
         self.assertEqual(await client.closed.addTimeout(5, reactor), b"")
 
-    async def test_too_many_headers_is_400(self) -> None:
-        """ATK-18: more than ``max_header_count`` headers."""
+    async def test_too_many_headers_is_431(self) -> None:
+        """ATK-18: more than ``max_header_count`` headers (431, issue 10 defect 6)."""
         gw = await start_gateway(
             self, snapshot(http_proxy(self.backend.url)), Config(max_header_count=10)
         )
@@ -589,10 +589,10 @@ class ConnectionHygieneTests(GatewayHttpTestCase):
         answer = await raw_exchange(
             self, gw.number, b"GET / HTTP/1.1\r\nHost: app.test\r\n" + extra + b"\r\n"
         )
-        self.assertTrue(answer.startswith(b"HTTP/1.1 400"), answer)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 431"), answer)
 
-    async def test_oversized_head_is_400(self) -> None:
-        """ATK-18: a head over ``max_header_bytes``."""
+    async def test_oversized_head_is_431(self) -> None:
+        """ATK-18: a head over ``max_header_bytes`` (431, issue 10 defect 6)."""
         gw = await start_gateway(
             self, snapshot(http_proxy(self.backend.url)), Config(max_header_bytes=1024)
         )
@@ -601,7 +601,7 @@ class ConnectionHygieneTests(GatewayHttpTestCase):
             gw.number,
             b"GET / HTTP/1.1\r\nHost: app.test\r\nX-Big: " + b"a" * 4000 + b"\r\n\r\n",
         )
-        self.assertTrue(answer.startswith(b"HTTP/1.1 400"), answer)
+        self.assertTrue(answer.startswith(b"HTTP/1.1 431"), answer)
 
     async def test_connect_is_refused(self) -> None:
         """ATK-16: CONNECT gets 405."""
