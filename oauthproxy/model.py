@@ -126,6 +126,10 @@ class Proxy:
     preserve_host_header: bool = True
     custom_request_headers: Headers = ()
     custom_response_headers: Headers = ()
+    #: client request headers never forwarded to this backend, besides the built-in ones
+    strip_request_headers: tuple[str, ...] = ()
+    #: forward client header names that contain "_" (dropped by default, like nginx)
+    keep_underscore_headers: bool = False
     connect_timeout: float = 10.0
     read_timeout: float = 60.0
     #: the certificate served for this hostname; None = any ready certificate covering it

@@ -79,6 +79,14 @@ _SETTABLE: dict[str, Schema] = {
     "preserve_host_header": boolean(description="send the client's Host upstream"),
     "custom_request_headers": _headers_schema("headers added to requests sent upstream"),
     "custom_response_headers": _headers_schema("headers added to responses to clients"),
+    "strip_request_headers": array(
+        string(min_length=1, max_length=128, pattern=r"^[!#$%&'*+.^_`|~0-9A-Za-z-]+$"),
+        max_items=50,
+        description="client headers never forwarded (besides the identity headers always stripped)",
+    ),
+    "keep_underscore_headers": boolean(
+        description="forward client header names with '_' (dropped by default)"
+    ),
     "connect_timeout": _timeout(300, "seconds to connect upstream"),
     "read_timeout": _timeout(3600, "seconds to wait for the upstream's response"),
     "cert_name": nullable(
@@ -110,6 +118,8 @@ _PROXY_FIELDS: dict[str, Schema] = {
     "preserve_host_header": boolean(),
     "custom_request_headers": _HEADERS_OUT,
     "custom_response_headers": _HEADERS_OUT,
+    "strip_request_headers": array(string(max_length=128), max_items=50),
+    "keep_underscore_headers": boolean(),
     "connect_timeout": number(minimum=0),
     "read_timeout": number(minimum=0),
     "cert_name": nullable(string(max_length=64)),
@@ -150,6 +160,8 @@ def proxy_json(proxy: Proxy) -> dict[str, object]:
         "preserve_host_header": proxy.preserve_host_header,
         "custom_request_headers": header_object(proxy.custom_request_headers),
         "custom_response_headers": header_object(proxy.custom_response_headers),
+        "strip_request_headers": list(proxy.strip_request_headers),
+        "keep_underscore_headers": proxy.keep_underscore_headers,
         "connect_timeout": proxy.connect_timeout,
         "read_timeout": proxy.read_timeout,
         "cert_name": proxy.cert_name,
@@ -193,6 +205,8 @@ def proxy_changes(body: dict[str, Any]) -> dict[str, Any]:
             value = pem_certificates(value, where)
         elif name in ("enabled_routes", "disabled_routes"):
             value = unique(value, where)
+        elif name == "strip_request_headers":
+            value = unique([header.lower() for header in value], where)
         changes[name] = value
     return changes
 

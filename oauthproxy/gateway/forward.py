@@ -61,6 +61,7 @@ from oauthproxy.gateway.headers import copy_response_headers, upstream_request_h
 from oauthproxy.gateway.routing import Forward
 from oauthproxy.gateway.tunnel import open_tunnel
 from oauthproxy.gateway.upstreams import UnusableUpstreamTLS, UpstreamConnector
+from oauthproxy.model import Proxy
 from oauthproxy.requestlog.record import notes_for
 
 _log = Logger()
@@ -77,6 +78,19 @@ def wants_websocket(request: Request) -> bool:
     if not values or request.clientproto != b"HTTP/1.1" or request.method != b"GET":
         return False
     return any(b"websocket" in v.lower() for v in values)
+
+
+def _stripped(proxy: Proxy) -> frozenset[bytes]:
+    """The proxy's extra header names never forwarded, lower case (cached per record)."""
+    names = _strip_cache.get(proxy.strip_request_headers)
+    if names is None:
+        names = frozenset(n.lower().encode("ascii") for n in proxy.strip_request_headers)
+        if len(_strip_cache) < 1000:
+            _strip_cache[proxy.strip_request_headers] = names
+    return names
+
+
+_strip_cache: dict[tuple[str, ...], frozenset[bytes]] = {}
 
 
 def client_ip_of(request: Request) -> str:
@@ -154,6 +168,8 @@ class Forwarder:
             preserve_host=proxy.preserve_host_header,
             custom=proxy.custom_request_headers,
             upgrade=upgrade,
+            strip=_stripped(proxy),
+            keep_underscores=proxy.keep_underscore_headers,
         )
         try:
             endpoint = self.connector.endpoint(upstream, proxy.connect_timeout)

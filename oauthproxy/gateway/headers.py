@@ -9,6 +9,12 @@ can remove or spoof what we add (ATK-5/6/7, BCP-6):
    the client-IP and path-override aliases (``True-Client-IP``, ``X-Client-IP``,
    ``X-Original-URL``…) and identity headers ``X-Auth-*``/``X-User-*``, compared after
    lower-casing and mapping ``_`` to ``-`` (so ``X_Forwarded_Host`` is an alias too);
+   and the identity headers other auth proxies and frameworks set and backends trust
+   (:data:`IDENTITY`, :data:`IDENTITY_PREFIXES`: the ``Remote-User`` family, oauth2-proxy's,
+   Authelia's, Pomerium's, Traefik forward-auth's, Vouch's, cloud proxies'), since only
+   the gateway sets identity; then every name with ``_`` (a backend may fold it into
+   ``-``, like nginx, unless the proxy says ``keep_underscore_headers``) and the names in
+   the proxy's ``strip_request_headers``;
 3. set ``Host`` (the client's, or the upstream's when the proxy does not preserve it), then the
    proxy's custom request headers (replacing client values of the same name);
 4. last, set ``X-Forwarded-For``/``-Proto``/``-Host`` and ``X-Real-IP`` from the connection
@@ -58,8 +64,46 @@ OWNED = frozenset(
         b"x-original-uri",
     }
 )
-#: prefixes (after normalization) only we may set
+#: identity headers other proxies and frameworks set and backends trust (exact names)
+IDENTITY = frozenset(
+    {
+        b"remote-user",
+        b"x-remote-user",
+        b"x-user",
+        b"x-email",
+        b"x-webauth-user",
+        b"x-webauth-email",
+        b"x-webauth-groups",
+        b"x-webauth-name",
+        b"x-authenticated-user",
+        b"x-authenticated-userid",
+        b"x-authenticated-groups",
+        b"x-authenticated-scope",
+        b"x-consumer-id",
+        b"x-consumer-username",
+        b"x-consumer-custom-id",
+        b"x-credential-identifier",
+        b"x-goog-iap-jwt-assertion",
+        b"x-token-subject",
+    }
+)
+#: prefixes (after normalization) only we may set, or that name someone's identity:
+#: ours, oauth2-proxy's (X-Auth-Request-*), Authelia's (Remote-*), Pomerium's,
+#: Vouch's, Traefik forward-auth (X-Forwarded-User...), Google IAP's, Cloudflare
+#: Access', AWS ALB's and Azure App Service's
 OWNED_PREFIXES = (b"x-forwarded-", b"x-auth-", b"x-user-")
+IDENTITY_PREFIXES = (
+    b"remote-",
+    b"x-remote-",
+    b"x-auth-request-",
+    b"x-pomerium-",
+    b"x-vouch-",
+    b"x-goog-authenticated-",
+    b"cf-access-",
+    b"x-amzn-oidc-",
+    b"x-ms-client-principal",
+    b"x-ms-token-",
+)
 
 _UPGRADE_KEEP = frozenset({b"upgrade"})
 #: never copied: set by us (Host), by the body producer (Content-Length), or already answered
@@ -68,9 +112,15 @@ _REBUILT = frozenset({b"content-length", b"host", b"expect"})
 
 
 def is_owned(name: bytes) -> bool:
-    """Whether a client-sent header of this name must be stripped (we set it or its alias)."""
+    """Whether a client-sent header of this name must be stripped (we set it or its alias,
+    or it names an identity)."""
     n = name.lower().replace(b"_", b"-")
-    return n in OWNED or n.startswith(OWNED_PREFIXES)
+    return (
+        n in OWNED
+        or n in IDENTITY
+        or n.startswith(OWNED_PREFIXES)
+        or n.startswith(IDENTITY_PREFIXES)
+    )
 
 
 def nominated(values: Sequence[bytes] | None) -> frozenset[bytes]:
@@ -137,23 +187,31 @@ def upstream_request_headers(
     custom: HeaderPairs = (),
     identity: Iterable[tuple[bytes, bytes]] = (),
     upgrade: bool = False,
+    strip: frozenset[bytes] = frozenset(),
+    keep_underscores: bool = False,
 ) -> Headers:
     """The headers to send upstream for a client request with headers ``inbound``.
 
     ``host`` is the client's Host value (already matched to the proxy); ``upgrade=True`` keeps
-    ``Upgrade`` and sends ``Connection: Upgrade`` for a WebSocket handshake.
+    ``Upgrade`` and sends ``Connection: Upgrade`` for a WebSocket handshake.  ``strip`` are
+    further lower-case names never forwarded; names with ``_`` are dropped unless
+    ``keep_underscores``.
     """
     # Hot path: the Headers dicts are used directly.  Names in ``inbound`` are already
     # canonical and its values sanitized; the values set here are ASCII we produced.
     source = inbound._rawHeaders
     connection = source.get(_CONNECTION)
     drop = nominated(connection) if connection else frozenset()
+    if strip:
+        drop = drop | strip
     out = Headers()
     raw = out._rawHeaders
     for name, values in source.items():
         verdict = _verdict(name)
         if verdict == _KEEP:
             if drop and name.lower() in drop:
+                continue
+            if b"_" in name and not keep_underscores:
                 continue
             raw[name] = list(values)
         elif verdict == _HOP and upgrade and name.lower() in _UPGRADE_KEEP:

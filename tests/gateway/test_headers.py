@@ -178,3 +178,36 @@ class ResponseHeaderTests(SynchronousTestCase):
         self.assertEqual(into.getRawHeaders(b"x-frame-options"), [b"DENY"])
         for name in (b"connection", b"x-internal", b"transfer-encoding"):
             self.assertFalse(into.hasHeader(name), name)
+
+
+class IdentityHeaderTests(SynchronousTestCase):
+    """Issue 10 defect 8: identity headers from clients never reach the backend."""
+
+    def test_identity_families_of_other_proxies_are_stripped(self) -> None:
+        """Remote-User, oauth2-proxy, Authelia, Pomerium, Vouch, cloud proxies..."""
+        names = [
+            b"Remote-User", b"Remote-Groups", b"X-Remote-User", b"X-Auth-Request-Email",
+            b"X-Pomerium-Claim-Email", b"X-Vouch-User", b"X-Webauth-User", b"X-User",
+            b"Cf-Access-Authenticated-User-Email", b"X-Amzn-Oidc-Identity",
+            b"X-Ms-Client-Principal-Name", b"X-Goog-Authenticated-User-Email",
+        ]  # fmt: skip
+        out = rebuild([(name, b"eve") for name in names] + [(b"X-Request-Id", b"r")])
+        for name in names:
+            self.assertFalse(out.hasHeader(name), name)
+        self.assertEqual(out.getRawHeaders(b"x-request-id"), [b"r"])
+
+    def test_names_with_underscores_are_dropped_unless_kept(self) -> None:
+        """Like nginx: ``X_Tenant`` could be read as ``X-Tenant`` by a backend."""
+        self.assertFalse(rebuild([(b"X_Tenant", b"a")]).hasHeader(b"X_Tenant"))
+        kept = rebuild([(b"X_Tenant", b"a")], keep_underscores=True)
+        self.assertEqual(kept.getRawHeaders(b"X_Tenant"), [b"a"])
+
+    def test_per_proxy_strip_list(self) -> None:
+        """Names in ``strip`` are dropped; a custom header of that name is still set."""
+        out = rebuild(
+            [(b"X-Tenant", b"client"), (b"X-Role", b"admin")],
+            strip=frozenset({b"x-tenant", b"x-role"}),
+            custom=(("X-Tenant", "ours"),),
+        )
+        self.assertEqual(out.getRawHeaders(b"x-tenant"), [b"ours"])
+        self.assertFalse(out.hasHeader(b"x-role"))
