@@ -8,6 +8,7 @@ the upstream transport registered as the client's producer (a slow client pauses
 reads; :class:`UpstreamProducer` notes the pause so the read timeout does not blame the
 upstream).  :func:`respond_error` and :func:`abort_client` are the two ways to end a
 client request that went wrong: an answer while no head is out, an abort after.
+:func:`upstream_error` names why an exchange failed, for the request log's ``error``.
 """
 
 from __future__ import annotations
@@ -16,7 +17,9 @@ from collections.abc import Callable
 from typing import Any
 
 from attrs import define
-from twisted.internet.defer import Deferred
+from OpenSSL import SSL
+from twisted.internet import error as inet_error
+from twisted.internet.defer import CancelledError, Deferred, TimeoutError
 from twisted.internet.interfaces import IPushProducer, IReactorTime
 from twisted.internet.protocol import Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -25,6 +28,7 @@ from twisted.web.http import PotentialDataLoss, Request
 from zope.interface import implementer
 
 from oauthproxy.gateway.body import RequestBody
+from oauthproxy.requestlog.record import notes_for
 
 
 @define(eq=False)
@@ -146,11 +150,19 @@ class Relay(Protocol):
         if reason.check(ResponseDone, PotentialDataLoss):
             request.finish()
         else:
+            note_error(request, "upstream cut the response short: " + upstream_error(reason))
             abort_client(request)
 
 
 def abort_client(request: Request) -> None:
-    """Abort the client's stream (HTTP/2: this stream only; HTTP/1: the connection)."""
+    """Abort the client's stream (HTTP/2: this stream only; HTTP/1: the connection).
+
+    twisted.web logs a request when it finishes, which an aborted one never does: it
+    is handed to the site's access log here, so the request log keeps it (and why).
+    """
+    site = getattr(request, "site", None)
+    if site is not None and not request.finished:
+        site.log(request)
     channel = request.channel
     abort = getattr(channel, "abortConnection", None)
     if abort is not None:
@@ -178,3 +190,35 @@ class Discard(Protocol):
         """Stop the upstream body: the client is gone."""
         transport: Any = self.transport
         transport.stopProducing()
+
+
+def upstream_error(failure: Failure) -> str:
+    """Why an upstream exchange failed, in a few words (the request log's ``error``).
+
+    twisted.web's client wraps the real reasons (``ResponseNeverReceived`` and the like
+    carry ``reasons``); the first one is the cause.
+    """
+    reasons = getattr(failure.value, "reasons", None)
+    if reasons and isinstance(reasons[0], Failure):
+        return upstream_error(reasons[0])
+    error = failure.value
+    if isinstance(error, inet_error.ConnectionRefusedError):
+        return "upstream refused the connection"
+    if isinstance(error, inet_error.DNSLookupError):
+        return "upstream name did not resolve"
+    if isinstance(error, inet_error.TimeoutError | TimeoutError | CancelledError):
+        return "upstream connect timed out"
+    if isinstance(error, SSL.Error):
+        return "upstream TLS error"
+    if isinstance(error, inet_error.ConnectionDone | inet_error.ConnectionLost):
+        return "upstream reset the connection"
+    if isinstance(error, inet_error.ConnectError):
+        return f"upstream connect failed: {error.osError or error}"[:200]
+    return f"upstream failed: {type(error).__name__}"
+
+
+def note_error(request: Request, error: str) -> None:
+    """Record why the gateway failed ``request`` (the first reason wins)."""
+    notes = notes_for(request)
+    if notes.error is None:
+        notes.error = error

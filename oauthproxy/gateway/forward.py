@@ -55,7 +55,9 @@ from oauthproxy.gateway.exchange import (
     Discard,
     Exchange,
     Relay,
+    note_error,
     respond_error,
+    upstream_error,
 )
 from oauthproxy.gateway.headers import copy_response_headers, upstream_request_headers
 from oauthproxy.gateway.routing import Forward
@@ -78,6 +80,21 @@ def wants_websocket(request: Request) -> bool:
     if not values or request.clientproto != b"HTTP/1.1" or request.method != b"GET":
         return False
     return any(b"websocket" in v.lower() for v in values)
+
+
+def _note_peer(request: Request, protocol: Any) -> None:
+    """The request log's ``upstream``: the address actually connected to, once known."""
+    inner = getattr(protocol, "_clientProtocol", protocol)  # a cached connection's wrapper
+    transport = getattr(inner, "transport", None)
+    peer = getattr(transport, "getPeer", None)
+    address = peer() if peer is not None else None
+    host, port = getattr(address, "host", None), getattr(address, "port", None)
+    if host is None or port is None:
+        return
+    notes = notes_for(request)
+    scheme = (notes.upstream or "http://").split("://", 1)[0]
+    shown = f"[{host}]" if ":" in host else host
+    notes.upstream = f"{scheme}://{shown}:{port}"
 
 
 def _stripped(proxy: Proxy) -> frozenset[bytes]:
@@ -171,10 +188,13 @@ class Forwarder:
             strip=_stripped(proxy),
             keep_underscores=proxy.keep_underscore_headers,
         )
+        notes = notes_for(request)
+        notes.upstream = f"{upstream.scheme}://{upstream.netloc.decode('ascii', 'replace')}"
         try:
             endpoint = self.connector.endpoint(upstream, proxy.connect_timeout)
         except UnusableUpstreamTLS as e:
             _log.warn("proxy {host}: {detail}", host=proxy.hostname, detail=e.detail)
+            note_error(request, "upstream TLS settings are unusable")
             respond_error(request, 502, b"bad gateway: upstream TLS settings are unusable\n")
             return
         if upgrade:
@@ -224,6 +244,7 @@ class Forwarder:
         """
         exchange.touch(self.reactor)
         exchange.sent_at = self.reactor.seconds()
+        _note_peer(exchange.request, protocol)
         self._watched[exchange] = None
         if self._sweeper is None:
             self._sweeper = self.reactor.callLater(_SWEEP_INTERVAL, self._sweep)
@@ -274,6 +295,7 @@ class Forwarder:
         for exchange in overdue:
             del self._watched[exchange]
             exchange.timed_out = True
+            note_error(exchange.request, f"upstream read timed out ({exchange.read_timeout:g} s)")
             if exchange.body is not None:
                 exchange.body.stopProducing()  # headers are out: the client sees an abort
             elif exchange.pending is not None:
@@ -320,6 +342,7 @@ class Forwarder:
         body = exchange.request_body
         if exchange.client_gone or (body is not None and body.failure is not None):
             return  # nobody to answer, or the body's failure answered already (413)
+        note_error(exchange.request, upstream_error(failure))
         if exchange.timed_out or failure.check(inet_error.TimeoutError):
             respond_error(exchange.request, 504, b"gateway timeout: the upstream did not answer\n")
         else:

@@ -137,6 +137,8 @@ class GatewayRequest(server.Request):
     def _refuse(self) -> None:
         """Answer 413 and close, without waiting for (or storing) the rest of the body."""
         self.too_large = True
+        notes = notes_for(self)
+        notes.error = notes.error or f"request body over the limit ({self._max_body} bytes)"
         body = self.body
         if body is not None:
             self._refuse_streamed(body)
@@ -147,8 +149,20 @@ class GatewayRequest(server.Request):
             # so a raw answer is in order; the connection cannot be reused mid-body anyway.
             assert channel.transport is not None
             channel.transport.write(_TOO_LARGE)
+            self._log_raw_answer(channel, 413)
             channel.loseConnection()
         # HTTP/2: the stream's body is discarded and process() answers 413 at its end.
+
+    def _log_raw_answer(self, channel: http.HTTPChannel, code: int) -> None:
+        """Hand a request answered below twisted.web (it never finishes) to the access log."""
+        site = getattr(channel, "site", None)
+        command = getattr(channel, "_command", None)
+        if site is None or command is None:
+            return
+        self.method, self.uri, self.clientproto = command, channel._path, channel._version
+        self.path = self.uri.split(b"?", 1)[0]
+        self.code = code
+        site.log(self)
 
     def _refuse_streamed(self, body: RequestBody) -> None:
         """A chunked body crossed the limit while it was being forwarded: stop everything.

@@ -50,6 +50,7 @@ from oauthproxy.gateway.upgrade import (
     relayed_headers,
     request_head,
 )
+from oauthproxy.requestlog.record import notes_for
 
 _log = Logger()
 
@@ -256,6 +257,8 @@ class Tunnel:
         if self._timer is not None and self._timer.active():
             self._timer.cancel()
         request = self.request
+        notes = notes_for(request)  # the request log's error
+        notes.error = notes.error or body.decode("utf-8", "replace").strip()
         if self._client_gone or request.startedWriting:
             self._finish_all()
             return
