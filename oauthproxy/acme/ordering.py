@@ -19,6 +19,11 @@
    ``retry_at`` that also respects the CA's failed-authorization budget.  Records
    carry the schedule, so it survives restarts.
 
+Requests on one certificate are serialised by the lock, and the later one wins: an
+order whose record changed under it (a ``convert`` to the other directory, or new
+names, while it ran) stores nothing, neither chain nor failure, and the record, which
+the change left due, is ordered again at once for what it says now.
+
 A certificate that is (nearly) due for renewal the moment it arrives (it expires at
 once, or the CA's clock lags far behind ours) is stored and served, but counts as a
 failed attempt: the next order waits for a backed-off ``retry_at`` instead of
@@ -238,7 +243,7 @@ class CertificateOrderer:
             self._log.warn("lost lock {lock} during the order; not storing", lock=lock_name)
             return None
         current = await self.certificates.get(record.cert_name)
-        if current is None:
+        if current is None or self._superseded(record, current):
             return None
         issued = self._issued(current, fullchain, private_key, info, directory)
         await self.certificates.update(issued)
@@ -249,6 +254,25 @@ class CertificateOrderer:
             not_after=info.not_after,
         )
         return issued
+
+    def _superseded(self, ordered: Certificate, current: Certificate) -> bool:
+        """Whether the record changed what to order while ``ordered`` was being ordered.
+
+        The later request wins: this order's outcome is dropped, and the record (left
+        due by the change) is ordered again for what it says now.
+        """
+        changed = (
+            current.acme_directory_url != ordered.acme_directory_url
+            or current.staging != ordered.staging
+            or current.domains != ordered.domains
+        )
+        if changed:
+            self._log.info(
+                "order for {cert_name} superseded by a change to the record; ordering again",
+                cert_name=ordered.cert_name,
+            )
+            self.not_before.pop(ordered.cert_name, None)
+        return changed
 
     def _issued(
         self,
@@ -305,7 +329,7 @@ class CertificateOrderer:
         if not order_url or lost or record.order_url == order_url:
             return
         current = await self.certificates.get(record.cert_name)
-        if current is None:
+        if current is None or self._superseded(record, current):
             return
         await self.certificates.update(
             evolve(current, order_url=order_url, order_account_url=account_url or None)
@@ -329,6 +353,9 @@ class CertificateOrderer:
             now + backoff_delay(failures, self.random),
             self.budget.next_allowed(record.domains, now),
         )
+        current = await self.certificates.get(record.cert_name)
+        if current is None or self._superseded(record, current):
+            return None
         self.not_before[record.cert_name] = retry_at
         self._log.warn(
             "certificate {cert_name} failed ({failures} in a row), retry at {retry_at}: {reason}",
@@ -337,9 +364,6 @@ class CertificateOrderer:
             retry_at=retry_at,
             reason=reason,
         )
-        current = await self.certificates.get(record.cert_name)
-        if current is None:
-            return None
         window_start = now - self.budget.window
         failed_authorizations = tuple(
             (name, when) for name, when in current.failed_authorizations if when > window_start

@@ -216,8 +216,10 @@ class IssuingService(Service):
         """Move ``cert_name`` to the staging or production directory and order it there.
 
         The record is updated at once (the certificate it has keeps being served) and
-        a new order starts in the background; fires with the updated record.
-        ``NotFound`` if there is no such certificate.
+        left due (``retry_at`` now), so whichever daemon orders next orders it from the
+        new directory, even if an order (a renewal) was running: that order's outcome
+        is dropped (the later request wins, never silently lost).  Fires with the
+        updated record; ``NotFound`` if there is no such certificate.
         """
         return ensureDeferred(self._convert(cert_name, staging))
 
@@ -229,7 +231,8 @@ class IssuingService(Service):
             acme_directory_url=self._orderer.directory(staging),
             status="ready" if record.status == "ready" else "pending",
             error=None,
-            retry_at=None,
+            # due now, in the record: every daemon's scan sees it, whoever holds the lock
+            retry_at=self.clock.seconds(),
             failures=0,
             # an order in flight at the other directory is not resumed here
             order_url=None,
@@ -237,11 +240,10 @@ class IssuingService(Service):
             updated_at=self.clock.seconds(),
         )
         await self._orderer.certificates.update(moved)
-        if moved.status == "ready":
-            # a ready certificate is not due by its dates: order it explicitly
-            self._start(cert_name, forced=True).addErrback(lambda _: None)
-        else:
-            self._start_in_background(cert_name)
+        self._orderer.not_before.pop(cert_name, None)
+        # if an attempt is in flight here, it finds the record changed and drops its
+        # outcome; the scan after it (see _finished) orders the record as it is now
+        self._start_in_background(cert_name)
         return moved
 
     def get(self, cert_name: str) -> Deferred[Certificate]:

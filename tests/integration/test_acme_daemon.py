@@ -165,6 +165,14 @@ class DaemonAcmeTestCase(TestCase):
         self.addCleanup(pebble.stop)
         return pebble
 
+    def gated_pebble(self, http_port: int) -> tuple[ChallengeGate, Pebble]:
+        """A :class:`ChallengeGate` to ``http_port`` and a Pebble validating through it."""
+        gate = ChallengeGate(http_port)
+        gate.port = reactor.listenTCP(0, gate, interface="127.0.0.1")
+        self.addCleanup(gate.port.stopListening)
+        self.addCleanup(gate.close_all)
+        return gate, self.start_pebble(gate.port.getHost().port)
+
     async def start_daemon(
         self,
         pebble: Pebble,
@@ -350,14 +358,6 @@ class KilledMidOrderTests(DaemonAcmeTestCase):
         self.assertIn("INVALID", pebble.log_text())
         self.assertEqual(await self.certificate_via_new_daemon(pebble, http_port, gate, token), 2)
 
-    def gated_pebble(self, http_port: int) -> tuple[ChallengeGate, Pebble]:
-        """A :class:`ChallengeGate` to ``http_port`` and a Pebble validating through it."""
-        gate = ChallengeGate(http_port)
-        gate.port = reactor.listenTCP(0, gate, interface="127.0.0.1")
-        self.addCleanup(gate.port.stopListening)
-        self.addCleanup(gate.close_all)
-        return gate, self.start_pebble(gate.port.getHost().port)
-
     async def certificate_via_new_daemon(
         self, pebble: Pebble, http_port: int, gate: ChallengeGate, token: str
     ) -> int:
@@ -406,3 +406,58 @@ async def _within(waiting: Deferred[None], seconds: float, message: str) -> None
             return
         await deferLater(reactor, 0.1, lambda: None)
     raise AssertionError(message)
+
+
+class SerialisedOrderTests(DaemonAcmeTestCase):
+    """Requests on one certificate are serialised: the later one wins (issue 10 defect 10)."""
+
+    async def test_convert_during_a_renewal_is_not_lost(self) -> None:
+        """``cert renew X`` then at once ``cert convert X``: the renewal (still validating)
+        finishes, yet the certificate ends up ordered from the production directory.
+
+        Before, convert answered 202 and the renewal's outcome then put the staging
+        directory back into the record: the certificate stayed staging."""
+        http_port = free_port()
+        gate, pebble = self.gated_pebble(http_port)
+        gate.open()
+        production = pebble.directory_url
+        staging = production.replace("127.0.0.1", "localhost")  # same Pebble, another URL
+        daemon = await self.start_daemon(pebble, http_port, settings={"ACME_STAGING_URL": staging})
+        token = daemon.admin_token
+        assert token is not None
+        code, body = await daemon.post(
+            "/certificates/",
+            {"cert_name": "conv", "domain": "conv.example.com", "staging": True},
+            token,
+        )
+        self.assertEqual(code, 201, body)
+        first = await self.wait_for_status(daemon, token, "conv", ("ready",))
+        self.assertEqual(first["acme_directory_url"], staging)
+        gate.is_open = False
+        code, body = await daemon.post("/certificates/conv/renew", {}, token)
+        self.assertEqual(code, 202, body)
+        for _ in range(int(WAIT / 0.1)):  # the renewal's validation is being held
+            if gate.held:
+                break
+            await deferLater(reactor, 0.1, lambda: None)
+        self.assertTrue(gate.held, "the renewal never reached validation")
+        code, body = await daemon.post("/certificates/conv/convert", {"staging": False}, token)
+        self.assertEqual(code, 202, body)
+        gate.open()
+        record: dict[str, Any] = first
+        for _ in range(int(WAIT / 0.2)):
+            record = await self.certificate(daemon, token, "conv")
+            if (
+                record["acme_directory_url"] == production
+                and record["status"] == "ready"
+                and record["fingerprint_sha256"] != first["fingerprint_sha256"]
+                and pebble.order_count() >= 3
+            ):
+                break
+            await deferLater(reactor, 0.2, lambda: None)
+        self.assertEqual(
+            (record["staging"], record["acme_directory_url"], record["status"]),
+            (False, production, "ready"),
+            "\n".join(daemon.output[-15:]),
+        )
+        self.assertEqual(pebble.order_count(), 3)  # issue, the superseded renewal, production
