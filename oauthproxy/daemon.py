@@ -167,6 +167,8 @@ class Daemon(Service):
         self.storage = self.open_storage(config, self.reactor)
         self._log.info("connecting to Redis at {address!r}", address=redis_address(config))
         await self._wait_for_storage()
+        # a daemon with another key would fail to decrypt, retrying forever: refuse now
+        await self.storage.check_key()
         token = await bootstrap.ensure_admin_token(self.storage.tokens, self.reactor)
         if token is not None:
             self.announce(bootstrap.announce_admin_token(token))

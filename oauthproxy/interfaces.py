@@ -392,6 +392,9 @@ class IStorage(Interface):
     def ping() -> Deferred[bool]:
         """True if the store answered within its timeout, False otherwise (never errbacks)."""
 
+    def check_key() -> Deferred[None]:
+        """Fail with a ConfigError if the secret key cannot open the stored data."""
+
     def probe(deadline: float) -> Deferred[StorageState]:
         """Whether a read and a write each succeed within ``deadline`` (never errbacks)."""
 

@@ -16,6 +16,7 @@ scheme::
                                     ports Docker services hold (written with their records)
     <p>deployment            string this deployment's id (labels its Docker containers)
     <p>health:probe          string written by every health probe, with a 60 s expiry
+    <p>key_check             string sealed with the secret key by the first daemon
     <p>oauth:...             OAuth server state (see :mod:`oauthproxy.storage.oauth`)
 """
 
@@ -101,6 +102,11 @@ class Keys:
     def deployment(self) -> str:
         """The id of this deployment (shared by every daemon on this Redis)."""
         return f"{self.prefix}deployment"
+
+    @property
+    def key_check(self) -> str:
+        """The value every daemon's secret key must open."""
+        return f"{self.prefix}key_check"
 
     @property
     def probe(self) -> str:

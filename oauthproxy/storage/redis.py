@@ -13,7 +13,7 @@ from twisted.internet.defer import Deferred
 from twisted.internet.interfaces import IReactorTime
 from zope.interface import implementer
 
-from oauthproxy.errors import StorageUnavailable
+from oauthproxy.errors import ConfigError, StorageUnavailable
 from oauthproxy.interfaces import IEventLog, IStorage
 from oauthproxy.model import (
     ApiToken,
@@ -29,7 +29,7 @@ from oauthproxy.storage.address import RedisAddress
 from oauthproxy.storage.codec import decode, encode
 from oauthproxy.storage.connection import RedisConnection
 from oauthproxy.storage.coordination import RedisAccountKeyStore, RedisChallengeStore, RedisLocks
-from oauthproxy.storage.crypto import SecretBox, open_certificate
+from oauthproxy.storage.crypto import DecryptionError, SecretBox, open_certificate
 from oauthproxy.storage.docker_services import RedisDockerServiceStore
 from oauthproxy.storage.events import (
     NO_EVENT_ID,
@@ -56,6 +56,15 @@ from oauthproxy.storage.requestlog import (
     RedisRequestLogStore,
 )
 from oauthproxy.storage.visibility import WriteVisibility
+
+#: the associated data of the key check value
+KEY_CHECK_CONTEXT = "oauthproxy key check"
+
+
+class SecretKeyMismatch(ConfigError):
+    """The configured secret key cannot open what is stored (another daemon's key)."""
+
+    code = "secret_key_mismatch"
 
 
 @implementer(IEventLog)
@@ -151,6 +160,7 @@ class RedisStorage:
     oauth: RedisOAuthStore
     request_log: RedisRequestLogStore
     keys: Keys
+    box: SecretBox
 
     @property
     def visibility(self) -> WriteVisibility:
@@ -160,6 +170,35 @@ class RedisStorage:
     def ping(self) -> Deferred[bool]:
         """True if Redis answered within the timeout; never fails."""
         return self.connection.ping()
+
+    def check_key(self) -> Deferred[None]:
+        """Raise :class:`SecretKeyMismatch` if the secret key cannot open the stored data.
+
+        The first daemon stores a value sealed with its key (``<p>key_check``); every
+        later one must open it.  Data stored before that value existed is checked by
+        opening the sealed certificate keys and proxy secrets themselves.
+        """
+
+        async def check() -> None:
+            sealed = await self.connection.call("GET", self.keys.key_check)
+            try:
+                if sealed is not None:
+                    self.box.open(str(sealed), KEY_CHECK_CONTEXT)
+                    return
+                await self.certificates.list()
+                await self.proxies.list()
+            except DecryptionError:
+                raise SecretKeyMismatch(
+                    "OAUTHPROXY_SECRET_KEY does not match the data in Redis, which another "
+                    "daemon encrypted with its key: every daemon sharing a Redis needs the "
+                    "same key (set OAUTHPROXY_SECRET_KEY to the value of the first daemon's, "
+                    "its setting or the <data dir>/secret.key it created)",
+                    field="OAUTHPROXY_SECRET_KEY",
+                ) from None
+            check_value = self.box.seal("oauthproxy", KEY_CHECK_CONTEXT)
+            await self.connection.call("SET", self.keys.key_check, check_value, "NX")
+
+        return Deferred.fromCoroutine(check())
 
     def probe(self, deadline: float) -> Deferred[StorageState]:
         """Whether Redis takes a read and a write within ``deadline`` each; never fails.
@@ -232,4 +271,5 @@ def connect_storage(
             connection, keys, request_log_retention, max_records=request_log_max_records
         ),
         keys=keys,
+        box=secret_box,
     )

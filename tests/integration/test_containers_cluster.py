@@ -9,6 +9,8 @@ undoes, container included.
 
 from __future__ import annotations
 
+import base64
+import os
 from typing import Any
 
 from twisted.internet import defer, reactor, task
@@ -20,6 +22,11 @@ from tests.support.backends import start_backend
 from tests.support.daemon import free_port
 from tests.support.dockerd import Dockerd, shared_dockerd
 from tests.support.redis import RedisServer
+
+
+def shared_key() -> dict[str, str]:
+    """The environment giving every daemon of one test the same secret key."""
+    return {"OAUTHPROXY_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode()}
 
 
 def containers_of(dockerd: Dockerd, name: str) -> list[str]:
@@ -40,7 +47,8 @@ class TwoDaemonTests(TestCase):
         dockerd.busybox_image()
         redis = RedisServer.for_test(self)
         base = free_port()
-        ranges = {"OAUTHPROXY_PORT_RANGES": f"{base}-{base + 40}"}
+        # one deployment: one secret key (a daemon with another one refuses to start)
+        ranges = {"OAUTHPROXY_PORT_RANGES": f"{base}-{base + 40}", **shared_key()}
         first = await start_docker_daemon(self, dockerd, redis.url, **ranges)
         second = await start_docker_daemon(self, dockerd, redis.url, first.token, **ranges)
         calls = []
@@ -126,7 +134,8 @@ class KilledDaemonTests(TestCase):
         dockerd.busybox_image()
         redis = RedisServer.for_test(self)
         slow = {"OAUTHPROXY_DOCKER_START_GRACE": "30"}
-        first = await start_docker_daemon(self, dockerd, redis.url, **slow)
+        key = shared_key()
+        first = await start_docker_daemon(self, dockerd, redis.url, **slow, **key)
         name, port = unique(self, dockerd), free_port()
         creating = defer.Deferred.fromCoroutine(
             first.call("POST", "/services/", exposed(name, port))
@@ -143,7 +152,7 @@ class KilledDaemonTests(TestCase):
         first.daemon.transport.signalProcess("KILL")
         await first.daemon.capture.ended
         self.assertEqual(containers_of(dockerd, name), [name], "the container was made")
-        second = await start_docker_daemon(self, dockerd, redis.url, first.token)
+        second = await start_docker_daemon(self, dockerd, redis.url, first.token, **key)
 
         async def undone() -> bool:
             code, _ = await second.call("GET", f"/services/{name}")

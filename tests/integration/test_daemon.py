@@ -7,6 +7,7 @@ survives it.
 
 from __future__ import annotations
 
+import base64
 import os
 import signal
 import socket
@@ -15,7 +16,7 @@ import treq
 from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
-from tests.support.daemon import redis_pids, run_twistd, start_daemon
+from tests.support.daemon import free_port, redis_pids, run_twistd, start_daemon
 from tests.support.redis import RedisServer
 
 
@@ -194,3 +195,33 @@ class BadSettingsTests(TestCase):
         self.assertIn("address already in use", failed[0])
         self.assertIn("--api or OAUTHPROXY_API", failed[0])
         self.assertFalse(any("Traceback" in line for line in output), "\n".join(output))
+
+
+class SharedSecretKeyTests(TestCase):
+    """Daemons sharing one Redis must share the secret key (issue 10, defect 3)."""
+
+    timeout = 90
+
+    async def test_daemon_with_another_key_exits_1_with_one_line(self) -> None:
+        """A second daemon whose key does not open what the first stored exits 1 at once,
+        with one line naming the setting and how to share the key (it used to hang,
+        retrying a decryption traceback forever and binding nothing)."""
+        redis = RedisServer.for_test(self)
+        key_a = base64.urlsafe_b64encode(os.urandom(32)).decode()
+        key_b = base64.urlsafe_b64encode(os.urandom(32)).decode()
+        https = ["--https", f"tcp:{free_port()}:interface=127.0.0.1"]
+        first = await start_daemon(
+            self, redis_url=redis.url, args=https, env={"OAUTHPROXY_SECRET_KEY": key_a}
+        )
+        await first.wait_for(lambda body: "https" in body.get("listeners", {}))
+        args = ["--redis", redis.url, "--http", "off", "--https", "off"]
+        args += ["--api", f"tcp:{free_port()}:interface=127.0.0.1"]
+        code, output = await run_twistd(self, args, env={"OAUTHPROXY_SECRET_KEY": key_b})
+        self.assertEqual(code, 1, "\n".join(output[-10:]))
+        lines = [line for line in output if "OAUTHPROXY_SECRET_KEY" in line]
+        self.assertEqual(len(lines), 1, "\n".join(output[-10:]))
+        self.assertIn("does not match the data in Redis", lines[0])
+        self.assertFalse(any("Traceback" in line for line in output), "\n".join(output))
+        # the same key works
+        second = await start_daemon(self, redis_url=redis.url, env={"OAUTHPROXY_SECRET_KEY": key_a})
+        self.assertEqual((await second.health())[0], 200)

@@ -1,4 +1,4 @@
-"""The storage probe and the fail-fast outage, on a real redis-server and in memory."""
+"""The storage probe, the fail-fast outage and the key check, on a real redis-server."""
 
 from __future__ import annotations
 
@@ -12,8 +12,9 @@ from twisted.trial.unittest import SynchronousTestCase, TestCase
 from oauthproxy.errors import StorageUnavailable
 from oauthproxy.storage.crypto import SecretBox
 from oauthproxy.storage.health import StorageState, StorageWatch
-from oauthproxy.storage.redis import RedisStorage, connect_storage
+from oauthproxy.storage.redis import RedisStorage, SecretKeyMismatch, connect_storage
 from tests.support.redis import RedisServer
+from tests.support.tls import TestAuthority
 
 
 class ProbeOnRedisTests(TestCase):
@@ -89,3 +90,33 @@ class StorageWatchTests(SynchronousTestCase):
         self.assertEqual([state.reachable for state in changes], [False, True])
         watch.stopService()
         self.assertEqual(clock.getDelayedCalls(), [])
+
+
+class KeyCheckTests(TestCase):
+    """``RedisStorage.check_key``: daemons sharing a Redis must share the secret key."""
+
+    def setUp(self) -> None:
+        """A private redis-server."""
+        self.server = RedisServer.for_test(self)
+
+    def connect(self, box: SecretBox) -> RedisStorage:
+        """A storage with ``box``, closed at the end."""
+        storage = connect_storage(self.server.address(), box, 5.0, reactor)
+        self.addCleanup(storage.close)
+        return storage
+
+    async def test_first_key_is_recorded_and_others_refused(self) -> None:
+        """The first check stores a sealed value; the same key passes, another fails."""
+        key = SecretBox.generate()
+        await self.connect(key).check_key()
+        await self.connect(SecretBox(key.key)).check_key()
+        with self.assertRaises(SecretKeyMismatch) as raised:
+            await self.connect(SecretBox.generate()).check_key()
+        self.assertEqual(raised.exception.field, "OAUTHPROXY_SECRET_KEY")
+
+    async def test_data_stored_before_the_check_value_is_checked_itself(self) -> None:
+        """Without a check value, a sealed certificate key that does not open fails too."""
+        first = self.connect(SecretBox.generate())
+        await first.certificates.create(TestAuthority.create().issue("a.example"))
+        with self.assertRaises(SecretKeyMismatch):
+            await self.connect(SecretBox.generate()).check_key()
