@@ -117,6 +117,9 @@ class Config:
     request_header_timeout: float = 30.0
     #: seconds an idle keep-alive connection is kept
     idle_timeout: float = 60.0
+    #: connections the kernel queues for each listener before it accepts them (bursts
+    #: beyond the queue wait a second for a SYN retransmit); capped by net.core.somaxconn
+    listen_backlog: int = 4096
 
     # logging
     log_level: str = "info"
@@ -264,6 +267,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("max_header_count", None, "OAUTHPROXY_MAX_HEADER_COUNT", parsers.positive_int),
     _s("request_header_timeout", None, "OAUTHPROXY_REQUEST_HEADER_TIMEOUT", parsers.positive_float),
     _s("idle_timeout", None, "OAUTHPROXY_IDLE_TIMEOUT", parsers.positive_float),
+    _s("listen_backlog", None, "OAUTHPROXY_LISTEN_BACKLOG", parsers.positive_int),
     _s("log_level", "log-level", "LOG_LEVEL", parsers.log_level),
     _s("log_format", "log-format", "OAUTHPROXY_LOG_FORMAT", parsers.log_format),
     _s("request_log", None, "OAUTHPROXY_REQUEST_LOG", parsers.boolean),

@@ -50,7 +50,7 @@ from oauthproxy.errors import ConfigError
 from oauthproxy.gateway.forward import Forwarder
 from oauthproxy.gateway.guard_wiring import OAuthWiring, start_oauth_server, wire_oauth
 from oauthproxy.gateway.hosts import GatewayResource
-from oauthproxy.gateway.listeners import gateway_endpoints
+from oauthproxy.gateway.listeners import gateway_endpoints, with_backlog
 from oauthproxy.gateway.site import GatewaySite
 from oauthproxy.gateway.sni import CertificateMap
 from oauthproxy.gateway.table import LiveTable
@@ -277,7 +277,7 @@ def admin_listener(
         start_oauth_server(oauth, config, reactor, storage, snapshots, api, site, daemon.services)
     if site is None or config.api_endpoint is None:
         return []
-    endpoint = _endpoint(reactor, config.api_endpoint)
+    endpoint = _endpoint(reactor, with_backlog(config.api_endpoint, config.listen_backlog))
     return [Listener("api", config.api_endpoint, endpoint, site)]
 
 

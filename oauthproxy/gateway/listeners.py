@@ -41,6 +41,24 @@ from oauthproxy.gateway.sni import CertificateMap
 _LAYERED_PREFIXES = frozenset({"ssl", "tls", "haproxy", "le", "lets"})
 
 
+#: endpoint types whose listen backlog the description can set
+_BACKLOG_PREFIXES = frozenset({"tcp", "tcp6", "unix"})
+
+
+def with_backlog(description: str, backlog: int | None) -> str:
+    """``description`` with ``backlog=`` added for TCP and unix sockets that name none.
+
+    Twisted's default is 50: a burst of connections overflows it and the dropped
+    SYNs come back a second later.  systemd sockets get theirs from the unit.
+    """
+    prefix = description.split(":", 1)[0].strip().lower()
+    if backlog is None or prefix not in _BACKLOG_PREFIXES:
+        return description
+    if any(part.strip().startswith("backlog=") for part in description.split(":")[1:]):
+        return description
+    return f"{description}:backlog={backlog}"
+
+
 def socket_endpoint(reactor: Any, description: str, setting: str) -> IStreamServerEndpoint:
     """The plain socket endpoint for ``description``; :class:`ConfigError` naming ``setting``."""
     prefix = description.split(":", 1)[0].strip().lower()
@@ -180,27 +198,32 @@ class GatewayEndpoint:
 def gateway_endpoints(
     reactor: Any, config: Config, certificates: CertificateMap
 ) -> list[GatewayEndpoint]:
-    """The stacks of every gateway listener ``config`` enables (an endpoint of None = off)."""
+    """The stacks of every gateway listener ``config`` enables (an endpoint of None = off).
+
+    Each socket gets ``config.listen_backlog`` unless its description sets a backlog.
+    """
     found = []
+    backlog = config.listen_backlog
     if config.http_endpoint:
-        found.append(
-            GatewayEndpoint(
-                "http", config.http_endpoint, http_endpoint(reactor, config.http_endpoint)
-            )
-        )
+        description = config.http_endpoint
+        endpoint = http_endpoint(reactor, with_backlog(description, backlog))
+        found.append(GatewayEndpoint("http", description, endpoint))
     if config.https_endpoint:
-        endpoint = https_endpoint(reactor, config.https_endpoint, certificates)
-        found.append(GatewayEndpoint("https", config.https_endpoint, endpoint))
+        description = config.https_endpoint
+        endpoint = https_endpoint(reactor, with_backlog(description, backlog), certificates)
+        found.append(GatewayEndpoint("https", description, endpoint))
     if config.proxy_http_endpoint or config.proxy_https_endpoint:
         trusted = TrustedNetworks.parse(config.proxy_trusted_networks)
         timeout = config.proxy_header_timeout
         if config.proxy_http_endpoint:
             description = config.proxy_http_endpoint
-            endpoint = proxy_http_endpoint(reactor, description, trusted, timeout)
+            inner = with_backlog(description, backlog)
+            endpoint = proxy_http_endpoint(reactor, inner, trusted, timeout)
             found.append(GatewayEndpoint("proxy-http", description, endpoint))
         if config.proxy_https_endpoint:
             description = config.proxy_https_endpoint
-            endpoint = proxy_https_endpoint(reactor, description, certificates, trusted, timeout)
+            inner = with_backlog(description, backlog)
+            endpoint = proxy_https_endpoint(reactor, inner, certificates, trusted, timeout)
             found.append(GatewayEndpoint("proxy-https", description, endpoint))
     return found
 

@@ -23,6 +23,7 @@ from oauthproxy.gateway.listeners import (
     https_listener,
     proxy_http_listener,
     proxy_https_listener,
+    with_backlog,
 )
 from oauthproxy.gateway.proxyproto import TrustedNetworks, TrustedProxyFactory
 from oauthproxy.gateway.sni import CertificateMap
@@ -155,3 +156,22 @@ class GatewayListenersTests(SynchronousTestCase):
                 ("proxy-https", "tcp:10443"),
             ],
         )
+
+
+class BacklogTests(SynchronousTestCase):
+    """``with_backlog``: every TCP and unix listener gets the configured backlog."""
+
+    def test_added_where_missing(self) -> None:
+        """tcp, tcp6 and unix descriptions get ``backlog=``; others are left alone."""
+        self.assertEqual(with_backlog("tcp:80", 4096), "tcp:80:backlog=4096")
+        self.assertEqual(
+            with_backlog("tcp6:443:interface=\\:\\:", 100), "tcp6:443:interface=\\:\\::backlog=100"
+        )
+        self.assertEqual(with_backlog("unix:/run/x.sock", 10), "unix:/run/x.sock:backlog=10")
+        self.assertEqual(
+            with_backlog("systemd:domain=INET:index=0", 10), "systemd:domain=INET:index=0"
+        )
+
+    def test_a_backlog_in_the_description_wins(self) -> None:
+        """An operator's explicit ``backlog=`` stays."""
+        self.assertEqual(with_backlog("tcp:80:backlog=10", 4096), "tcp:80:backlog=10")
