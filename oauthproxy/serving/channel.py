@@ -1,6 +1,6 @@
 # twisted.web is untyped; mypy strict would flag every call into it
 # mypy: disable-error-code="no-untyped-call"
-"""The HTTP/1.1 channel every listener of the daemon uses: head deadline and drain.
+"""The HTTP/1.1 channel every listener of the daemon uses: head deadline, framing, drain.
 
 :class:`StrictChannel` is a ``twisted.web.http.HTTPChannel`` (built inside twisted.web's
 generic wrapper, which still negotiates h2) that adds:
@@ -96,7 +96,7 @@ class StrictChannel(http.HTTPChannel):
     refused = False
     #: the next line is a request line (twisted.web's own flag is private)
     _expect_request_line = True
-    #: the last byte of the head seen so far (a CR may end one packet, its LF start the next)
+    #: the last bytes of the head seen so far (a CRLF may be split between two packets)
     _head_tail = b""
     #: the body limit chunk sizes are checked against (the gateway sets it)
     max_body = 1 << 62
@@ -113,14 +113,15 @@ class StrictChannel(http.HTTPChannel):
                 self._head_deadline = self.callLater(self.header_timeout, self._head_too_slow)
             # only the head: a body may hold any byte
             tail = self._head_tail
-            end = (tail + data).find(b"\r\n\r\n")
+            seen = tail + data
+            end = seen.find(b"\r\n\r\n")
             head = data if end == -1 else data[: max(0, end + 4 - len(tail))]
             try:
                 framing.check_line_ending(tail, head)
             except FramingError as error:
                 self.refuse(error)
                 return
-            self._head_tail = (tail + data)[-3:]
+            self._head_tail = seen[-3:]
         super().dataReceived(data)
 
     def refuse(self, error: FramingError) -> None:
