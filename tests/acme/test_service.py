@@ -271,6 +271,26 @@ class ConvertTests(ServiceTestCase):
         self.assertEqual(self.record("a").acme_directory_url, PRODUCTION)
         self.assertEqual(self.record("a").status, "ready")
 
+    def test_convert_during_a_renewal_wins(self) -> None:
+        """Issue 10 defect 10: a renewal in flight when convert comes in stores nothing;
+        the certificate is then ordered from the new directory (the later request wins)."""
+        self.successResultOf(self.service.request_certificate("a", ["a.example.com"], staging=True))
+        self.orders.manual = True
+        self.service.renew("a")
+        self.successResultOf(self.service.convert("a", staging=False))
+        [renewal] = self.orders.completions
+        renewal.callback(self.chain)  # the staging renewal finishes after the convert
+        self.run_scans()
+        self.assertEqual(
+            [r.directory_url for r in self.orders.requests], [STAGING, STAGING, PRODUCTION]
+        )
+        record = self.record("a")
+        self.assertEqual((record.staging, record.acme_directory_url), (False, PRODUCTION))
+        self.assertIsNotNone(record.retry_at, "still due until the production order is in")
+        self.orders.completions[1].callback(self.chain)
+        record = self.record("a")
+        self.assertEqual((record.acme_directory_url, record.retry_at), (PRODUCTION, None))
+
     def test_convert_unknown_is_not_found(self) -> None:
         """Converting an unknown certificate fails with NotFound."""
         self.failureResultOf(self.service.convert("nope", staging=False), NotFound)
