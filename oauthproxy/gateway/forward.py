@@ -83,18 +83,29 @@ def wants_websocket(request: Request) -> bool:
 
 
 def _note_peer(request: Request, protocol: Any) -> None:
-    """The request log's ``upstream``: the address actually connected to, once known."""
+    """The request log's ``upstream``: the address actually connected to, once known.
+
+    Worked out once per upstream connection (pooled connections serve many requests).
+    """
     inner = getattr(protocol, "_clientProtocol", protocol)  # a cached connection's wrapper
-    transport = getattr(inner, "transport", None)
-    peer = getattr(transport, "getPeer", None)
-    address = peer() if peer is not None else None
-    host, port = getattr(address, "host", None), getattr(address, "port", None)
-    if host is None or port is None:
-        return
     notes = notes_for(request)
-    scheme = (notes.upstream or "http://").split("://", 1)[0]
-    shown = f"[{host}]" if ":" in host else host
-    notes.upstream = f"{scheme}://{shown}:{port}"
+    known: str | None = getattr(inner, _PEER, None)
+    if known is None:
+        transport = getattr(inner, "transport", None)
+        peer = getattr(transport, "getPeer", None)
+        address = peer() if peer is not None else None
+        host, port = getattr(address, "host", None), getattr(address, "port", None)
+        if host is None or port is None:
+            return
+        scheme = (notes.upstream or "http://").split("://", 1)[0]
+        shown = f"[{host}]" if ":" in host else host
+        known = f"{scheme}://{shown}:{port}"
+        setattr(inner, _PEER, known)
+    notes.upstream = known
+
+
+#: attribute of an upstream connection's protocol: the address it is connected to
+_PEER = "_oauthproxy_peer"
 
 
 def _stripped(proxy: Proxy) -> frozenset[bytes]:
