@@ -29,6 +29,7 @@ from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import connectionDone
 from twisted.python.failure import Failure
 from twisted.web import http
+from twisted.web.http import _ChunkedTransferDecoder, _MalformedChunkedDataError
 
 from oauthproxy.serving import framing
 from oauthproxy.serving.framing import FramingError
@@ -57,7 +58,7 @@ def refusal(error: FramingError) -> bytes:
     return raw_answer(_REASONS.get(error.status, _REASONS[400]), error.detail.encode() + b"\r\n")
 
 
-class StrictChunkedDecoder(http._ChunkedTransferDecoder):
+class StrictChunkedDecoder(_ChunkedTransferDecoder):
     """twisted.web's chunked decoder, with :func:`framing.chunk_size` on every size line."""
 
     #: the largest chunk size accepted (the channel sets the body limit)
@@ -70,9 +71,9 @@ class StrictChunkedDecoder(http._ChunkedTransferDecoder):
             try:
                 framing.chunk_size(bytes(self._buffer[:end]), self.max_size)
             except FramingError as error:
-                raise http._MalformedChunkedDataError(error.detail) from None
+                raise _MalformedChunkedDataError(error.detail) from None
         elif b"\n" in self._buffer:
-            raise http._MalformedChunkedDataError("a chunk-size line ends in LF without CR")
+            raise _MalformedChunkedDataError("a chunk-size line ends in LF without CR")
         handled: bool = super()._dataReceived_CHUNK_LENGTH()
         return handled
 
@@ -94,8 +95,6 @@ class StrictChannel(http.HTTPChannel):
     draining = False
     #: a framing rule was broken: nothing more is parsed or dispatched
     refused = False
-    #: the next line is a request line (twisted.web's own flag is private)
-    _expect_request_line = True
     #: the last bytes of the head seen so far (a CRLF may be split between two packets)
     _head_tail = b""
     #: the body limit chunk sizes are checked against (the gateway sets it)
@@ -139,50 +138,23 @@ class StrictChannel(http.HTTPChannel):
         self.loseConnection()
 
     def _respondToBadRequestAndDisconnect(self) -> None:
-        """twisted.web's own refusals (e.g. a malformed body) go the same way as ours."""
-        self.refuse(FramingError(400, "the request is malformed"))
-
-    def lineReceived(self, line: bytes) -> None:
-        """Check the request line and the head's size before twisted.web parses them."""
-        try:
-            if b"\n" in line:
-                raise FramingError(400, "a line of the request head ends in LF without CR")
-            if self._expect_request_line:
-                if line:
-                    framing.check_request_line(line, self.totalHeadersSize)
-                    self._expect_request_line = False
-            elif self._receivedHeaderSize + len(line) > self.totalHeadersSize:
-                raise FramingError(431, f"the request head is over {self.totalHeadersSize} bytes")
-        except FramingError as error:
-            self.refuse(error)
-            return
-        super().lineReceived(line)
+        """twisted.web's own refusals, with the status its checks mean (431 for the head's
+        size and count) and answered like ours."""
+        if self._receivedHeaderCount > self.maxHeaders:
+            error = FramingError(431, f"more than {self.maxHeaders} request headers")
+        elif self._receivedHeaderSize > self.totalHeadersSize:
+            error = FramingError(431, f"the request head is over {self.totalHeadersSize} bytes")
+        else:
+            error = FramingError(400, "the request is malformed")
+        self.refuse(error)
 
     def lineLengthExceeded(self, line: bytes) -> None:
         """A line longer than the head limit: 414 for the request line, else 431."""
-        if self._expect_request_line:
+        if not self.requests:  # in line mode, a head's Request exists from its first line on
             error = FramingError(414, f"the request line is over {self.totalHeadersSize} bytes")
         else:
             error = FramingError(431, f"the request head is over {self.totalHeadersSize} bytes")
         self.refuse(error)
-
-    def headerReceived(self, line: bytes) -> bool:
-        """One more header, within the count limit (431 past it)."""
-        if self._receivedHeaderCount >= self.maxHeaders:
-            self.refuse(FramingError(431, f"more than {self.maxHeaders} request headers"))
-            return False
-        accepted: bool = super().headerReceived(line)
-        return accepted
-
-    def _maybeChooseTransferDecoder(self, header: bytes, data: bytes) -> bool:
-        """twisted.web's choice, with chunk sizes checked by our rules."""
-        chosen: bool = super()._maybeChooseTransferDecoder(header, data)
-        decoder = self._transferDecoder
-        if chosen and type(decoder) is http._ChunkedTransferDecoder:
-            strict = StrictChunkedDecoder(decoder.dataCallback, decoder.finishCallback)
-            strict.max_size = self.max_body
-            self._transferDecoder = strict
-        return chosen
 
     def _cancel_head_deadline(self) -> None:
         """Stop the head deadline (head complete, or connection gone)."""
@@ -209,6 +181,8 @@ class StrictChannel(http.HTTPChannel):
         self._cancel_head_deadline()
         hosts = self.requests[-1].requestHeaders.getRawHeaders(b"host") or []
         try:
+            # twisted.web checked the line's form already; the rest of our rules here
+            framing.check_request(self._command, self._path, self._version)
             if len(hosts) > 1:
                 raise FramingError(400, "more than one Host header")
             if hosts:
@@ -218,13 +192,18 @@ class StrictChannel(http.HTTPChannel):
         except FramingError as error:
             self.refuse(error)
             return
+        decoder = self._transferDecoder
+        # (names bound at import: twisted.web.http is a deprecation proxy, slow per access)
+        if type(decoder) is _ChunkedTransferDecoder:
+            strict = StrictChunkedDecoder(decoder.dataCallback, decoder.finishCallback)
+            strict.max_size = self.max_body
+            self._transferDecoder = strict
         super().allHeadersReceived()
 
     def allContentReceived(self) -> None:
-        """The request is complete: the next line is a request line again."""
+        """Nothing is processed once refused."""
         if self.refused:
             return
-        self._expect_request_line = True
         super().allContentReceived()
 
     def checkPersistence(self, request: Any, version: bytes) -> bool:

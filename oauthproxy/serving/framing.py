@@ -29,6 +29,8 @@ MAX_METHOD = 32
 MAX_CHUNK_SIZE_DIGITS = 16
 
 _TOKEN = re.compile(rb"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+#: a request target: visible ASCII only
+_TARGET = re.compile(rb"[\x21-\x7e]+")
 _HEX = re.compile(rb"[0-9A-Fa-f]+")
 #: a registered name or IPv4 address: letters, digits, '-', '.', '_' (reg-name subset)
 _NAME = re.compile(rb"[0-9A-Za-z._-]+")
@@ -56,13 +58,12 @@ class RequestLine:
 
 
 def check_line_ending(previous: bytes, data: bytes) -> None:
-    """Refuse a LF not preceded by CR in a request head (``previous``: the byte before)."""
-    start = 0
-    while (index := data.find(b"\n", start)) != -1:
-        before = data[index - 1 : index] if index else previous[-1:]
-        if before != b"\r":
-            raise FramingError(400, "a line of the request head ends in LF without CR")
-        start = index + 1
+    """Refuse a LF not preceded by CR in a request head (``previous``: the bytes before)."""
+    bare = data.count(b"\n") - data.count(b"\r\n")
+    if bare and data.startswith(b"\n") and previous.endswith(b"\r"):
+        bare -= 1  # a CRLF split between two packets
+    if bare:
+        raise FramingError(400, "a line of the request head ends in LF without CR")
 
 
 def check_method(method: bytes) -> None:
@@ -79,22 +80,27 @@ def check_request_line(line: bytes, limit: int) -> RequestLine:
         raise FramingError(414, f"the request line is longer than {limit} bytes")
     parts = line.split(b" ")
     if len(parts) != 3:
-        method = parts[0]
         if len(parts) > 1:
-            check_method(method)
+            check_method(parts[0])
         raise FramingError(400, "the request line is not 'method target version'")
     method, target, version = parts
+    check_request(method, target, version)
+    return RequestLine(method, target, version)
+
+
+def check_request(method: bytes, target: bytes, version: bytes) -> None:
+    """The three parts of a request line (a parser that split it already calls this)."""
     check_method(method)
-    if not target or any(c <= 0x20 or c >= 0x7F for c in target):
+    if not _TARGET.fullmatch(target):
         raise FramingError(400, "the request target is empty or not printable ASCII")
     if version not in _VERSIONS:
         raise FramingError(400, "the HTTP version is not HTTP/1.0 or HTTP/1.1")
-    scheme, separator, rest = target.partition(b"://")
-    if separator and _TOKEN.fullmatch(scheme):
-        authority = rest.split(b"/", 1)[0].split(b"?", 1)[0]
-        if b"@" in authority:
-            raise FramingError(400, "the request target carries userinfo")
-    return RequestLine(method, target, version)
+    if target[:1] != b"/":
+        scheme, separator, rest = target.partition(b"://")
+        if separator and _TOKEN.fullmatch(scheme):
+            authority = rest.split(b"/", 1)[0].split(b"?", 1)[0]
+            if b"@" in authority:
+                raise FramingError(400, "the request target carries userinfo")
 
 
 def check_host(value: bytes) -> None:

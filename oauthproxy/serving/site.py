@@ -13,7 +13,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
-from twisted.web import http, server
+from twisted.web import server
+from twisted.web.http import _GenericHTTPChannelProtocol
 from twisted.web.resource import IResource
 
 from oauthproxy.config import Config
@@ -33,7 +34,7 @@ class StrictSite(server.Site):
         self.max_header_count = config.max_header_count
         self.header_timeout = config.request_header_timeout
 
-    def protocol(self) -> http._GenericHTTPChannelProtocol:
+    def protocol(self) -> _GenericHTTPChannelProtocol:
         """A channel with our limits, inside twisted.web's generic (h2-capable) wrapper."""
         channel = self.channel_class()
         channel.totalHeadersSize = self.max_header_bytes
@@ -42,4 +43,4 @@ class StrictSite(server.Site):
         channel.maxHeaders = self.max_header_count
         channel.header_timeout = self.header_timeout
         channel.max_body = getattr(self, "max_request_body", channel.max_body)
-        return http._GenericHTTPChannelProtocol(channel)
+        return _GenericHTTPChannelProtocol(channel)
