@@ -183,7 +183,7 @@ class AdminAPI:
             OAuthViewResource(
                 self.context, self.snapshots, self.clock, self.oauth_status, self.resource_of
             ),
-            AuthRuleResource(self.context, self.storage, self.clock),
+            AuthRuleResource(self.context, self.storage, self.clock, self.oauth_status),
             RouteAuthResource(self.context, self.storage, self.clock, self.oauth_status),
             ProxyAuthResource(self.context, self.storage, self.clock, self.oauth_status),
             DocsResource(),

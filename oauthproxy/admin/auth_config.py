@@ -23,7 +23,7 @@ when left out; it can never point clients somewhere no server answers.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from typing import Any, ClassVar
 from urllib.parse import urlsplit
 
@@ -32,15 +32,21 @@ from klein import Klein
 from twisted.internet.interfaces import IReactorTime
 
 from oauthproxy.admin.access import require_access
-from oauthproxy.admin.auth_rules import AUTH_TYPE, PATH_PATTERN, SCOPE, USER
+from oauthproxy.admin.auth_rules import (
+    AUTH_TYPE,
+    PATH_PATTERN,
+    SCOPE,
+    USER,
+    StatusSource,
+    require_oauth,
+)
 from oauthproxy.admin.endpoint import ApiContext, Call, Reply, endpoint
 from oauthproxy.admin.records import record_json
 from oauthproxy.admin.schema import Schema, array, boolean, nullable, obj, string
 from oauthproxy.admin.validation import HOSTNAME, NAME_PATTERN, NAME_WORDS
-from oauthproxy.errors import Conflict, InvalidInput, NotFound
+from oauthproxy.errors import InvalidInput, NotFound
 from oauthproxy.interfaces import IStorage
 from oauthproxy.model import Proxy, ProxyAuth, Route, RouteAuth
-from oauthproxy.oauth.status import OAuthStatus
 
 ROUTE_ID = string(
     min_length=1, max_length=64, pattern=NAME_PATTERN, example="api", error=NAME_WORDS
@@ -103,17 +109,6 @@ def proxy_auth_changes(body: Mapping[str, Any]) -> dict[str, Any]:
                 raise InvalidInput(f"give {name} or {alias}, not both", field="/" + alias)
             changes[name] = changes.pop(alias)
     return _tupled(changes)
-
-
-#: the daemon's authorization-server state (None: not known here, nothing is refused)
-StatusSource = Callable[[], OAuthStatus] | None
-
-
-def require_oauth(status: StatusSource, field: str, own_github_app: bool = False) -> None:
-    """Refuse OAuth protection the daemon cannot serve, naming what to set (409)."""
-    problem = None if status is None else status().problem(own_github_app)
-    if problem is not None:
-        raise Conflict(problem, field=field)
 
 
 def auth_host(status: StatusSource, given: str | None) -> str | None:

@@ -12,12 +12,16 @@ the rule that keeps it admin-only.  Anonymous callers never write rules.
 method, and the auth that applies; the endpoints' declared defaults come from
 :class:`EndpointCatalogue`, loaded by :class:`~oauthproxy.admin.api.AdminAPI`
 with every mounted declaration (``bind_endpoints``).
+
+A rule of type ``oauth`` is refused (409, saying what to set) while this daemon's
+authorization server cannot work, as for proxies and routes: no OAuth token could
+ever pass it.
 """
 
 from __future__ import annotations
 
 import secrets
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any, ClassVar
 from urllib.parse import unquote, urlsplit
 
@@ -44,6 +48,7 @@ from oauthproxy.admin.validation import NAME_WORDS
 from oauthproxy.errors import Conflict, InvalidInput, NotFound, Unauthorized
 from oauthproxy.interfaces import IStorage
 from oauthproxy.model import AuthRule
+from oauthproxy.oauth.status import OAuthStatus
 
 AUTH_TYPES = ("none", "bearer", "admin", "oauth")
 RULE_METHODS = ("*", "GET", "POST", "PUT", "PATCH", "DELETE")
@@ -216,6 +221,17 @@ class EndpointCatalogue:
         return self._declared.get(str(name))
 
 
+#: the daemon's authorization-server state (None: not known here, nothing is refused)
+StatusSource = Callable[[], OAuthStatus] | None
+
+
+def require_oauth(status: StatusSource, field: str, own_github_app: bool = False) -> None:
+    """Refuse OAuth protection the daemon cannot serve, naming what to set (409)."""
+    problem = None if status is None else status().problem(own_github_app)
+    if problem is not None:
+        raise Conflict(problem, field=field)
+
+
 @define
 class AuthRuleResource:
     """The endpoint auth rule endpoints."""
@@ -224,6 +240,8 @@ class AuthRuleResource:
     api: ApiContext
     storage: IStorage
     clock: IReactorTime
+    #: rules of type ``oauth`` are refused while the authorization server cannot work
+    oauth_status: StatusSource = None
     catalogue: EndpointCatalogue = Factory(EndpointCatalogue)
 
     def bind_endpoints(self, endpoints: Iterable[Endpoint]) -> None:
@@ -272,6 +290,8 @@ class AuthRuleResource:
         body = call.body
         _check_pattern(body["path_pattern"])
         _may_write(call.principal, body["path_pattern"])
+        if body["auth_type"] == "oauth":
+            require_oauth(self.oauth_status, "/auth_type")
         config_id = body.get("config_id") or f"rule-{secrets.token_hex(6)}"
         if await self.storage.auth_rules.get(config_id) is not None:
             raise Conflict(f"an auth rule {config_id!r} exists", field="/config_id")
@@ -353,6 +373,7 @@ class AuthRuleResource:
         params=_ID,
         body=RULE_UPDATE,
         returns={200: RULE},
+        errors=(409,),
         operation_id="auth_rules_update",
     )
     async def update(self, call: Call) -> object:
@@ -362,6 +383,8 @@ class AuthRuleResource:
         pattern = changes.get("path_pattern", rule.path_pattern)
         _check_pattern(pattern)
         _may_write(call.principal, rule.path_pattern, pattern)
+        if changes.get("auth_type") == "oauth" and rule.auth_type != "oauth":
+            require_oauth(self.oauth_status, "/auth_type")
         updated = evolve(
             rule,
             path_pattern=pattern,

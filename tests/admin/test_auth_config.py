@@ -226,6 +226,22 @@ class OAuthAvailabilityTests(SynchronousTestCase):
             self.assertEqual(answer.status, 409, (path, answer.body))
             self.assertIn("bad key", answer.json()["detail"])
 
+    def test_endpoint_rules_of_type_oauth_are_refused_while_oauth_is_off(self) -> None:
+        """A rule no OAuth token could pass is refused (409 naming the setting), made or changed."""
+        h = self.harness(OAuthStatus("off"))
+        body = {"path_pattern": "/services/*", "auth_type": "oauth", "config_id": "svc"}
+        refused = h.call("POST", "/auth/endpoints", token=h.admin_token, body=body)
+        self.assertEqual(refused.status, 409, refused.body)
+        self.assertIn("OAUTHPROXY_OAUTH_ISSUER", refused.json()["detail"])
+        made = h.call("POST", "/auth/endpoints", token=h.admin_token,
+                      body={**body, "auth_type": "bearer"})  # fmt: skip
+        self.assertEqual(made.status, 201, made.body)
+        changed = h.call("PUT", "/auth/endpoints/svc", token=h.admin_token,
+                         body={"auth_type": "oauth"})  # fmt: skip
+        self.assertEqual(changed.status, 409, changed.body)
+        shown = h.call("GET", "/auth/endpoints/svc", token=h.admin_token)
+        self.assertEqual(shown.json()["auth_type"], "bearer")
+
     def test_other_auth_types_need_no_oauth_server(self) -> None:
         """Bearer protection works with OAuth off."""
         h = self.harness(OAuthStatus("off"))

@@ -152,7 +152,7 @@ class AuthRuleCommandTests(TestCase):
 
     async def test_rule_lifecycle(self) -> None:
         """Create, show, update, list and delete one rule, each exiting 0."""
-        d = await started(self)
+        d = await started(self, env=OAUTH_ON)
         rule = await d.json(
             "auth", "create", "/services/*", "oauth", "--id", "svc",
             "--methods", "post,put", "--scopes", "service:write", "--users", "alice,bob",
