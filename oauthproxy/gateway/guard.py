@@ -51,9 +51,11 @@ from twisted.web.server import NOT_DONE_YET, Request
 from oauthproxy.admin.credentials import hash_token, same_hash
 from oauthproxy.gateway.guard_login import (
     CALLBACK_PATH,
+    COOKIE_NAMES,
     LOGIN_COOKIE,
     SESSION_COOKIE,
     BrowserLogin,
+    login_cookies,
     request_cookie,
     strip_cookies,
     wants_login,
@@ -181,9 +183,10 @@ class Guard:
             # MCP-19: a token sent to an OAuth-protected proxy never reaches its backend,
             # also on the paths (excluded, or a route without auth) that need none
             request.requestHeaders.removeHeader(b"authorization")
-            session = request_cookie(request, SESSION_COOKIE)
-            pending = request_cookie(request, LOGIN_COOKIE)
-            strip_cookies(request, SESSION_COOKIE, LOGIN_COOKIE)
+            cookies = login_cookies(request)
+            session = request_cookie(request, cookies.name(SESSION_COOKIE))
+            pending = request_cookie(request, cookies.name(LOGIN_COOKIE))
+            strip_cookies(request, *COOKIE_NAMES)
         path = request_path(request)
         if need is None or path is None:
             return decision  # nothing required (or a target the router already refused)

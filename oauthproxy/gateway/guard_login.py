@@ -11,6 +11,12 @@ proxy's host (:data:`LOGIN_COOKIE`).  The server redirects back to
 ``/.oauthproxy/callback`` on the proxy's host, where the code is redeemed at the issuer's
 token endpoint and the access token becomes the host-bound session cookie
 :data:`SESSION_COOKIE` (``__Host-``: Secure, HttpOnly, SameSite=Lax, no Domain; ATK-32).
+
+Cookies are named and flagged by the request's scheme (:func:`login_cookies`): browsers
+drop ``Secure`` cookies that plain HTTP sets, so an HTTP-only proxy (a local trial; an
+HTTPS proxy redirects plain HTTP before the guard runs) gets the same cookies without the
+``__Host-`` prefix and ``Secure``.  An HTTPS request reads only the prefixed names, so a
+cookie tossed in over plain HTTP never counts there.
 The guard then checks that cookie like a bearer token (same audience, expiry, revocation)
 and removes it before forwarding.  Only a same-origin path is ever a return target (no open
 redirect).
@@ -33,12 +39,17 @@ from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 from twisted.web.server import NOT_DONE_YET, Request
 
-from oauthproxy.oauth.consent import host_cookie
+from oauthproxy.oauth.consent import CookiePolicy
 from oauthproxy.oauth.pkce import s256_challenge
 from oauthproxy.oauth.records import OAuthClient
 
-SESSION_COOKIE = "__Host-oauthproxy-session"
-LOGIN_COOKIE = "__Host-oauthproxy-guard"
+#: the cookies' names without their prefix (:func:`login_cookies` adds ``__Host-``)
+SESSION_COOKIE = "oauthproxy-session"
+LOGIN_COOKIE = "oauthproxy-guard"
+#: every name our cookies may have: stripped from every request (the backend sees none)
+COOKIE_NAMES = tuple(
+    name for base in (SESSION_COOKIE, LOGIN_COOKIE) for name in (base, f"__Host-{base}")
+)
 CALLBACK_PATH = "/.oauthproxy/callback"
 #: seconds a browser has to come back from the login
 LOGIN_LIFETIME = 600
@@ -49,6 +60,11 @@ def wants_login(request: Request) -> bool:
     """Whether this looks like a browser navigation (sent to a login, not given a 401)."""
     accept = request.getHeader(b"accept") or b""
     return request.method in (b"GET", b"HEAD") and b"text/html" in accept
+
+
+def login_cookies(request: Request) -> CookiePolicy:
+    """``__Host-`` and ``Secure`` over HTTPS; plain cookies on plain HTTP (module docstring)."""
+    return CookiePolicy(secure=bool(request.isSecure()))
 
 
 def request_cookie(request: Request, name: str) -> str | None:
@@ -174,7 +190,8 @@ class BrowserLogin:
         request.setHeader(b"location", f"{self.issuer}/authorize?{query}".encode())
         request.setHeader(b"cache-control", b"no-store")
         request.responseHeaders.addRawHeader(
-            b"set-cookie", host_cookie(LOGIN_COOKIE, cookie, LOGIN_LIFETIME).encode()
+            b"set-cookie",
+            login_cookies(request).header(LOGIN_COOKIE, cookie, LOGIN_LIFETIME).encode(),
         )
         request.finish()
 
@@ -222,11 +239,10 @@ class BrowserLogin:
         request.setResponseCode(302)
         request.setHeader(b"location", safe_return_path(pending["n"]).encode())
         request.setHeader(b"cache-control", b"no-store")
-        cookies = request.responseHeaders
-        cookies.addRawHeader(
-            b"set-cookie", host_cookie(SESSION_COOKIE, body["access_token"], lifetime).encode()
-        )
-        cookies.addRawHeader(b"set-cookie", host_cookie(LOGIN_COOKIE, "", 0).encode())
+        policy, headers = login_cookies(request), request.responseHeaders
+        session = policy.header(SESSION_COOKIE, body["access_token"], lifetime)
+        headers.addRawHeader(b"set-cookie", session.encode())
+        headers.addRawHeader(b"set-cookie", policy.header(LOGIN_COOKIE, "", 0).encode())
         request.finish()
 
     def _failed(self, failure: Any, request: Request) -> None:

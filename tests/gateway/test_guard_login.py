@@ -14,6 +14,7 @@ from twisted.trial.unittest import SynchronousTestCase
 from twisted.web.test.requesthelper import DummyRequest
 
 from oauthproxy.gateway.guard_login import (
+    COOKIE_NAMES,
     LOGIN_COOKIE,
     SESSION_COOKIE,
     BrowserLogin,
@@ -24,6 +25,8 @@ from oauthproxy.oauth.records import OAuthClient
 from tests.gateway.test_guard import claims, get, harness, oauth_proxy
 
 ISSUER = "https://auth.example.test"
+#: the names over HTTPS
+SECURE_SESSION, SECURE_LOGIN = f"__Host-{SESSION_COOKIE}", f"__Host-{LOGIN_COOKIE}"
 
 
 class _Response:
@@ -81,25 +84,29 @@ class PureTests(SynchronousTestCase):
         self.assertEqual(safe_return_path(None), "/")
 
     def test_strip_cookies_keeps_the_others(self) -> None:
-        """Our cookies go, the application's stay."""
+        """Our cookies go, under every name they may have; the application's stay."""
         request: Any = DummyRequest([b""])
-        request.requestHeaders.setRawHeaders(
-            b"cookie", [f"{SESSION_COOKIE}=t; theme=dark; {LOGIN_COOKIE}=x".encode()]
-        )
-        strip_cookies(request, SESSION_COOKIE, LOGIN_COOKIE)
+        ours = "; ".join(f"{name}=t" for name in COOKIE_NAMES)
+        request.requestHeaders.setRawHeaders(b"cookie", [f"{ours}; theme=dark".encode()])
+        strip_cookies(request, *COOKIE_NAMES)
         self.assertEqual(request.requestHeaders.getRawHeaders(b"cookie"), [b"theme=dark"])
 
 
 class FlowTests(SynchronousTestCase):
     """Start and finish of a login."""
 
-    def start(self, flow: BrowserLogin) -> Any:
-        """Start a login for ``/notes``."""
-        request: Any = DummyRequest([b"notes"])
-        request.uri = b"/notes"
-        flow.start(
-            request, "web.example.test", "https://web.example.test", "https://web.example.test"
-        )
+    def start(self, flow: BrowserLogin, secure: bool = True) -> Any:
+        """Start a login for ``/notes`` (over HTTPS unless ``secure`` is False)."""
+        request = self.request(b"/notes", secure)
+        origin = f"{'https' if secure else 'http'}://web.example.test"
+        flow.start(request, "web.example.test", origin, origin)
+        return request
+
+    def request(self, uri: bytes, secure: bool = True) -> Any:
+        """A request for ``uri``, over HTTPS unless ``secure`` is False."""
+        request: Any = DummyRequest([b""])
+        request.uri = uri
+        request.isSecure = lambda: secure
         return request
 
     def test_start_redirects_with_pkce_and_resource(self) -> None:
@@ -115,25 +122,20 @@ class FlowTests(SynchronousTestCase):
         self.assertEqual(query["redirect_uri"], ["https://web.example.test/.oauthproxy/callback"])
         [client] = registered
         self.assertEqual(client.redirect_uris, ("https://web.example.test/.oauthproxy/callback",))
-        self.assertIn("Secure; HttpOnly", cookies(request)[LOGIN_COOKIE])
+        self.assertIn("Secure; HttpOnly", cookies(request)[SECURE_LOGIN])
 
     def finish(self, flow: BrowserLogin, started: Any, **override: str) -> Any:
         """Come back to the callback with the started login's state and cookie."""
         location = started.responseHeaders.getRawHeaders(b"location")[0].decode()
         state = parse_qs(urlsplit(location).query)["state"][0]
-        cookie = cookies(started)[LOGIN_COOKIE].split(";")[0].split("=", 1)[1]
+        secure = started.isSecure()
+        name = SECURE_LOGIN if secure else LOGIN_COOKIE
+        cookie = cookies(started)[name].split(";")[0].split("=", 1)[1]
         params = {"code": "c", "state": state, "iss": ISSUER, **override}
-        request: Any = DummyRequest([b""])
-        request.uri = (
-            "/.oauthproxy/callback?" + "&".join(f"{k}={v}" for k, v in params.items())
-        ).encode()
-        flow.finish(
-            request,
-            "web.example.test",
-            "https://web.example.test",
-            "https://web.example.test",
-            cookie,
-        )
+        query = "&".join(f"{k}={v}" for k, v in params.items())
+        request = self.request(f"/.oauthproxy/callback?{query}".encode(), secure)
+        origin = f"{'https' if secure else 'http'}://web.example.test"
+        flow.finish(request, "web.example.test", origin, origin, cookie)
         return request
 
     def test_finish_sets_session_and_returns(self) -> None:
@@ -142,13 +144,29 @@ class FlowTests(SynchronousTestCase):
         request = self.finish(flow, self.start(flow))
         self.assertEqual(request.responseCode, 302)
         self.assertEqual(request.responseHeaders.getRawHeaders(b"location"), [b"/notes"])
-        session = cookies(request)[SESSION_COOKIE]
-        self.assertTrue(session.startswith(f"{SESSION_COOKIE}=tok;"))
+        session = cookies(request)[SECURE_SESSION]
+        self.assertTrue(session.startswith(f"{SECURE_SESSION}=tok;"))
+        self.assertIn("Secure; HttpOnly", session)
         self.assertNotIn("Domain", session)
         [(url, form)] = http.posts
         self.assertEqual(url, f"{ISSUER}/token")
         self.assertEqual(form["grant_type"], ["authorization_code"])
         self.assertIn("code_verifier", form)
+
+    def test_plain_http_login_uses_cookies_browsers_keep(self) -> None:
+        """On an HTTP-only proxy (a local trial) the cookies have no ``__Host-``/``Secure``.
+
+        Browsers drop ``Secure`` cookies set over plain HTTP, so the login would loop.
+        """
+        flow, _, _ = login()
+        started = self.start(flow, secure=False)
+        self.assertNotIn("Secure", cookies(started)[LOGIN_COOKIE])
+        request = self.finish(flow, started)
+        self.assertEqual(request.responseCode, 302)
+        session = cookies(request)[SESSION_COOKIE]
+        self.assertTrue(session.startswith(f"{SESSION_COOKIE}=tok;"))
+        self.assertIn("HttpOnly; SameSite=Lax", session)
+        self.assertNotIn("Secure", session)
 
     def test_wrong_state_refused(self) -> None:
         """ATK-23: a state this browser did not start is refused; no code is redeemed."""
@@ -200,7 +218,7 @@ class GuardRedirectModeTests(SynchronousTestCase):
         h = harness(oauth_proxy(auth_mode="redirect"))
         h.guard.login, _, _ = login()
         h.verifier.tokens["tok"] = claims()
-        response = get(h, "/", Accept="text/html", Cookie=f"{SESSION_COOKIE}=tok; a=b")
+        response = get(h, "/", Accept="text/html", Cookie=f"{SECURE_SESSION}=tok; a=b")
         self.assertEqual(response.code, 200)
         [(_d, seen)] = h.forwarded
         self.assertEqual(seen["cookie"], ["a=b"])
@@ -210,4 +228,13 @@ class GuardRedirectModeTests(SynchronousTestCase):
         """MCP-16: outside redirect mode a cookie is never a credential."""
         h = harness(oauth_proxy())
         h.verifier.tokens["tok"] = claims()
-        self.assertEqual(get(h, "/", Cookie=f"{SESSION_COOKIE}=tok").code, 401)
+        self.assertEqual(get(h, "/", Cookie=f"{SECURE_SESSION}=tok").code, 401)
+
+    def test_cookie_tossed_over_plain_http_is_no_session_over_https(self) -> None:
+        """Over HTTPS only the ``__Host-`` name counts (a plain one can be set by anyone)."""
+        h = harness(oauth_proxy(auth_mode="redirect"))
+        h.guard.login, _, _ = login()
+        h.verifier.tokens["tok"] = claims()
+        response = get(h, "/", Accept="application/json", Cookie=f"{SESSION_COOKIE}=tok")
+        self.assertEqual(response.code, 401)
+        self.assertEqual(h.forwarded, [])
