@@ -35,13 +35,17 @@ def open_storage(config: Config, reactor: IReactorTime) -> RedisStorage:
         key = key_from_b64(config.secret_key_b64)
     else:
         key = load_or_create_key(config.data_dir)
+    address = redis_address(config)
+    wait = config.redis_wait_replicas
     return connect_storage(
-        redis_address(config),
+        address,
         SecretBox(key),
         config.redis_timeout,
         reactor,
         request_log_retention=config.request_log_retention,
         request_log_max_records=config.request_log_max_records,
+        # behind Sentinel a confirmed write must survive a failover: one replica has it
+        wait_replicas=wait if wait is not None else (1 if address.sentinels else 0),
     )
 
 

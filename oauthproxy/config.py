@@ -53,6 +53,11 @@ class Config:
     #: None = start and supervise an embedded redis-server in data_dir
     redis_url: str | None = None
     redis_password: str | None = field(default=None, repr=False)
+    #: the Redis Sentinels' own password (``sentinel://`` URLs whose sentinels need one)
+    redis_sentinel_password: str | None = field(default=None, repr=False)
+    #: replicas a configuration write must reach before the API confirms it (Redis ``WAIT``);
+    #: None = 1 behind Sentinel (a failover then loses no confirmed write), else 0
+    redis_wait_replicas: int | None = None
     #: seconds any single Redis call may take
     redis_timeout: float = 5.0
     data_dir: str = "oauthproxy-data"
@@ -176,6 +181,8 @@ class Config:
     restricted_ports: tuple[int, ...] = (22, 25, 53, 80, 443, 3306, 5432, 6379, 27017)
 
     # lifecycle
+    #: processes serving the listeners (1 = this process; more: a supervisor and N workers)
+    workers: int = 1
     #: seconds SIGTERM waits for open connections to finish before closing them
     drain_timeout: float = 10.0
     #: the redis-server binary supervised when redis_url is None
@@ -230,6 +237,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("public_http_port", "public-http-port", "OAUTHPROXY_PUBLIC_HTTP_PORT", parsers.port),
     _s("redis_url", "redis", "REDIS_URL", parsers.redis_url),
     _s("redis_password", "redis-password", "REDIS_PASSWORD", parsers.optional_text),
+    _s("redis_sentinel_password", None, "REDIS_SENTINEL_PASSWORD", parsers.optional_text),
+    _s("redis_wait_replicas", None, "OAUTHPROXY_REDIS_WAIT_REPLICAS", parsers.non_negative_int),
     _s("redis_timeout", None, "OAUTHPROXY_REDIS_TIMEOUT", parsers.positive_float),
     _s("data_dir", "data-dir", "OAUTHPROXY_DATA_DIR", parsers.plain_text),
     _s("secret_key_b64", None, "OAUTHPROXY_SECRET_KEY", parsers.secret_key),
@@ -309,6 +318,7 @@ SETTINGS: tuple[Setting, ...] = (
         "OAUTHPROXY_REQUEST_LOG_NOISE_BUDGET",
         parsers.non_negative_int,
     ),
+    _s("workers", "workers", "OAUTHPROXY_WORKERS", parsers.workers),
     _s("drain_timeout", None, "OAUTHPROXY_DRAIN_TIMEOUT", parsers.positive_float),
     _s("redis_server", None, "OAUTHPROXY_REDIS_SERVER", parsers.plain_text),
     _s("redis_maxmemory", None, "OAUTHPROXY_REDIS_MAXMEMORY", parsers.size_or_zero),
@@ -450,11 +460,13 @@ def _check_redis(config: Config, source: str) -> None:
     """Refuse a non-loopback Redis without a password (ATK-29)."""
     if config.redis_url is None:
         return
-    address = parse_redis_url(config.redis_url, config.redis_password)
+    address = parse_redis_url(
+        config.redis_url, config.redis_password, config.redis_sentinel_password
+    )
     if not address.is_loopback and not address.password:
+        where = "behind Sentinels that are" if address.sentinels else f"at {address.host} is"
         raise ConfigError(
-            f"{source}: Redis at {address.host} is not on loopback and has no password "
-            "(set REDIS_PASSWORD)",
+            f"{source}: Redis {where} not on loopback and has no password (set REDIS_PASSWORD)",
             field=source,
         )
 

@@ -150,6 +150,32 @@ def non_negative_int(text: str, name: str) -> int:
     return value
 
 
+#: the most worker processes ``--workers`` starts
+MAX_WORKERS = 64
+
+
+def usable_cores() -> int:
+    """The CPU cores this process may run on (its affinity mask, not the machine's count)."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except (AttributeError, OSError):
+        return max(1, os.cpu_count() or 1)
+
+
+def workers(text: str, name: str) -> int:
+    """How many worker processes: ``auto`` (one per usable core) or 1 to :data:`MAX_WORKERS`."""
+    if text.strip().lower() == "auto":
+        return min(MAX_WORKERS, usable_cores())
+    value = integer(text, name) if text.strip().lstrip("-").isdigit() else None
+    if value is None:
+        raise ConfigError(f"{name}: {text.strip()!r} is neither a number nor 'auto'", field=name)
+    if not 1 <= value <= MAX_WORKERS:
+        raise ConfigError(
+            f"{name}: {value} workers is out of range 1-{MAX_WORKERS} (or 'auto')", field=name
+        )
+    return value
+
+
 _TRUE = frozenset({"1", "true", "yes", "on"})
 _FALSE = frozenset({"0", "false", "no", "off"})
 

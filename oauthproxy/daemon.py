@@ -5,6 +5,12 @@
 shutdown: stop listening, drain open requests (bounded by ``drain_timeout``),
 stop the components' services and run their cleanups, stop the mirror, close
 storage, stop the embedded Redis.
+
+With ``--workers N`` the same class runs in each worker process, with a
+:class:`WorkerRole` (:class:`oauthproxy.workers.link.WorkerLink`): the supervisor
+has already started the embedded Redis, checked the secret key and created the
+admin token (:func:`prepare_storage`), and it opened the listening sockets, which
+``open_socket`` hands out instead of binding new ones.
 """
 
 from __future__ import annotations
@@ -14,7 +20,7 @@ import os
 import socket
 import sys
 from collections.abc import Callable
-from typing import Any
+from typing import Any, Protocol
 
 from attrs import define, field, frozen
 from twisted.application.service import MultiService, Service
@@ -29,6 +35,7 @@ import oauthproxy
 from oauthproxy import bootstrap
 from oauthproxy.config import Config
 from oauthproxy.errors import ConfigError, StorageUnavailable
+from oauthproxy.gateway.listeners import SocketOpener
 from oauthproxy.serving.drain import drain
 from oauthproxy.storage.embedded import EmbeddedRedis, redis_address
 from oauthproxy.storage.health import StorageState, StorageWatch
@@ -95,6 +102,26 @@ def cannot_listen(listener: Listener, error: CannotListenError) -> str:
     )
 
 
+class WorkerRole(Protocol):
+    """What a worker process adds to the daemon (:mod:`oauthproxy.workers.link`)."""
+
+    def attach(self, daemon: Daemon) -> None:
+        """The mirror runs: follow the daemon's writes, answer the supervisor's calls."""
+
+    def serve_metrics(self, metrics: Any) -> None:
+        """``/metrics`` of this worker describes the whole daemon."""
+
+    def ready(self) -> None:
+        """Every listener is open."""
+
+    def health(self) -> dict[str, Any]:
+        """The ``workers`` entry of ``/health``."""
+
+
+#: ``/health``'s ``workers`` entry of a daemon without worker processes
+SINGLE_PROCESS = {"configured": 1, "running": 1, "restarts": 0, "crash_looping": []}
+
+
 def sd_notify(path: str | None, message: str) -> None:
     """Send ``message`` (e.g. ``READY=1``) to systemd's notification socket, if any."""
     if not path:
@@ -104,11 +131,44 @@ def sd_notify(path: str | None, message: str) -> None:
         s.sendto(message.encode("ascii"), address)
 
 
-def _exit_failed() -> None:
+def exit_failed() -> None:
     """Leave with exit status 1 (after twistd's own shutdown work)."""
     sys.stdout.flush()
     sys.stderr.flush()
     os._exit(1)
+
+
+async def wait_for_storage(storage: Any, reactor: Any, config: Config) -> None:
+    """Wait (bounded) until the store answers a ping."""
+    deadline = reactor.seconds() + max(30.0, 3 * config.redis_timeout)
+    while not await storage.ping():
+        if reactor.seconds() >= deadline:
+            raise StorageUnavailable("Redis did not answer; is REDIS_URL right?", field="REDIS_URL")
+        await task.deferLater(reactor, 0.5, lambda: None)
+
+
+async def prepare_storage(
+    config: Config,
+    reactor: Any,
+    embedded: EmbeddedRedis | None,
+    storage: Any,
+    announce: Callable[[str], None],
+) -> None:
+    """Start the embedded Redis, wait for ``storage``, check the key, create the admin token.
+
+    Done once per daemon: by the daemon itself, or by the supervisor of its workers.
+    """
+    if embedded is not None:
+        await embedded.check_not_running()
+        embedded.startService()
+        await embedded.ready()
+    Logger().info("connecting to Redis at {address!r}", address=redis_address(config))
+    await wait_for_storage(storage, reactor, config)
+    # a daemon with another key would fail to decrypt, retrying forever: refuse now
+    await storage.check_key()
+    token = await bootstrap.ensure_admin_token(storage.tokens, reactor)
+    if token is not None:
+        announce(bootstrap.announce_admin_token(token))
 
 
 @define(eq=False, slots=False)
@@ -123,6 +183,10 @@ class Daemon(Service):
     make_mirror: Callable[[Any, Any], Mirror] = Mirror
     #: builds the components on storage and the mirror (see :func:`oauthproxy.tap.compose`)
     compose: Callable[[Daemon], list[Listener]] = field(default=lambda daemon: [])
+    #: opens each listener's socket in a worker (adopting the supervisor's); None = bind
+    open_socket: SocketOpener | None = None
+    #: set in a worker process of ``--workers N``
+    worker: WorkerRole | None = None
     storage: Any = field(default=None, init=False)
     mirror: Mirror | None = field(default=None, init=False)
     watch: StorageWatch | None = field(default=None, init=False)
@@ -153,27 +217,23 @@ class Daemon(Service):
         self._log.failure("startup failure", failure, level=LogLevel.debug)
         # twistd would exit 0 after reactor.stop(); systemd's Restart=on-failure and
         # scripts need to see the failure, so exit 1 once shutdown (cleanup) is done.
-        self.reactor.addSystemEventTrigger("after", "shutdown", _exit_failed)
+        self.reactor.addSystemEventTrigger("after", "shutdown", exit_failed)
         # startService may run before the reactor does: stop it once it runs.
         self.reactor.callWhenRunning(self.reactor.stop)
 
     async def _start(self) -> None:
         """The startup sequence (see the module docstring)."""
         config = self.config
-        if self.embedded is not None:
-            await self.embedded.check_not_running()
-            self.embedded.startService()
-            await self.embedded.ready()
         self.storage = self.open_storage(config, self.reactor)
-        self._log.info("connecting to Redis at {address!r}", address=redis_address(config))
-        await self._wait_for_storage()
-        # a daemon with another key would fail to decrypt, retrying forever: refuse now
-        await self.storage.check_key()
-        token = await bootstrap.ensure_admin_token(self.storage.tokens, self.reactor)
-        if token is not None:
-            self.announce(bootstrap.announce_admin_token(token))
+        if self.worker is None:
+            await prepare_storage(config, self.reactor, self.embedded, self.storage, self.announce)
+        else:
+            # the supervisor prepared Redis (embedded server, key check, admin token)
+            await wait_for_storage(self.storage, self.reactor, config)
         self.mirror = self.make_mirror(self.storage, self.reactor)
         self.mirror.startService()
+        if self.worker is not None:
+            self.worker.attach(self)
         await self.mirror.when_loaded()
         self.watch = StorageWatch(self.storage.probe, self.reactor, on_change=self._storage_changed)
         self.watch.startService()
@@ -190,6 +250,9 @@ class Daemon(Service):
                 "{name} listening on {address}", name=listener.name, address=port.getHost()
             )
         self._listening = True
+        if self.worker is not None:
+            self.worker.ready()
+            return
         sd_notify(config.notify_socket, "READY=1")
         self._log.info("oauthproxy {version} ready", version=oauthproxy.__version__)
 
@@ -197,16 +260,6 @@ class Daemon(Service):
         """Redis answers again: the mirror reloads now rather than after its back-off."""
         if state.reachable and self.mirror is not None:
             self.mirror.retry_now()
-
-    async def _wait_for_storage(self) -> None:
-        """Wait (bounded) until the store answers a ping."""
-        deadline = self.reactor.seconds() + max(30.0, 3 * self.config.redis_timeout)
-        while not await self.storage.ping():
-            if self.reactor.seconds() >= deadline:
-                raise StorageUnavailable(
-                    "Redis did not answer; is REDIS_URL right?", field="REDIS_URL"
-                )
-            await task.deferLater(self.reactor, 0.5, lambda: None)
 
     def storage_state(self) -> StorageState:
         """The last probe's answer (the embedded redis-server being down counts too)."""
@@ -229,6 +282,7 @@ class Daemon(Service):
             version=oauthproxy.__version__,
             uptime=round(self.reactor.seconds() - self.started_at, 3),
             listeners={listener.name: listener.description for listener, _, _ in self.ports},
+            workers=self.worker.health() if self.worker is not None else dict(SINGLE_PROCESS),
         )
         return state
 

@@ -45,12 +45,17 @@ from oauthproxy.containers.lifecycle import ServiceLifecycle
 from oauthproxy.containers.reconciler import Reconciler
 from oauthproxy.containers.rules import DockerRules
 from oauthproxy.containers.runtime import DisabledRuntime
-from oauthproxy.daemon import Daemon, Listener
+from oauthproxy.daemon import Daemon, Listener, WorkerRole
 from oauthproxy.errors import ConfigError
 from oauthproxy.gateway.forward import Forwarder
 from oauthproxy.gateway.guard_wiring import OAuthWiring, start_oauth_server, wire_oauth
 from oauthproxy.gateway.hosts import GatewayResource
-from oauthproxy.gateway.listeners import gateway_endpoints, with_backlog
+from oauthproxy.gateway.listeners import (
+    SocketOpener,
+    gateway_endpoints,
+    socket_endpoint,
+    with_backlog,
+)
 from oauthproxy.gateway.site import GatewaySite
 from oauthproxy.gateway.sni import CertificateMap
 from oauthproxy.gateway.table import LiveTable
@@ -61,6 +66,7 @@ from oauthproxy.oauth.proxies import resource_of
 from oauthproxy.requestlog.noise import NoiseBudget
 from oauthproxy.requestlog.writer import RequestLogWriter
 from oauthproxy.storage.embedded import EmbeddedRedis
+from oauthproxy.workers.supervisor import Supervisor, worker_environment
 
 
 class Options(usage.Options):
@@ -79,6 +85,13 @@ class Options(usage.Options):
         ["data-dir", None, None, "data directory (default ./oauthproxy-data)"],
         ["log-format", None, None, "text or json (default text)"],
         ["log-level", None, None, "debug, info, warn, error, critical (LOG_LEVEL)"],
+        [
+            "workers",
+            None,
+            None,
+            "worker processes sharing the listeners: a number or 'auto' = one per core "
+            "(OAUTHPROXY_WORKERS; default 1)",
+        ],
     ]
 
     config: Config
@@ -97,7 +110,7 @@ class Options(usage.Options):
             raise SystemExit(1) from None
 
 
-def _endpoint(reactor: Any, description: str) -> IStreamServerEndpoint:
+def _endpoint(reactor: Any, description: str, setting: str = "api") -> IStreamServerEndpoint:
     """Parse an endpoint description (already validated by config)."""
     result: IStreamServerEndpoint = endpoints.serverFromString(  # type: ignore[no-untyped-call]
         reactor, description
@@ -133,6 +146,7 @@ def build_gateway(
     snapshots: Any,
     access_log: Callable[[Any], None] | None = None,
     on_tls_connection: Callable[[Any], None] | None = None,
+    open_socket: SocketOpener = socket_endpoint,
 ) -> Gateway:
     """The gateway over ``snapshots`` with one :class:`Listener` per enabled listener.
 
@@ -153,7 +167,7 @@ def build_gateway(
         service = CertificateMapService(certificates, snapshots, store, reactor, reactor)
     listeners = [
         Listener(found.name, found.description, found.endpoint, site)
-        for found in gateway_endpoints(reactor, config, certificates)
+        for found in gateway_endpoints(reactor, config, certificates, open_socket)
     ]
     return Gateway(table, forwarder, site, service, listeners)
 
@@ -277,7 +291,9 @@ def admin_listener(
         start_oauth_server(oauth, config, reactor, storage, snapshots, api, site, daemon.services)
     if site is None or config.api_endpoint is None:
         return []
-    endpoint = _endpoint(reactor, with_backlog(config.api_endpoint, config.listen_backlog))
+    open_socket = _endpoint if daemon is None or daemon.open_socket is None else daemon.open_socket
+    description = with_backlog(config.api_endpoint, config.listen_backlog)
+    endpoint = open_socket(reactor, description, "api")
     return [Listener("api", config.api_endpoint, endpoint, site)]
 
 
@@ -306,8 +322,11 @@ def compose(daemon: Daemon) -> list[Listener]:
         mirror,
         access_log=fan_out(hooks),
         on_tls_connection=metrics.tls.watch,
+        open_socket=daemon.open_socket or socket_endpoint,
     )
     daemon.cleanups.append(mirror.subscribe(metrics.event_lag))
+    if daemon.worker is not None:
+        daemon.worker.serve_metrics(metrics)
     metrics.watch_state(
         listeners=lambda: [(listener.name, w.protocols) for listener, _, w in daemon.ports],
         redis_up=lambda: daemon.storage_state().reachable,
@@ -398,6 +417,27 @@ def makeService(options: Options) -> MultiService:
         stdout.flush()
         Logger().warn("{line}", line=line)
 
+    if config.workers > 1:
+        supervisor = Supervisor(
+            config,
+            reactor,
+            embedded,
+            announce,
+            environment=worker_environment(process_environment()),
+        )
+        supervisor.setServiceParent(root)  # type: ignore[no-untyped-call]
+        return root
     daemon = Daemon(config, reactor, embedded, announce, compose=compose)
     daemon.setServiceParent(root)  # type: ignore[no-untyped-call]
     return root
+
+
+def make_worker(
+    config: Config, reactor: Any, link: WorkerRole, open_socket: SocketOpener
+) -> Daemon:
+    """The daemon of one worker process of ``--workers N`` (:mod:`oauthproxy.workers.child`).
+
+    The same components as a single daemon (:func:`compose`); its supervisor owns the
+    embedded Redis and the listening sockets, which ``open_socket`` adopts.
+    """
+    return Daemon(config, reactor, compose=compose, open_socket=open_socket, worker=link)

@@ -67,5 +67,6 @@ class MetricsResource:
                 "/metrics needs a bearer token from other hosts (or an auth rule for /metrics)"
             )
         accept = request.getHeader(b"accept")
-        body, content_type = self.metrics.render(accept.decode("latin-1") if accept else None)
+        wanted = accept.decode("latin-1") if accept else None
+        body, content_type = await self.metrics.exposition(wanted)
         return Reply(200, RawBody(body, content_type))

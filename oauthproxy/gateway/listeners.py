@@ -99,18 +99,30 @@ def _tls(reactor: Any, certificates: CertificateMap, inner: IStreamServerEndpoin
     return _AfterReady(wrapServerTLS(certificates, inner, reactor), certificates.when_ready)
 
 
+#: opens the plain socket of a listener: ``(reactor, description, setting) -> endpoint``
+#: (:func:`socket_endpoint`, or in a worker process a socket its supervisor opened)
+SocketOpener = Callable[[Any, str, str], IStreamServerEndpoint]
+
+
 def http_endpoint(
-    reactor: Any, description: str, setting: str = "http_endpoint"
+    reactor: Any,
+    description: str,
+    setting: str = "http_endpoint",
+    open_socket: SocketOpener = socket_endpoint,
 ) -> IStreamServerEndpoint:
     """socket -> HTTP."""
-    return socket_endpoint(reactor, description, setting)
+    return open_socket(reactor, description, setting)
 
 
 def https_endpoint(
-    reactor: Any, description: str, certificates: CertificateMap, setting: str = "https_endpoint"
+    reactor: Any,
+    description: str,
+    certificates: CertificateMap,
+    setting: str = "https_endpoint",
+    open_socket: SocketOpener = socket_endpoint,
 ) -> IStreamServerEndpoint:
     """socket -> TLS (certificate per SNI name, ALPN h2 and http/1.1) -> HTTP."""
-    return _tls(reactor, certificates, socket_endpoint(reactor, description, setting))
+    return _tls(reactor, certificates, open_socket(reactor, description, setting))
 
 
 def proxy_http_endpoint(
@@ -119,9 +131,10 @@ def proxy_http_endpoint(
     trusted: TrustedNetworks,
     header_timeout: float,
     setting: str = "proxy_http_endpoint",
+    open_socket: SocketOpener = socket_endpoint,
 ) -> IStreamServerEndpoint:
     """socket -> PROXY v1/v2 (from a ``trusted`` source) -> HTTP."""
-    inner = socket_endpoint(reactor, description, setting)
+    inner = open_socket(reactor, description, setting)
     return TrustedProxyEndpoint(inner, trusted, header_timeout, reactor)
 
 
@@ -132,9 +145,10 @@ def proxy_https_endpoint(
     trusted: TrustedNetworks,
     header_timeout: float,
     setting: str = "proxy_https_endpoint",
+    open_socket: SocketOpener = socket_endpoint,
 ) -> IStreamServerEndpoint:
     """socket -> PROXY v1/v2 (from a ``trusted`` source) -> TLS -> HTTP."""
-    inner = socket_endpoint(reactor, description, setting)
+    inner = open_socket(reactor, description, setting)
     proxied = TrustedProxyEndpoint(inner, trusted, header_timeout, reactor)
     return _tls(reactor, certificates, proxied)
 
@@ -196,7 +210,10 @@ class GatewayEndpoint:
 
 
 def gateway_endpoints(
-    reactor: Any, config: Config, certificates: CertificateMap
+    reactor: Any,
+    config: Config,
+    certificates: CertificateMap,
+    open_socket: SocketOpener = socket_endpoint,
 ) -> list[GatewayEndpoint]:
     """The stacks of every gateway listener ``config`` enables (an endpoint of None = off).
 
@@ -206,11 +223,13 @@ def gateway_endpoints(
     backlog = config.listen_backlog
     if config.http_endpoint:
         description = config.http_endpoint
-        endpoint = http_endpoint(reactor, with_backlog(description, backlog))
+        inner = with_backlog(description, backlog)
+        endpoint = http_endpoint(reactor, inner, open_socket=open_socket)
         found.append(GatewayEndpoint("http", description, endpoint))
     if config.https_endpoint:
         description = config.https_endpoint
-        endpoint = https_endpoint(reactor, with_backlog(description, backlog), certificates)
+        inner = with_backlog(description, backlog)
+        endpoint = https_endpoint(reactor, inner, certificates, open_socket=open_socket)
         found.append(GatewayEndpoint("https", description, endpoint))
     if config.proxy_http_endpoint or config.proxy_https_endpoint:
         trusted = TrustedNetworks.parse(config.proxy_trusted_networks)
@@ -218,12 +237,16 @@ def gateway_endpoints(
         if config.proxy_http_endpoint:
             description = config.proxy_http_endpoint
             inner = with_backlog(description, backlog)
-            endpoint = proxy_http_endpoint(reactor, inner, trusted, timeout)
+            endpoint = proxy_http_endpoint(
+                reactor, inner, trusted, timeout, open_socket=open_socket
+            )
             found.append(GatewayEndpoint("proxy-http", description, endpoint))
         if config.proxy_https_endpoint:
             description = config.proxy_https_endpoint
             inner = with_backlog(description, backlog)
-            endpoint = proxy_https_endpoint(reactor, inner, certificates, trusted, timeout)
+            endpoint = proxy_https_endpoint(
+                reactor, inner, certificates, trusted, timeout, open_socket=open_socket
+            )
             found.append(GatewayEndpoint("proxy-https", description, endpoint))
     return found
 

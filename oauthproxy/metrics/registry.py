@@ -5,12 +5,14 @@ global one: several daemons in one test process must not share counters) with
 process and Python runtime metrics, and the instruments of
 :mod:`~oauthproxy.metrics.traffic`, :mod:`~oauthproxy.metrics.tls` and
 :mod:`~oauthproxy.metrics.state`.  :meth:`Metrics.render` produces the text
-exposition format, or OpenMetrics when the scraper asks for it.
+exposition format, or OpenMetrics when the scraper asks for it.  In a worker
+process (``--workers N``) :meth:`Metrics.exposition` describes the whole daemon:
+every worker's families, gathered by the supervisor (:mod:`~oauthproxy.metrics.cluster`).
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping
 
 from attrs import define, field
 from prometheus_client import CollectorRegistry, Gauge, PlatformCollector, ProcessCollector
@@ -20,6 +22,7 @@ from twisted.internet.interfaces import IReactorTime
 
 import oauthproxy
 from oauthproxy.interfaces import ISnapshotSource
+from oauthproxy.metrics import cluster
 from oauthproxy.metrics.state import AcmeMetrics, EventLag, Listeners, StateCollector
 from oauthproxy.metrics.tls import TLSMetrics
 from oauthproxy.metrics.traffic import TrafficMetrics
@@ -36,6 +39,8 @@ class Metrics:
     tls: TLSMetrics = field(init=False)
     acme: AcmeMetrics = field(init=False)
     event_lag: EventLag = field(init=False)
+    #: in a worker process: every worker's families, merged (None: this process only)
+    gather: Callable[[], Awaitable[list[cluster.Family]]] | None = None
 
     def __attrs_post_init__(self) -> None:
         """Register the runtime collectors and build the instruments."""
@@ -66,3 +71,13 @@ class Metrics:
         """The exposition for a scraper sending ``Accept: accept``: (body, content type)."""
         encoder, content_type = choose_encoder(accept or "")
         return encoder(self.registry), content_type
+
+    def families(self) -> list[cluster.Family]:
+        """This process' families as plain data (what a worker hands its supervisor)."""
+        return cluster.export(self.registry)
+
+    async def exposition(self, accept: str | None) -> tuple[bytes, str]:
+        """The daemon's exposition: this process', or every worker's when gathered."""
+        if self.gather is None:
+            return self.render(accept)
+        return cluster.render(await self.gather(), accept)

@@ -7,8 +7,13 @@ Accepted forms::
     redis://[[user]:password@]host[:port][/db]
     rediss://...                      (the same, over TLS)
     unix:///path/to/redis.sock[?db=N][&password=pw][&user=name]
+    sentinel://[[user]:password@]host:port[,host:port...]/master-name[/db]
+    sentinels://...                   (the same, over TLS to the sentinels and Redis)
 
-A ``user`` selects a Redis 6+ ACL user (``AUTH user password``).
+A ``user`` selects a Redis 6+ ACL user (``AUTH user password``).  With ``sentinel://``
+the hosts are Redis Sentinels (port 26379 by default) asked for the current master
+of ``master-name``; the user and password are the master's (sentinels that need a
+password of their own get it from ``REDIS_SENTINEL_PASSWORD``).
 """
 
 from __future__ import annotations
@@ -24,14 +29,15 @@ from oauthproxy.errors import ConfigError
 FIELD = "REDIS_URL"
 
 DEFAULT_PORT = 6379
+DEFAULT_SENTINEL_PORT = 26379
 
 
 @frozen
 class RedisAddress:
     """A parsed Redis location: TCP ``host``/``port`` or a ``unix_path``.
 
-    Exactly one of ``host`` and ``unix_path`` is set.  ``password`` is never
-    shown in ``repr`` so that logging an address leaks nothing.
+    Exactly one of ``host``, ``unix_path`` and ``sentinels`` (with ``master_name``) is
+    set.  Passwords are never shown in ``repr`` so that logging an address leaks nothing.
     """
 
     host: str | None = None
@@ -42,10 +48,21 @@ class RedisAddress:
     tls: bool = False
     #: ACL user name (Redis 6+); None = the default user
     username: str | None = None
+    #: Redis Sentinels asked for the master of ``master_name`` (``sentinel://``)
+    sentinels: tuple[tuple[str, int], ...] = ()
+    master_name: str | None = None
+    #: the sentinels' own password, if they need one (``REDIS_SENTINEL_PASSWORD``)
+    sentinel_password: str | None = None
 
     def __repr__(self) -> str:
         """Show the address without the password."""
-        where = self.unix_path if self.unix_path is not None else f"{self.host}:{self.port}"
+        if self.sentinels:
+            hosts = ",".join(f"{host}:{port}" for host, port in self.sentinels)
+            where = f"sentinel {hosts} master {self.master_name}"
+        elif self.unix_path is not None:
+            where = self.unix_path
+        else:
+            where = f"{self.host}:{self.port}"
         user = f", user={self.username}" if self.username is not None else ""
         secret = ", password=***" if self.password is not None else ""
         return f"RedisAddress({where}, db={self.db}, tls={self.tls}{user}{secret})"
@@ -55,17 +72,25 @@ class RedisAddress:
         """Whether traffic to this address never leaves the machine.
 
         Unix sockets, ``localhost`` and loopback IP literals count; any other
-        host name is assumed remote (we do not resolve names here).
+        host name is assumed remote (we do not resolve names here).  Behind
+        Sentinel, every sentinel must be on loopback.
         """
         if self.unix_path is not None:
             return True
+        if self.sentinels:
+            return all(_loopback_host(host) for host, _ in self.sentinels)
         assert self.host is not None
-        if self.host.lower() in ("localhost", "localhost.", "ip6-localhost"):
-            return True
-        try:
-            return ipaddress.ip_address(self.host).is_loopback
-        except ValueError:
-            return False
+        return _loopback_host(self.host)
+
+
+def _loopback_host(host: str) -> bool:
+    """Whether ``host`` names this machine (``localhost`` or a loopback IP literal)."""
+    if host.lower() in ("localhost", "localhost.", "ip6-localhost"):
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 def _parse_db(text: str) -> int:
@@ -133,6 +158,60 @@ def _parse_tcp(url: str, tls: bool) -> RedisAddress:
     )
 
 
+def _parse_host_port(text: str, default: int) -> tuple[str, int]:
+    """``host[:port]`` or ``[v6]:port`` as a pair, naming what is wrong."""
+    text = text.strip()
+    if text.startswith("["):
+        host, bracket, rest = text[1:].partition("]")
+        if not bracket or (rest and not rest.startswith(":")):
+            raise ConfigError(f"sentinel address {text!r} is not [host]:port", field=FIELD)
+        port_text = rest[1:]
+    else:
+        host, _, port_text = text.partition(":")
+    if not host:
+        raise ConfigError(f"sentinel address {text!r} has no host", field=FIELD)
+    if not port_text:
+        return host, default
+    if not port_text.isdigit() or not 0 < int(port_text) <= 65535:
+        raise ConfigError(f"sentinel address {text!r}: invalid port {port_text!r}", field=FIELD)
+    return host, int(port_text)
+
+
+def _parse_sentinel(url: str, rest: str, tls: bool) -> RedisAddress:
+    """Parse a ``sentinel://`` or ``sentinels://`` URL (``rest`` follows the scheme)."""
+    if "?" in rest or "#" in rest:
+        raise ConfigError(
+            "query strings and fragments are not supported in sentinel URLs", field=FIELD
+        )
+    authority, _, path = rest.partition("/")
+    userinfo, at, hosts = authority.rpartition("@")
+    username = password = None
+    if at:
+        user, colon, secret = userinfo.partition(":")
+        username = unquote(user) or None
+        password = unquote(secret) if colon and secret else None
+    if not hosts:
+        raise ConfigError(f"no sentinel host in {_redact(url)!r}", field=FIELD)
+    sentinels = tuple(
+        _parse_host_port(each, DEFAULT_SENTINEL_PORT) for each in hosts.split(",") if each
+    )
+    name, _, db_text = path.strip("/").partition("/")
+    name = unquote(name)
+    if not name:
+        raise ConfigError(
+            f"no master name in {_redact(url)!r}; expected sentinel://host:port/master-name",
+            field=FIELD,
+        )
+    return RedisAddress(
+        sentinels=sentinels,
+        master_name=name,
+        db=_parse_db(db_text) if db_text else 0,
+        password=password,
+        tls=tls,
+        username=username,
+    )
+
+
 def _redact(url: str) -> str:
     """Return ``url`` with any password replaced, for error messages."""
     scheme, sep, rest = url.partition("://")
@@ -143,11 +222,14 @@ def _redact(url: str) -> str:
     return f"{scheme}://{user}:***@{after}"
 
 
-def parse_redis_url(url: str, password: str | None = None) -> RedisAddress:
+def parse_redis_url(
+    url: str, password: str | None = None, sentinel_password: str | None = None
+) -> RedisAddress:
     """Parse ``url`` into a :class:`RedisAddress`.
 
     :param password: when given (e.g. from ``REDIS_PASSWORD``) it overrides
         any password in the URL.
+    :param sentinel_password: the sentinels' own password (``sentinel://`` only).
     :raises ConfigError: with ``field="REDIS_URL"`` and a detail naming what
         is wrong.
     """
@@ -157,8 +239,8 @@ def parse_redis_url(url: str, password: str | None = None) -> RedisAddress:
     scheme, sep, rest = url.partition("://")
     if not sep:
         raise ConfigError(
-            f"{_redact(url)!r} is not a URL; expected redis://host:port/db, rediss://... "
-            "or unix:///path",
+            f"{_redact(url)!r} is not a URL; expected redis://host:port/db, rediss://..., "
+            "unix:///path or sentinel://host:port,host:port/master-name",
             field=FIELD,
         )
     scheme = scheme.lower()
@@ -167,10 +249,15 @@ def parse_redis_url(url: str, password: str | None = None) -> RedisAddress:
         address = _parse_unix(path, query)
     elif scheme in ("redis", "rediss"):
         address = _parse_tcp(url, tls=scheme == "rediss")
+    elif scheme in ("sentinel", "sentinels"):
+        address = _parse_sentinel(url, rest, tls=scheme == "sentinels")
     else:
         raise ConfigError(
-            f"unsupported scheme {scheme!r}; use redis://, rediss:// or unix://", field=FIELD
+            f"unsupported scheme {scheme!r}; use redis://, rediss://, unix:// or sentinel://",
+            field=FIELD,
         )
     if password is not None:
         address = evolve(address, password=password or None)
+    if sentinel_password is not None and address.sentinels:
+        address = evolve(address, sentinel_password=sentinel_password or None)
     return address

@@ -16,6 +16,13 @@ is where every store's writes wait until the instance's mirror has applied them
 While the health probe (:mod:`oauthproxy.storage.health`) finds Redis unreachable,
 :attr:`RedisConnection.outage` says why and ordinary calls fail at once instead of
 each waiting out the timeout; :meth:`RedisConnection.probe_call` always goes through.
+
+Behind Redis Sentinel (:mod:`oauthproxy.storage.sentinel`) the pool follows the
+master through failovers; a ``READONLY`` reply (a demoted master we are still
+connected to) rebuilds the pool at once.  Writes that must survive a failover wait
+for replicas (:meth:`RedisConnection.replicated`, Redis ``WAIT``): Redis replicates
+asynchronously, and a write the master acknowledged but had not yet sent to a replica
+is gone once that replica is promoted.
 """
 
 from __future__ import annotations
@@ -33,6 +40,7 @@ from twisted.python.failure import Failure
 
 from oauthproxy.errors import StorageUnavailable
 from oauthproxy.storage.address import RedisAddress
+from oauthproxy.storage.sentinel import sentinel_pool
 from oauthproxy.storage.visibility import WriteVisibility
 
 #: connections in the shared pool (the blocking reader has its own)
@@ -54,12 +62,17 @@ class RedisConnection:
     address: RedisAddress
     reactor: IReactorTime
     timeout: float
+    #: replicas a confirmed write must have reached (Redis ``WAIT``); 0 = do not wait
+    wait_replicas: int = 0
+    #: the key :meth:`replicated` writes (a throwaway key with an expiry)
+    wait_key: str = "oauthproxy:probe"
     #: this instance's session guarantee: writes wait until its mirror applied them
     visibility: WriteVisibility = field(factory=WriteVisibility, init=False)
     #: why the last probe found Redis unreachable; None while it answers
     outage: str | None = field(default=None, init=False)
     _pool: Any = field(default=None, init=False)
     _blocking: Any = field(default=None, init=False)
+    _waiter: Any = field(default=None, init=False)
     _closing: list[Deferred[Any]] = field(factory=list, init=False)
     _closed: bool = field(default=False, init=False)
 
@@ -75,6 +88,8 @@ class RedisConnection:
             "replyTimeout": self.timeout,
             "convertNumbers": False,
         }
+        if a.sentinels:
+            return sentinel_pool(a, self.reactor, poolsize, self.timeout)
         if a.unix_path is not None:
             pool = txredisapi.lazyUnixConnectionPool(a.unix_path, **common)
         else:
@@ -107,6 +122,10 @@ class RedisConnection:
             error = failure.value
             if isinstance(error, txredisapi.ConnectionError) and str(error) == "Not connected":
                 # txredisapi stopped reconnecting this pool; start afresh next time
+                self._reset_pool()
+            if isinstance(error, txredisapi.ResponseError) and str(error).startswith("READONLY"):
+                # a master demoted by a failover still has our connections: find the new one
+                _log.warn("Redis refused a write as a replica; reconnecting to the master")
                 self._reset_pool()
             if isinstance(error, txredisapi.RedisError):
                 raise StorageUnavailable(f"Redis {what} failed: {error}")
@@ -177,6 +196,46 @@ class RedisConnection:
         d.addErrback(drop)
         return self._guard(d, command, block + self.timeout)
 
+    def replicated(self) -> Deferred[None]:
+        """Fires once :attr:`wait_replicas` replicas hold every write made so far.
+
+        Redis ``WAIT`` counts the replicas that acknowledged the writes of the
+        connection it runs on, and the pool spreads writes over several: so the
+        dedicated connection first writes :attr:`wait_key` itself, after every
+        write this instance has seen confirmed (the replication stream is in
+        order), then waits.  Fails with StorageUnavailable if too few replicas
+        confirmed within half the call timeout: the write may not survive a failover.
+        """
+        wanted = self.wait_replicas
+        if wanted <= 0:
+            return succeed(None)
+        if self._closed:
+            return _failed(StorageUnavailable("the Redis connection is closed"))
+        if self.outage is not None:
+            return _failed(StorageUnavailable(f"Redis is unreachable ({self.outage}); retrying"))
+        if self._waiter is None:
+            self._waiter = self._connect(1)
+        waiter = self._waiter
+        wait_ms = max(1, round(self.timeout * 500))
+
+        async def replicate() -> None:
+            await waiter.execute_command("SET", self.wait_key, "1", "PX", 60000)
+            count = await waiter.execute_command("WAIT", wanted, wait_ms, apply_timeout=False)
+            if int(count) < wanted:
+                raise StorageUnavailable(
+                    f"the write reached {int(count)} of {wanted} Redis replica(s) within "
+                    f"{wait_ms / 1000:g}s and may not survive a failover; check the replicas"
+                )
+
+        def drop(failure: Failure) -> Failure:
+            if not isinstance(failure.value, StorageUnavailable) and self._waiter is waiter:
+                self._waiter = None
+                self._discard(waiter)
+            return failure
+
+        d = Deferred.fromCoroutine(replicate()).addErrback(drop)
+        return self._guard(d, "WAIT", self.timeout)
+
     def ping(self) -> Deferred[bool]:
         """True if Redis answered PING in time; never fails."""
 
@@ -192,10 +251,10 @@ class RedisConnection:
         """Close every connection; later calls fail with StorageUnavailable."""
         if not self._closed:
             self._closed = True
-            for pool in (self._pool, self._blocking):
+            for pool in (self._pool, self._blocking, self._waiter):
                 if pool is not None:
                     self._discard(pool)
-            self._pool = self._blocking = None
+            self._pool = self._blocking = self._waiter = None
         pending, self._closing = self._closing, []
         if not pending:
             return succeed(None)

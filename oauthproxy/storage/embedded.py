@@ -43,7 +43,7 @@ def redis_address(config: Config) -> RedisAddress:
     """The Redis the daemon (and ``oauthproxyctl token-admin``) talks to."""
     if config.redis_url is None:
         return RedisAddress(unix_path=socket_path(config.data_dir))
-    return parse_redis_url(config.redis_url, config.redis_password)
+    return parse_redis_url(config.redis_url, config.redis_password, config.redis_sentinel_password)
 
 
 def redis_argv(binary: str, data_dir: str, maxmemory: int = 0) -> list[str]:

@@ -238,6 +238,7 @@ def connect_storage(
     stream_maxlen: int = STREAM_MAXLEN,
     request_log_retention: float = DEFAULT_RETENTION,
     request_log_max_records: int = DEFAULT_MAX_RECORDS,
+    wait_replicas: int = 0,
 ) -> RedisStorage:
     """A :class:`RedisStorage` for ``address``; nothing connects before the first call.
 
@@ -246,9 +247,14 @@ def connect_storage(
     :param stream_maxlen: events the stream keeps, approximately.
     :param request_log_retention: seconds request-log records are kept.
     :param request_log_max_records: request-log records kept at most.
+    :param wait_replicas: replicas a record write must reach before it is confirmed.
     """
-    connection = RedisConnection(address, reactor, timeout)
     keys = Keys(key_prefix)
+    connection = RedisConnection(
+        address, reactor, timeout, wait_replicas=wait_replicas, wait_key=keys.probe
+    )
+    if wait_replicas:
+        connection.visibility.durable = connection.replicated
     return RedisStorage(
         connection=connection,
         proxies=RedisProxyStore(connection, keys, "proxy", Proxy, stream_maxlen, box=secret_box),

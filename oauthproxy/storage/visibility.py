@@ -14,6 +14,12 @@ applies every event in order, this write's and any other instance's before it, s
 snapshot never skips an event and applying stays idempotent when the tail later delivers
 the same events.  One object per storage connection (the instance's session with Redis)
 serves every store, so every write path gets the guarantee, new record kinds included.
+
+The same place makes a write durable where that is configured: :attr:`WriteVisibility.durable`
+(Redis ``WAIT`` for replicas behind Sentinel) runs alongside the followers, and a write it
+cannot confirm fails, so the API never confirms a write a failover could lose.  In a daemon
+with several worker processes, one follower asks the sibling workers to apply the write
+too (:mod:`oauthproxy.workers`), so the guarantee holds for the daemon as a whole.
 """
 
 from __future__ import annotations
@@ -21,7 +27,8 @@ from __future__ import annotations
 from collections.abc import Callable
 
 from attrs import define, field
-from twisted.internet.defer import Deferred, gatherResults, succeed
+from twisted.internet.defer import Deferred, FirstError, gatherResults, succeed
+from twisted.python.failure import Failure
 
 #: makes the write with this event id visible locally; fires when it is
 Follower = Callable[[str], Deferred[None]]
@@ -32,6 +39,8 @@ class WriteVisibility:
     """Where writes wait until this instance has applied their event (see the module)."""
 
     _followers: list[Follower] = field(factory=list, init=False)
+    #: makes the writes so far durable (replicated); None = nothing to wait for
+    durable: Callable[[], Deferred[None]] | None = field(default=None, init=False)
 
     def follow(self, follower: Follower) -> Callable[[], None]:
         """Make ``follower`` apply every write before it returns; returns the undo."""
@@ -44,8 +53,21 @@ class WriteVisibility:
         return unfollow
 
     def written(self, event_id: str) -> Deferred[None]:
-        """Fires once every follower has applied the event ``event_id`` (never fails)."""
-        if not self._followers:
-            return succeed(None)
+        """Fires once every follower has applied the event ``event_id``.
+
+        Followers never fail; the write fails only when :attr:`durable` cannot confirm it.
+        """
         waiting = [follower(event_id) for follower in list(self._followers)]
-        return gatherResults(waiting).addCallback(lambda _: None)
+        if self.durable is not None:
+            waiting.append(self.durable())
+        if not waiting:
+            return succeed(None)
+        return gatherResults(waiting, consumeErrors=True).addCallbacks(lambda _: None, _first_error)
+
+
+def _first_error(failure: Failure) -> Failure:
+    """The failure inside gatherResults' FirstError."""
+    if isinstance(failure.value, FirstError):
+        inner: Failure = failure.value.subFailure
+        return inner
+    return failure

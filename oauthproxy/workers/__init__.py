@@ -1,0 +1,1 @@
+"""Worker processes: ``--workers N`` runs N daemons on one set of sockets, supervised."""
