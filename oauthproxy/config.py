@@ -422,7 +422,25 @@ def load_config(
     _check_redis(config, sources.get("redis_url", "REDIS_URL"))
     _check_data_dir(config, sources.get("data_dir", "OAUTHPROXY_DATA_DIR"))
     _check_docker_limits(config, sources)
+    _check_workers(config, sources)
     return config
+
+
+#: endpoint types that add TLS or PROXY in the process that listens
+_LAYERED = frozenset({"ssl", "tls", "haproxy", "le", "lets"})
+
+
+def _check_workers(config: Config, sources: Mapping[str, str]) -> None:
+    """Workers share plain sockets: an admin endpoint that adds TLS itself cannot be shared."""
+    if config.workers <= 1 or config.api_endpoint is None:
+        return
+    if config.api_endpoint.split(":", 1)[0].strip().lower() in _LAYERED:
+        name = sources.get("api_endpoint", "OAUTHPROXY_API")
+        raise ConfigError(
+            f"{name}: {config.api_endpoint!r} cannot be shared by several workers "
+            "(--workers); give a plain socket (tcp:, unix:, systemd:) and put TLS in front",
+            field=name,
+        )
 
 
 def _check_docker_limits(config: Config, sources: Mapping[str, str]) -> None:

@@ -442,3 +442,40 @@ class MemoryLimitTests(SynchronousTestCase):
         """Anything else is refused naming the variable."""
         error = self.assertRaises(ConfigError, size_or_zero, "lots", "OAUTHPROXY_REDIS_MAXMEMORY")
         self.assertIn("OAUTHPROXY_REDIS_MAXMEMORY", error.detail)
+
+
+class WorkersSettingTests(SynchronousTestCase):
+    """``--workers N`` / ``OAUTHPROXY_WORKERS`` (issue 13)."""
+
+    def test_default_is_one_process(self) -> None:
+        """Without the setting the daemon is a single process."""
+        self.assertEqual(load_config({}, {}, None).workers, 1)
+
+    def test_auto_is_one_per_usable_core(self) -> None:
+        """``auto`` counts the cores this process may run on."""
+        self.assertEqual(
+            load_config({"workers": "auto"}, {}, None).workers, len(os.sched_getaffinity(0))
+        )
+        self.assertEqual(load_config({}, {"OAUTHPROXY_WORKERS": "3"}, None).workers, 3)
+
+    def test_bad_counts_are_refused_naming_the_setting(self) -> None:
+        """Zero, negative, too many and words are refused with one line naming the option."""
+        for bad in ("0", "-2", "65", "many", ""):
+            error = self.assertRaises(ConfigError, load_config, {"workers": bad}, {}, None)
+            self.assertEqual(error.field, "--workers")
+            self.assertIn("--workers", error.detail)
+
+    def test_an_admin_endpoint_with_its_own_tls_cannot_be_shared(self) -> None:
+        """Workers share plain sockets: a layered admin endpoint is refused with --workers."""
+        options = {"workers": "2", "api": "haproxy:tcp:9000"}
+        error = self.assertRaises(ConfigError, load_config, options, {}, None)
+        self.assertEqual(error.field, "--api")
+        self.assertIn("cannot be shared", error.detail)
+
+    def test_sentinel_behind_non_loopback_needs_a_password(self) -> None:
+        """ATK-29 holds for Sentinel addresses too; REDIS_PASSWORD satisfies it."""
+        url = "sentinel://10.0.0.5:26379,10.0.0.6:26379/main"
+        error = self.assertRaises(ConfigError, load_config, {"redis": url}, {}, None)
+        self.assertIn("Sentinels that are not on loopback", error.detail)
+        config = load_config({"redis": url}, {"REDIS_PASSWORD": "pw"}, None)
+        self.assertEqual(config.redis_url, url)

@@ -44,9 +44,6 @@ from oauthproxy.daemon import Listener, cannot_listen
 from oauthproxy.errors import ConfigError
 from oauthproxy.gateway.listeners import with_backlog
 
-#: endpoint types that add TLS or PROXY in the listening process (not on a shared socket)
-_LAYERED = frozenset({"ssl", "tls", "haproxy", "le", "lets"})
-
 
 def listener_sockets(config: Config) -> list[tuple[str, str, str]]:
     """``(name, setting, description)`` of every socket to open, in a daemon's order.
@@ -63,18 +60,6 @@ def listener_sockets(config: Config) -> list[tuple[str, str, str]]:
         ("proxy-https", config.proxy_https_endpoint),
     ]
     return [(name, text, with_backlog(text, backlog)) for name, text in wanted if text]
-
-
-def check_shareable(config: Config) -> None:
-    """Refuse an admin endpoint that layers TLS itself: its workers would serve plain HTTP."""
-    if config.workers > 1 and config.api_endpoint is not None:
-        kind = config.api_endpoint.split(":", 1)[0].strip().lower()
-        if kind in _LAYERED:
-            raise ConfigError(
-                f"OAUTHPROXY_API: {config.api_endpoint!r} cannot be shared by --workers; "
-                "give a plain socket (tcp:, unix:, systemd:) and put TLS in front",
-                field="OAUTHPROXY_API",
-            )
 
 
 class _NoConnections(Protocol):

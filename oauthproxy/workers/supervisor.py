@@ -56,7 +56,7 @@ from oauthproxy.metrics import cluster
 from oauthproxy.storage.embedded import EmbeddedRedis
 from oauthproxy.workers.channel import ControlChannel
 from oauthproxy.workers.restarts import Deaths, RestartPolicy, after_death, is_crash_loop
-from oauthproxy.workers.sockets import ListenerSockets, check_shareable, open_sockets
+from oauthproxy.workers.sockets import ListenerSockets, open_sockets
 from oauthproxy.workers.spec import CONTROL_FD, FIRST_SOCKET_FD, WorkerSpec, encode_spec
 
 #: seconds a worker may take past the drain timeout before SIGKILL
@@ -208,7 +208,6 @@ class Supervisor(Service):
     async def _start(self) -> None:
         """Prepare Redis, open the sockets, start the workers and wait until all are ready."""
         config = self.config
-        check_shareable(config)
         self._storage = self.open_storage(config, self.reactor)
         await prepare_storage(config, self.reactor, self.embedded, self._storage, self.announce)
         # the workers have their own connections; the supervisor needs none

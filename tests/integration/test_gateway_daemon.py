@@ -9,6 +9,7 @@ next request or handshake sees the change, with no restart.
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from typing import Any
 
 import treq
@@ -82,14 +83,15 @@ class Gateway:
         raise AssertionError(f"{host}{path} still answers {code}, not {status}, after 1 s")
 
 
-async def start_gateway(test: TestCase) -> Gateway:
-    """One daemon with the gateway on free HTTP and HTTPS ports."""
+async def start_gateway(test: TestCase, extra: Sequence[str] = ()) -> Gateway:
+    """One daemon with the gateway on free HTTP and HTTPS ports (``extra`` arguments too)."""
     http, https = free_port(), free_port()
     args = [
         "--http",
         f"tcp:{http}:interface=127.0.0.1",
         "--https",
         f"tcp:{https}:interface=127.0.0.1",
+        *extra,
     ]
     daemon = await start_daemon(test, args=args, env=LOOPBACK_ACME)
     await daemon.wait_for(lambda body: set(body.get("listeners", {})) >= {"api", "http", "https"})

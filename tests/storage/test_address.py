@@ -136,3 +136,43 @@ class ParseRedisUrlTests(SynchronousTestCase):
             parse_redis_url(url)
         except ConfigError as e:
             self.assertEqual(e.field, "REDIS_URL")
+
+
+class SentinelUrlTests(SynchronousTestCase):
+    """``sentinel://`` names Redis Sentinels and the master they watch (issue 13)."""
+
+    def test_sentinels_master_name_and_database(self) -> None:
+        """Several sentinels (port 26379 by default, IPv6 in brackets), a name, a database."""
+        address = parse_redis_url("sentinel://:pw@127.0.0.1:26380,[::1],s3.example/main/2")
+        self.assertEqual(
+            address.sentinels, (("127.0.0.1", 26380), ("::1", 26379), ("s3.example", 26379))
+        )
+        self.assertEqual((address.master_name, address.db, address.password), ("main", 2, "pw"))
+        self.assertFalse(address.tls)
+        self.assertNotIn("pw", repr(address))
+
+    def test_sentinels_scheme_is_tls_and_the_sentinel_password_is_separate(self) -> None:
+        """``sentinels://`` turns TLS on; REDIS_SENTINEL_PASSWORD is the sentinels' own."""
+        address = parse_redis_url("sentinels://h1,h2/main", "master-pw", "sentinel-pw")
+        self.assertTrue(address.tls)
+        self.assertEqual(
+            (address.password, address.sentinel_password), ("master-pw", "sentinel-pw")
+        )
+        self.assertNotIn("sentinel-pw", repr(address))
+
+    def test_loopback_only_when_every_sentinel_is(self) -> None:
+        """One remote sentinel makes the address remote (ATK-29 then wants a password)."""
+        self.assertTrue(parse_redis_url("sentinel://127.0.0.1,localhost/m").is_loopback)
+        self.assertFalse(parse_redis_url("sentinel://127.0.0.1,10.1.1.1/m").is_loopback)
+
+    def test_malformed_sentinel_urls_name_the_problem(self) -> None:
+        """No master name, no host, a bad port, a query: each refused with a reason."""
+        for url, reason in (
+            ("sentinel://h1:26379", "no master name"),
+            ("sentinel:///main", "no sentinel host"),
+            ("sentinel://h1:99999/main", "invalid port"),
+            ("sentinel://h1/main?x=1", "not supported"),
+        ):
+            error = self.assertRaises(ConfigError, parse_redis_url, url)
+            self.assertIn(reason, error.detail)
+            self.assertEqual(error.field, "REDIS_URL")

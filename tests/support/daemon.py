@@ -83,6 +83,25 @@ def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:
     return env
 
 
+def child_processes(parent: int) -> list[tuple[int, bytes]]:
+    """``(pid, command line)`` of the running children of process ``parent``."""
+    found = []
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            with open(f"/proc/{entry}/stat", "rb") as f:
+                # "pid (comm) state ppid ...": comm may contain spaces, so split after ")"
+                ppid = int(f.read().rsplit(b")", 1)[1].split()[1])
+            if ppid != parent:
+                continue
+            with open(f"/proc/{entry}/cmdline", "rb") as f:
+                found.append((int(entry), f.read().replace(b"\0", b" ")))
+        except (OSError, IndexError, ValueError):
+            continue
+    return found
+
+
 def redis_pids(marker: str) -> list[int]:
     """PIDs of running redis-server processes whose command line contains ``marker``."""
     pids = []
@@ -158,6 +177,19 @@ class DaemonProcess:
             if match:
                 return match.group(0)
         return None
+
+    @property
+    def pid(self) -> int:
+        """The daemon's process id (twistd's)."""
+        pid: int = self.transport.pid
+        return pid
+
+    @property
+    def worker_pids(self) -> list[int]:
+        """PIDs of the daemon's worker processes (``--workers N``)."""
+        return [
+            pid for pid, argv in child_processes(self.pid) if b"oauthproxy.workers.child" in argv
+        ]
 
     @property
     def embedded_redis_pids(self) -> list[int]:
@@ -246,11 +278,31 @@ class DaemonProcess:
             self.transport.signalProcess("KILL")
 
 
-def spawn_twistd(args: Sequence[str], env: Mapping[str, str], cwd: str) -> tuple[_Capture, Any]:
-    """Start ``twistd -n --pidfile= oauthproxy ARGS``; the capture and the process transport."""
+def spawn_twistd(
+    args: Sequence[str],
+    env: Mapping[str, str],
+    cwd: str,
+    sockets: Sequence[socket.socket] = (),
+) -> tuple[_Capture, Any]:
+    """Start ``twistd -n --pidfile= oauthproxy ARGS``; the capture and the process transport.
+
+    ``sockets`` are handed over as systemd does (socket activation): as descriptors
+    3, 4 … with ``LISTEN_FDS``, ``LISTEN_FDNAMES`` (``socket0``, ``socket1`` …) and
+    ``LISTEN_PID`` set to twistd's own PID (by a shell that then becomes twistd).
+    """
     capture = _Capture()
     argv = [TWISTD, "-n", "--pidfile=", "oauthproxy", *args]
-    transport = reactor.spawnProcess(capture, TWISTD, argv, env=dict(env), path=cwd)
+    if not sockets:
+        transport = reactor.spawnProcess(capture, TWISTD, argv, env=dict(env), path=cwd)
+        return capture, transport
+    fds: dict[int, Any] = {0: "w", 1: "r", 2: "r"}
+    fds.update({3 + n: s.fileno() for n, s in enumerate(sockets)})
+    names = ":".join(f"socket{n}" for n in range(len(sockets)))
+    env = {**env, "LISTEN_FDS": str(len(sockets)), "LISTEN_FDNAMES": names}
+    shell = ["/bin/sh", "-c", 'LISTEN_PID=$$; export LISTEN_PID; exec "$@"', "sh", *argv]
+    transport = reactor.spawnProcess(
+        capture, shell[0], shell, env=dict(env), path=cwd, childFDs=fds
+    )
     return capture, transport
 
 
@@ -277,11 +329,13 @@ async def start_daemon(
     args: Sequence[str] = (),
     env: Mapping[str, str] | None = None,
     timeout: float = 30.0,
+    sockets: Sequence[socket.socket] = (),
 ) -> DaemonProcess:
     """Start a daemon for ``test`` (stopped in its cleanup) and wait for ``/health``.
 
     The admin API listens on a free 127.0.0.1 port; HTTP/HTTPS are off unless
     ``args`` turns them on.  ``redis_url`` None means the embedded redis-server.
+    ``sockets`` are passed as systemd passes activated sockets (``systemd:`` listeners).
     """
     # A short path: the embedded Redis' unix socket path must stay under 108 bytes.
     workdir = tempfile.mkdtemp(prefix="oauthproxy-test-")
@@ -296,7 +350,7 @@ async def start_daemon(
     if redis_url is not None:
         argv += ["--redis", redis_url]
     argv += list(args)
-    capture, transport = spawn_twistd(argv, child_environment(env), workdir)
+    capture, transport = spawn_twistd(argv, child_environment(env), workdir, sockets)
     daemon = DaemonProcess(
         api_url=f"http://127.0.0.1:{port}",
         api_port=port,
