@@ -94,6 +94,8 @@ class RedisServer:
     password: str | None = None
     appendonly: bool = False
     port: int = field(factory=free_port)
+    #: the port of the master this server replicates (a replica), if any
+    replica_of: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @classmethod
@@ -157,7 +159,9 @@ class RedisServer:
         if self.appendonly:
             args += ["--appendfsync", "always"]
         if self.password is not None:
-            args += ["--requirepass", self.password]
+            args += ["--requirepass", self.password, "--masterauth", self.password]
+        if self.replica_of is not None:
+            args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
         self.process = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,
