@@ -38,12 +38,14 @@ async def start_workers(test: TestCase, args: tuple[str, ...] = (), **kw: Any) -
     return daemon
 
 
-async def add_proxy(daemon: DaemonProcess, target: str, host: str = HOST) -> None:
-    """Create the proxy ``host`` -> ``target`` (plain HTTP)."""
+async def add_proxy(
+    daemon: DaemonProcess, target: str, host: str = HOST, token: str | None = None
+) -> None:
+    """Create the proxy ``host`` -> ``target`` (plain HTTP), as the admin by default."""
     code, body = await daemon.post(
         "/proxy/targets/",
         {"hostname": host, "target_url": target, "enable_https": False},
-        token=daemon.admin_token,
+        token=token or daemon.admin_token,
     )
     assert code == 201, body
 
