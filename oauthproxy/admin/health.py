@@ -8,6 +8,8 @@ returns a mapping with at least::
      "listeners": {"http": "tcp:80", ...},          # name → endpoint description
      "version": "0.1.0",
      "uptime": 12.5,                                # seconds since start
+     "workers": {"configured": 2, "running": 2,     # --workers: the daemon's processes
+                 "restarts": 0, "crash_looping": [], "this": 1},
      "oauth": {"state": "ready", ...}}              # OAuthStatus.json(), when wired
 
 Extra keys are passed through.  ``/health`` always answers 200 while the process
@@ -62,6 +64,18 @@ HEALTH: Schema = {
         "listeners": {"type": "object", "additionalProperties": {"type": "string"}},
         "version": {"type": "string"},
         "uptime": {"type": "number", "minimum": 0},
+        "workers": {
+            "type": "object",
+            "description": "the daemon's worker processes (--workers); 1 without",
+            "required": ["configured", "running", "restarts", "crash_looping"],
+            "properties": {
+                "configured": {"type": "integer", "minimum": 1},
+                "running": {"type": "integer", "minimum": 0},
+                "restarts": {"type": "integer", "minimum": 0},
+                "crash_looping": {"type": "array", "items": {"type": "integer"}},
+                "this": {"type": "integer", "description": "the worker that answered"},
+            },
+        },
         "oauth": {
             "type": "object",
             "description": "the OAuth authorization server: state, issuer, what to fix",
