@@ -332,6 +332,12 @@ class IEventLog(Interface):
     def read(after: str, block: float) -> Deferred[list[Event]]:
         """Events newer than ``after``, oldest first; waits up to ``block`` seconds for one."""
 
+    def holds(event_id: str) -> Deferred[bool]:
+        """Whether the stream still has the event ``event_id`` (so nothing after it was lost).
+
+        False for ``"0-0"``, and after trimming, or a Redis that lost its data.
+        """
+
 
 class IChallengeStore(Interface):
     """ACME HTTP-01 key authorizations, shared by every daemon (expire by themselves)."""

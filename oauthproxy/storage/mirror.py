@@ -11,8 +11,11 @@
 2. **tail**: ``events.read(after=last id, block=...)`` in a loop, applying each
    newer event and replacing ``current`` whole;
 3. **back off** on any failure: ``connected`` turns False, the last snapshot keeps
-   being served, and after an exponential delay with jitter the mirror goes back
-   to 1 (a full reload, since events may have been trimmed meanwhile).
+   being served, and after an exponential delay with jitter the mirror resumes the
+   tail at its last id if the stream still holds that event (a Redis that came
+   back with its data, or the replica Sentinel promoted: every event after it is
+   still there, so none is missed and none applied twice), else goes back to 1 (a
+   full reload: events were trimmed, or the store lost them).
 
 Besides the tail, :meth:`Mirror.catch_up` makes this instance's own writes visible
 before they return (read-your-writes, :mod:`oauthproxy.storage.visibility`): it polls
@@ -190,9 +193,13 @@ class Mirror(Service):
     async def _run(self) -> None:
         """Load, tail, back off, reload... until stopped."""
         failures = 0
+        #: the last round lost the store (not the stream): the tail may go on
+        lost_store = False
         while not self._stopping:
             try:
-                await self._load()
+                if not (lost_store and await self._resumed()):
+                    await self._load()
+                lost_store = False
                 failures = 0
                 while not self._stopping:
                     events = await self._wait(self._storage.events.read(self.last_id, self._block))
@@ -209,6 +216,7 @@ class Mirror(Service):
                 continue
             except StorageUnavailable as e:
                 # expected while Redis is down or restarting: warn, no traceback
+                lost_store = True
                 self.log.warn(
                     "storage mirror lost the store ({error}); serving snapshot {stream_id}",
                     error=e.detail,
@@ -234,6 +242,16 @@ class Mirror(Service):
                     return
             finally:
                 self._backoff = None
+
+    async def _resumed(self) -> bool:
+        """After losing the store: whether the tail can go on from the last id (no reload)."""
+        if not await self._wait(self._storage.events.holds(self.last_id)):
+            return False
+        self.connected = True
+        self.log.info(
+            "storage mirror resumes the event stream after {stream_id}", stream_id=self.last_id
+        )
+        return True
 
     def retry_now(self) -> None:
         """End a back-off wait at once (the store is known to answer again)."""

@@ -113,6 +113,16 @@ class RedisEventLog:
 
         return Deferred.fromCoroutine(read())
 
+    def holds(self, event_id: str) -> Deferred[bool]:
+        """Whether the stream still has ``event_id`` (a reader there lost nothing)."""
+
+        async def holds() -> bool:
+            if event_id == NO_EVENT_ID:
+                return False
+            return bool(await self.connection.call("XRANGE", self.keys.events, event_id, event_id))
+
+        return Deferred.fromCoroutine(holds())
+
     async def _check_not_trimmed(self, after: str) -> None:
         """Raise EventsTrimmed if events after ``after`` may have been trimmed."""
         if after == NO_EVENT_ID:

@@ -344,6 +344,10 @@ class MemoryEventLog:
             lambda events: self._checked(after, events)
         )
 
+    def holds(self, event_id: str) -> Deferred[bool]:
+        """Whether the list still has ``event_id``."""
+        return self.state.run(lambda: any(e.event_id == event_id for e in self.state.events))
+
     def _checked(self, after: str, events: list[Event]) -> list[Event]:
         """``events``, unless some after ``after`` were trimmed (EventsTrimmed)."""
         if events:

@@ -534,6 +534,19 @@ class EventLogContract(StorageBackend):
         await storage.services.delete("s0")
         self.assertEqual(len(await storage.events.read(current, 0)), 1)
 
+    async def test_holds_tells_whether_a_reader_can_resume(self) -> None:
+        """``holds`` is True for a kept event, False for ``0-0``, a trimmed or unknown id."""
+        storage = self.storage_keeping(10)
+        self.assertFalse(await storage.events.holds("0-0"))
+        await storage.services.create(ExternalService("s0", "http://a"))
+        first = await storage.events.last_id()
+        self.assertTrue(await storage.events.holds(first))
+        self.assertFalse(await storage.events.holds("1-1"))
+        for i in range(1, 300):
+            await storage.services.create(ExternalService(f"s{i}", "http://a"))
+        self.assertFalse(await storage.events.holds(first))
+        self.assertTrue(await storage.events.holds(await storage.events.last_id()))
+
 
 class ChallengeStoreContract(StorageBackend):
     """IChallengeStore."""

@@ -104,7 +104,9 @@ class MirrorOnRedisTests(TestCase):
         await writer.services.create(ExternalService("s1", "http://s1"))
         self.assertFalse(mirror.connected, "the mirror reconnected before the writes")
         self.assertIs(mirror.current, served)
-        await eventually(lambda: mirror.connected and mirror.reloads == 2, "the mirror reloads")
+        await eventually(lambda: mirror.connected, "the mirror reconnects")
+        # Redis kept the stream (AOF): the tail goes on from the last id, no reload
+        self.assertEqual(mirror.reloads, 1)
         await writer.proxies.create(Proxy("d.example", "http://d"))
         await writer.proxies.update(Proxy("c.example", "http://c2"))
         await writer.services.delete("s1")
