@@ -121,9 +121,11 @@ class SentinelFailoverTests(TestCase):
         refused = [at for _, code, at in answers if code == 503]
         first_after = min(at for _, code, at in answers if code == 201 and at > killed_at)
         self.assertTrue(all(killed_at <= at < first_after for at in refused), answers)
+        resumed = any("resumes the event stream" in line for line in daemon.output)
         print(
             f"\nfailover: {len(refused)} writes answered 503, "
-            f"{first_after - killed_at:.1f} s from the kill to the first confirmed write"
+            f"{first_after - killed_at:.1f} s from the kill to the first confirmed write; "
+            f"the mirror {'resumed its tail on' if resumed else 'reloaded from'} the new master"
         )
         # nothing confirmed was lost, and the daemon's snapshot has all of it
         for name, value in confirmed.items():
