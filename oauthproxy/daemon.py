@@ -138,6 +138,19 @@ def exit_failed() -> None:
     os._exit(1)
 
 
+def startup_failed(reactor: Any, log: Logger, failure: Failure) -> None:
+    """Log why the daemon could not start, stop the reactor, then exit with status 1."""
+    if failure.check(defer.CancelledError):  # type: ignore[no-untyped-call]
+        return
+    log.critical("oauthproxy could not start: {reason}", reason=failure.getErrorMessage())
+    log.failure("startup failure", failure, level=LogLevel.debug)
+    # twistd would exit 0 after reactor.stop(); systemd's Restart=on-failure and
+    # scripts need to see the failure, so exit 1 once shutdown (cleanup) is done.
+    reactor.addSystemEventTrigger("after", "shutdown", exit_failed)
+    # startService may run before the reactor does: stop it once it runs.
+    reactor.callWhenRunning(reactor.stop)
+
+
 async def wait_for_storage(storage: Any, reactor: Any, config: Config) -> None:
     """Wait (bounded) until the store answers a ping."""
     deadline = reactor.seconds() + max(30.0, 3 * config.redis_timeout)
@@ -211,15 +224,7 @@ class Daemon(Service):
 
     def _startup_failed(self, failure: Failure) -> None:
         """Log why the daemon could not start, and stop."""
-        if failure.check(defer.CancelledError):  # type: ignore[no-untyped-call]
-            return
-        self._log.critical("oauthproxy could not start: {reason}", reason=failure.getErrorMessage())
-        self._log.failure("startup failure", failure, level=LogLevel.debug)
-        # twistd would exit 0 after reactor.stop(); systemd's Restart=on-failure and
-        # scripts need to see the failure, so exit 1 once shutdown (cleanup) is done.
-        self.reactor.addSystemEventTrigger("after", "shutdown", exit_failed)
-        # startService may run before the reactor does: stop it once it runs.
-        self.reactor.callWhenRunning(self.reactor.stop)
+        startup_failed(self.reactor, self._log, failure)
 
     async def _start(self) -> None:
         """The startup sequence (see the module docstring)."""

@@ -44,13 +44,13 @@ from twisted.application.service import Service
 from twisted.internet import defer, error, task
 from twisted.internet.interfaces import IDelayedCall
 from twisted.internet.protocol import Factory, ProcessProtocol
-from twisted.logger import Logger, LogLevel
+from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 import oauthproxy
 from oauthproxy import bootstrap
 from oauthproxy.config import Config
-from oauthproxy.daemon import exit_failed, prepare_storage, sd_notify
+from oauthproxy.daemon import prepare_storage, sd_notify, startup_failed
 from oauthproxy.errors import OAuthProxyError
 from oauthproxy.metrics import cluster
 from oauthproxy.storage.embedded import EmbeddedRedis
@@ -198,12 +198,7 @@ class Supervisor(Service):
 
     def _startup_failed(self, failure: Failure) -> None:
         """Log why the daemon could not start, and stop (exit status 1)."""
-        if failure.check(defer.CancelledError):  # type: ignore[no-untyped-call]
-            return
-        self._log.critical("oauthproxy could not start: {reason}", reason=failure.getErrorMessage())
-        self._log.failure("startup failure", failure, level=LogLevel.debug)
-        self.reactor.addSystemEventTrigger("after", "shutdown", exit_failed)
-        self.reactor.callWhenRunning(self.reactor.stop)
+        startup_failed(self.reactor, self._log, failure)
 
     async def _start(self) -> None:
         """Prepare Redis, open the sockets, start the workers and wait until all are ready."""

@@ -23,7 +23,7 @@ from twisted.web.client import HTTPConnectionPool
 
 from tests.integration import test_read_your_writes
 from tests.support.backends import start_backend
-from tests.support.daemon import TOKEN, DaemonProcess, free_port, start_daemon
+from tests.support.daemon import TOKEN, DaemonProcess, free_port, run_twistd, start_daemon
 from tests.support.haproxy import start_haproxy
 from tests.support.tls import probe_tls
 
@@ -215,3 +215,19 @@ class WorkerProcessTests(TestCase):
         await task.deferLater(reactor, 1.0, lambda: None)
         owners = [line for line in daemon.output if "now reconciles Docker services" in line]
         self.assertEqual(len(owners), 1, "\n".join(daemon.output))
+
+    async def test_a_busy_port_stops_the_supervisor_with_one_line(self) -> None:
+        """With workers too, a taken port is exit status 1 and one line naming the listener."""
+        taken = socket.socket()
+        self.addCleanup(taken.close)
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        args = ["--workers", "2", "--api", "off", "--https", "off"]
+        code, output = await run_twistd(self, [*args, "--http", f"tcp:{port}:interface=127.0.0.1"])
+        self.assertEqual(code, 1, "\n".join(output[-10:]))
+        failed = [line for line in output if "could not start" in line]
+        self.assertEqual(len(failed), 1, "\n".join(output))
+        self.assertIn(f"the http listener cannot listen on tcp:{port}", failed[0])
+        self.assertIn("--http or OAUTHPROXY_HTTP", failed[0])
+        self.assertFalse(any("Traceback" in line for line in output), "\n".join(output))
