@@ -15,6 +15,10 @@ together (through :func:`compose`).  The startup order matters and lives in
 SIGTERM runs it backwards: stop listening, drain open requests (bounded by
 ``drain_timeout``), stop the components' services and run their cleanups, stop
 the mirror, close storage, stop the embedded Redis.
+
+With ``--workers N`` (N > 1) twistd runs a :class:`~oauthproxy.workers.supervisor.Supervisor`
+instead, which does steps 1 and 3 once and opens the sockets; each worker process
+builds its daemon with :func:`make_worker`, the same composition on the inherited sockets.
 """
 
 from __future__ import annotations
