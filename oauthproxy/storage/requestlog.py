@@ -1,150 +1,103 @@
 """The request log on Redis: :class:`RedisRequestLogStore`.
 
-A batch of records is written by one Lua script (one round trip, run atomically, like a
-MULTI/EXEC pipeline) that, per record:
+A write costs Redis a few commands per *batch*, not per record: the records go in as
+**segments** (:mod:`oauthproxy.storage.requestlog_lua` has the layout), each one hash
+holding the rows as one JSON text, their times, and per index the row positions and
+the index's running total.  Per segment the write script
 
-- ``SET <p>rlog:rec:<correlation id> <json> EX <retention>``;
-- ``ZADD`` the correlation id, scored by time, to each index of
-  :func:`~oauthproxy.requestlog.record.index_entries` (``<p>rlog:idx:<index>:<value>``);
-- ``PFADD`` the client IP to the host's HyperLogLog of the day
-  (``<p>rlog:visitors:<host>:<YYYY-MM-DD>``) and the host to ``<p>rlog:hosts``;
-- ``XADD`` the record to the capped stream ``<p>rlog:stream`` that ``logs follow`` reads.
+- adds the segment to the sorted set of each index it has rows in
+  (``<p>rlog:idx:<index>:<value>``, the indexes of
+  :func:`~oauthproxy.requestlog.record.index_entries`), scored by its newest time;
+- ``PFADD`` s the segment's client IPs to the HyperLogLog of each host and day
+  (``<p>rlog:visitors:<host>:<YYYY-MM-DD>``) and its hosts to ``<p>rlog:hosts``.
 
-Then every index it touched is trimmed to the retention window (scores older than the
-newest record minus ``retention``) and given an expiry, so idle indexes vanish too.
-The log is bounded by count as well: past ``max_records`` records the oldest are
-deleted, and removed from every index they are in (the script reads each one's
-indexes back from its JSON, by the rules of
-:func:`~oauthproxy.requestlog.record.index_entries`), so counts stay exact.  Every key
-has an expiry, which also makes the whole log evictable under the embedded Redis'
-``volatile-lru`` policy while configuration (no expiry) never is.
+Segments older than the newest record minus ``retention`` leave every index; past
+``max_records`` the oldest segments go, and then the oldest rows of the next one
+(they are marked trimmed), so the count bound is exact.  Every key has an expiry,
+which also makes the whole log evictable under the embedded Redis' ``volatile-lru``
+policy while configuration (no expiry) never is.
+
+Counts are differences of running totals (no record is read); ``find`` decodes only
+the segments that hold the page asked for; ``get`` looks for the correlation id in
+the segments written after the time its first part names; ``recent`` follows the
+segments in the order they were written (the cursor is ``<segment>-<row>``).
 
 Anonymous noise beyond its budget (:mod:`oauthproxy.requestlog.noise`) is only
 counted: ``HINCRBY <p>rlog:noise:<minute> "<reason> <host>"``, the minutes listed in
-the sorted set ``<p>rlog:noise`` for queries.  Key names are computed here and passed
-as ``KEYS``, except the keys of records trimmed by count and their indexes, which the
-script derives from ``ARGV`` prefixes.
+the sorted set ``<p>rlog:noise`` for queries.
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import operator
+import struct
+from collections.abc import Iterator, Sequence
+from typing import Any
 
-from attrs import define
+import attrs
+from attrs import define, field
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from oauthproxy.interfaces import IRequestLogStore
 from oauthproxy.requestlog.noise import NoiseCount, minute_of
 from oauthproxy.requestlog.record import RequestRecord, index_entries, utc_day
-from oauthproxy.storage.codec import decode, encode
 from oauthproxy.storage.connection import RedisConnection
 from oauthproxy.storage.keys import Keys
+from oauthproxy.storage.requestlog_lua import (
+    COUNT,
+    COUNT_NOISE,
+    FIND,
+    GET,
+    READ_NOISE,
+    RECENT,
+    WRITE,
+)
 
 #: 24 hours, the seed's default
 DEFAULT_RETENTION = 86400.0
-#: entries the follow stream keeps (approximately: ``XADD MAXLEN ~``)
-STREAM_MAXLEN = 10_000
-#: records per script call (a bigger batch is split; keeps each script short)
-SCRIPT_BATCH = 500
 #: records kept at most, whatever the retention
 DEFAULT_MAX_RECORDS = 100_000
+#: records per segment at most (row positions are 16-bit)
+SEGMENT_RECORDS = 1000
+#: seconds between the oldest and newest record of a segment at most
+SEGMENT_SPAN = 2.0
 
-#: KEYS: stream, hosts, the "all" index, then per record: record key, visitors key, its
-#: index keys.  ARGV: retention, stream maxlen, horizon, max records, record key prefix,
-#: index key prefix, then per record: id, time, json, ip, host, n
-WRITE_BATCH = """
-local stream, hosts, all = KEYS[1], KEYS[2], KEYS[3]
-local retention, maxlen, horizon = tonumber(ARGV[1]), ARGV[2], ARGV[3]
-local max_records, rec_prefix, idx_prefix = tonumber(ARGV[4]), ARGV[5], ARGV[6]
-local k, a = 4, 7
-local indexes, visitors = {}, {}
-while a <= #ARGV do
-  local id, at, json, ip, host, n = ARGV[a], ARGV[a + 1], ARGV[a + 2], ARGV[a + 3],
-    ARGV[a + 4], tonumber(ARGV[a + 5])
-  a = a + 6
-  redis.call('SET', KEYS[k], json, 'EX', retention)
-  redis.call('PFADD', KEYS[k + 1], ip)
-  visitors[KEYS[k + 1]] = true
-  redis.call('ZADD', hosts, 'GT', at, host)
-  for i = 1, n do
-    redis.call('ZADD', KEYS[k + 1 + i], at, id)
-    indexes[KEYS[k + 1 + i]] = true
-  end
-  k = k + 2 + n
-  redis.call('XADD', stream, 'MAXLEN', '~', maxlen, '*', 'r', json)
-end
--- past max_records: the oldest records go, out of every index they are in
-local excess = redis.call('ZCARD', all) - max_records
-if excess > 0 then
-  for _, id in ipairs(redis.call('ZRANGE', all, 0, excess - 1)) do
-    local json = redis.call('GET', rec_prefix .. id)
-    redis.call('DEL', rec_prefix .. id)
-    if json then
-      local r = cjson.decode(json)
-      local status = tonumber(r['status']) or 0
-      local class = (status >= 100 and status < 600) and (math.floor(status / 100) .. 'xx')
-        or '5xx'
-      redis.call('ZREM', idx_prefix .. 'ip:' .. r['client_ip'], id)
-      redis.call('ZREM', idx_prefix .. 'host:' .. r['host'], id)
-      redis.call('ZREM', idx_prefix .. 'status:' .. class, id)
-      if type(r['user']) == 'string' and r['user'] ~= '' then
-        redis.call('ZREM', idx_prefix .. 'user:' .. r['user'], id)
-      end
-      if type(r['client_id']) == 'string' and r['client_id'] ~= '' then
-        redis.call('ZREM', idx_prefix .. 'client:' .. r['client_id'], id)
-      end
-      if status >= 500 or type(r['error']) == 'string' then
-        redis.call('ZREM', idx_prefix .. 'errors:', id)
-      end
-    end
-  end
-  redis.call('ZREMRANGEBYRANK', all, 0, excess - 1)
-end
-for index in pairs(indexes) do
-  redis.call('ZREMRANGEBYSCORE', index, '-inf', '(' .. horizon)
-  redis.call('EXPIRE', index, retention)
-end
-for key in pairs(visitors) do
-  redis.call('EXPIRE', key, retention + 86400)
-end
-redis.call('ZREMRANGEBYSCORE', hosts, '-inf', '(' .. horizon)
-redis.call('EXPIRE', hosts, retention)
-redis.call('EXPIRE', stream, retention)
-return 0
-"""
-
-#: KEYS: the minutes index, then one noise hash per count.  ARGV: retention, horizon,
-#: then per count: minute, field, n
-COUNT_NOISE = """
-local minutes, retention, horizon = KEYS[1], tonumber(ARGV[1]), ARGV[2]
-local a = 3
-for k = 2, #KEYS do
-  redis.call('HINCRBY', KEYS[k], ARGV[a + 1], ARGV[a + 2])
-  redis.call('EXPIRE', KEYS[k], retention)
-  redis.call('ZADD', minutes, ARGV[a], ARGV[a])
-  a = a + 3
-end
-redis.call('ZREMRANGEBYSCORE', minutes, '-inf', '(' .. horizon)
-redis.call('EXPIRE', minutes, retention)
-return 0
-"""
-
-#: KEYS: the minutes index.  ARGV: since, until, noise key prefix.
-#: Returns {minute, {field, n, ...}, ...}
-READ_NOISE = """
-local out = {}
-for _, minute in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], ARGV[1], ARGV[2])) do
-  table.insert(out, minute)
-  table.insert(out, redis.call('HGETALL', ARGV[3] .. minute))
-end
-return out
-"""
+#: a record as a row (its fields in order) and back
+_row = operator.attrgetter(*(a.name for a in attrs.fields(RequestRecord)))
+_DAY = 86400
 
 
 def _score(value: float) -> str:
-    """A time as a sorted-set score (``repr`` keeps every digit)."""
+    """A time as a sorted-set score or script argument (``repr`` keeps every digit)."""
     return repr(float(value))
+
+
+def _rows(text: str) -> list[RequestRecord]:
+    """The records of a segment's rows JSON."""
+    return [RequestRecord(*row) for row in json.loads(text)]
+
+
+def _triples(reply: Sequence[Any]) -> Iterator[tuple[str, int, int]]:
+    """A flat script reply ``[a, b, c, a, b, c...]`` as ``(text, int, int)`` triples."""
+    for i in range(0, len(reply) - 2, 3):
+        yield str(reply[i]), int(reply[i + 1]), int(reply[i + 2])
+
+
+def _segments(records: Sequence[RequestRecord]) -> Iterator[list[RequestRecord]]:
+    """``records`` oldest first, in runs of at most ``SEGMENT_RECORDS`` records spanning
+    at most ``SEGMENT_SPAN`` seconds."""
+    segment: list[RequestRecord] = []
+    for record in sorted(records, key=operator.attrgetter("time")):
+        if segment and (
+            len(segment) >= SEGMENT_RECORDS or record.time - segment[0].time > SEGMENT_SPAN
+        ):
+            yield segment
+            segment = []
+        segment.append(record)
+    if segment:
+        yield segment
 
 
 @implementer(IRequestLogStore)
@@ -155,63 +108,99 @@ class RedisRequestLogStore:
     connection: RedisConnection
     keys: Keys
     retention: float = DEFAULT_RETENTION
-    stream_maxlen: int = STREAM_MAXLEN
     #: records kept at most (the oldest go first)
     max_records: int = DEFAULT_MAX_RECORDS
+    #: index key per (index, value), and day text per day number, made once each
+    _index_keys: dict[tuple[str, str], str] = field(factory=dict, init=False, repr=False)
+    _days: dict[int, str] = field(factory=dict, init=False, repr=False)
+
+    @property
+    def _prefix(self) -> str:
+        """``<prefix>rlog:``, the start of every key of the log."""
+        return f"{self.keys.prefix}rlog:"
 
     def _key(self, *parts: str) -> str:
         """``<prefix>rlog:<part>:<part>...``."""
-        return f"{self.keys.prefix}rlog:" + ":".join(parts)
-
-    def _record_key(self, correlation_id: str) -> str:
-        """The string holding one record's JSON."""
-        return self._key("rec", correlation_id)
+        return self._prefix + ":".join(parts)
 
     def _index_key(self, index: str, value: str) -> str:
-        """The sorted set of correlation ids of one index value."""
-        return self._key("idx", index, value)
+        """The sorted set of the segments with records of one index value."""
+        key = self._index_keys.get((index, value))
+        if key is None:
+            key = self._key("idx", index, value)
+            if len(self._index_keys) > 10_000:
+                self._index_keys.clear()
+            self._index_keys[(index, value)] = key
+        return key
 
     def _visitors_key(self, host: str, day: str) -> str:
         """The HyperLogLog of client IPs of ``host`` on ``day``."""
         return self._key("visitors", host, day)
 
+    def _day(self, seconds: float) -> str:
+        """The UTC day of ``seconds`` (``YYYY-MM-DD``), computed once per day."""
+        number = int(seconds // _DAY)
+        day = self._days.get(number)
+        if day is None:
+            if len(self._days) > 100:
+                self._days.clear()
+            day = self._days[number] = utc_day(number * _DAY)
+        return day
+
     def write(self, records: Sequence[RequestRecord]) -> Deferred[None]:
-        """Store ``records`` in script calls of at most ``SCRIPT_BATCH`` records."""
+        """Store ``records`` as segments, in one script call."""
 
         async def write() -> None:
-            for start in range(0, len(records), SCRIPT_BATCH):
-                await self._write_batch(records[start : start + SCRIPT_BATCH])
+            if not records:
+                return
+            horizon = max(r.time for r in records) - self.retention
+            args: list[object] = [
+                self._prefix,
+                int(self.retention),
+                _score(horizon),
+                self.max_records,
+            ]
+            for segment in _segments(records):
+                args += self._segment_args(segment)
+            await self.connection.eval(WRITE, [], args)
 
         return Deferred.fromCoroutine(write())
 
-    async def _write_batch(self, records: Sequence[RequestRecord]) -> None:
-        """One script call for ``records``."""
-        if not records:
-            return
-        horizon = max(r.time for r in records) - self.retention
-        keys = [self._key("stream"), self._key("hosts"), self._index_key("all", "")]
+    def _segment_args(self, segment: list[RequestRecord]) -> list[object]:
+        """The write script's arguments for one segment (see ``requestlog_lua.WRITE``)."""
+        positions: dict[tuple[str, str], list[int]] = {}
+        visitors: dict[tuple[str, str], set[str]] = {}
+        hosts: dict[str, float] = {}
+        for i, record in enumerate(segment):
+            for entry in index_entries(record):
+                found = positions.get(entry)
+                if found is None:
+                    positions[entry] = [i]
+                else:
+                    found.append(i)
+            host = record.host
+            host_day = (host, self._day(record.time))
+            ips = visitors.get(host_day)
+            if ips is None:
+                visitors[host_day] = {record.client_ip}
+            else:
+                ips.add(record.client_ip)
+            hosts[host] = record.time  # oldest first: the last one is the newest
         args: list[object] = [
-            int(self.retention),
-            min(self.stream_maxlen, self.max_records),
-            _score(horizon),
-            self.max_records,
-            self._key("rec", ""),
-            self._key("idx", ""),
+            _score(segment[-1].time),
+            json.dumps([_row(r) for r in segment], separators=(",", ":")),
+            struct.pack(f"<{len(segment)}d", *(r.time for r in segment)),
+            len(positions),
         ]
-        for record in records:
-            indexes = index_entries(record)
-            keys.append(self._record_key(record.correlation_id))
-            keys.append(self._visitors_key(record.host, utc_day(record.time)))
-            keys.extend(self._index_key(index, value) for index, value in indexes)
-            args += [
-                record.correlation_id,
-                _score(record.time),
-                encode(record),
-                record.client_ip,
-                record.host,
-                len(indexes),
-            ]
-        await self.connection.eval(WRITE_BATCH, keys, args)
+        for (index, value), rows in positions.items():
+            args += [self._index_key(index, value), struct.pack(f"<{len(rows)}H", *rows)]
+        args.append(len(visitors))
+        for (host, day_text), ips in visitors.items():
+            args += [self._visitors_key(host, day_text), len(ips), *ips]
+        args.append(len(hosts))
+        for host, newest in hosts.items():
+            args += [host, _score(newest)]
+        return args
 
     def count_noise(self, counts: Sequence[NoiseCount]) -> Deferred[None]:
         """Add ``counts`` to the per-minute noise counters (kept ``retention`` seconds)."""
@@ -248,13 +237,31 @@ class RedisRequestLogStore:
         return Deferred.fromCoroutine(noise())
 
     def get(self, correlation_id: str) -> Deferred[RequestRecord | None]:
-        """The record, or None (expired or never written)."""
+        """The record, or None (expired, trimmed or never written).
+
+        A correlation id starts with the epoch second its request started, and a record
+        is written when its request ends: only segments newer than that are searched.
+        """
 
         async def get() -> RequestRecord | None:
-            text = await self.connection.call("GET", self._record_key(correlation_id))
-            return None if text is None else decode(RequestRecord, text)
+            epoch = correlation_id.split("-", 1)[0]
+            since = _score(float(epoch)) if epoch.isdigit() else "-inf"
+            reply = await self.connection.eval(
+                GET,
+                [self._index_key("all", "")],
+                [self._prefix, since, json.dumps(correlation_id)],
+            )
+            for i in range(0, len(reply) - 1, 2):
+                for record in _rows(str(reply[i]))[int(reply[i + 1]) :]:
+                    if record.correlation_id == correlation_id:
+                        return record
+            return None
 
         return Deferred.fromCoroutine(get())
+
+    def _span_args(self, since: float, until: float) -> list[object]:
+        """Prefix, ``since``, ``until`` and the newest score a segment in the window has."""
+        return [self._prefix, _score(since), _score(until), _score(until + SEGMENT_SPAN)]
 
     def find(
         self, index: str, value: str, since: float, until: float, offset: int, count: int
@@ -262,28 +269,33 @@ class RedisRequestLogStore:
         """Records of one index in ``[since, until]``, newest first."""
 
         async def find() -> list[RequestRecord]:
-            ids = await self.connection.call(
-                "ZREVRANGEBYSCORE",
-                self._index_key(index, value),
-                _score(until),
-                _score(since),
-                "LIMIT",
-                offset,
-                count,
+            reply = await self.connection.eval(
+                FIND,
+                [self._index_key(index, value)],
+                [*self._span_args(since, until), offset, count],
             )
-            if not ids:
-                return []
-            texts = await self.connection.call("MGET", *[self._record_key(i) for i in ids])
-            return [decode(RequestRecord, text) for text in texts if text is not None]
+            entry = (index, value)
+            found: list[RequestRecord] = []
+            for rows, trimmed, skip in _triples(reply):
+                matching = [
+                    r
+                    for r in _rows(rows)[trimmed:]
+                    if since <= r.time <= until and entry in index_entries(r)
+                ]
+                matching.reverse()
+                found += matching[skip:]
+            return found[:count]
 
         return Deferred.fromCoroutine(find())
 
     def count(self, index: str, value: str, since: float, until: float) -> Deferred[int]:
-        """``ZCOUNT`` of one index over ``[since, until]``."""
+        """How many records of one index lie in ``[since, until]``."""
 
         async def count() -> int:
-            key = self._index_key(index, value)
-            return int(await self.connection.call("ZCOUNT", key, _score(since), _score(until)))
+            reply = await self.connection.eval(
+                COUNT, [self._index_key(index, value)], self._span_args(since, until)
+            )
+            return int(reply)
 
         return Deferred.fromCoroutine(count())
 
@@ -310,26 +322,17 @@ class RedisRequestLogStore:
         return Deferred.fromCoroutine(visitors())
 
     def recent(self, after: str | None, count: int) -> Deferred[tuple[list[RequestRecord], str]]:
-        """Stream entries after the cursor ``after`` (or the newest ``count``)."""
+        """Records after the cursor ``after`` (``<segment>-<row>``), or the newest ``count``."""
 
         async def recent() -> tuple[list[RequestRecord], str]:
-            stream = self._key("stream")
-            if after is None:
-                newest = await self.connection.call("XREVRANGE", stream, "+", "-", "COUNT", count)
-                entries = list(reversed(newest or []))
-            else:
-                entries = (
-                    await self.connection.call("XRANGE", stream, "(" + after, "+", "COUNT", count)
-                    or []
-                )
-            records = [decode(RequestRecord, _field(fields, "r")) for _, fields in entries]
-            cursor = str(entries[-1][0]) if entries else (after or "0-0")
-            return records, cursor
+            args: list[object] = [self._prefix, count]
+            if after is not None:
+                segment, _, row = after.partition("-")
+                args += [int(segment or 0), int(row or 0)]
+            reply = await self.connection.eval(RECENT, [self._index_key("all", "")], args)
+            records: list[RequestRecord] = []
+            for rows, start, end in _triples(reply[2:]):
+                records += _rows(rows)[start:end]
+            return records, f"{int(reply[0])}-{int(reply[1])}"
 
         return Deferred.fromCoroutine(recent())
-
-
-def _field(fields: Sequence[object], name: str) -> str:
-    """The value of ``name`` in a stream entry's flat ``[name, value, ...]`` list."""
-    pairs = dict(zip(fields[::2], fields[1::2], strict=True))
-    return str(pairs[name])

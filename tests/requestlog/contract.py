@@ -49,6 +49,55 @@ class RequestLogStoreContract(TestCase):
         self.assertEqual(await store.count("host", "b.example.com", *window), 0)
         self.assertEqual(await store.count("ip", "192.0.2.10", *window), 3)
 
+    async def test_past_max_records_within_one_batch_the_oldest_go(self) -> None:
+        """The count bound is exact even when one write brings more than it allows."""
+        store = self.make_store(max_records=3)
+        records = [sample(n, status=500 if n == 1 else 200) for n in range(5)]
+        await store.write(records)
+        cid = [r.correlation_id for r in records]
+        self.assertEqual(await self.ids(store, "all", ""), cid[:1:-1])
+        self.assertIsNone(await store.get(cid[1]))
+        self.assertEqual(await store.get(cid[2]), records[2])
+        window = (T0 - DAY, T0 + DAY)
+        self.assertEqual(await store.count("all", "", *window), 3)
+        self.assertEqual(await store.count("status", "5xx", *window), 0)
+        self.assertEqual(await store.count("status", "2xx", *window), 3)
+
+    async def test_counts_and_pages_agree_over_many_batches(self) -> None:
+        """Over records written in many batches, count() matches find() for every window,
+        and paging through find() gives each record once, newest first."""
+        store = self.make_store()
+        records = [
+            sample(n, status=404 if n % 3 == 0 else 200, client_ip=f"192.0.2.{n % 4}")
+            for n in range(60)
+        ]
+        for start in range(0, 60, 7):
+            await store.write(records[start : start + 7])
+        for since, until in [(0, 59), (3, 40), (6.5, 6.5), (7, 7), (13, 29.5), (58, 90)]:
+            window = (T0 + since, T0 + until)
+            for index, value in [("all", ""), ("status", "4xx"), ("ip", "192.0.2.1")]:
+                found = await self.ids(store, index, value, *window, count=1000)
+                self.assertEqual(
+                    await store.count(index, value, *window), len(found), (index, since, until)
+                )
+        pages = []
+        for offset in range(0, 60, 9):
+            pages += await self.ids(store, "all", "", offset=offset, count=9)
+        self.assertEqual(pages, [r.correlation_id for r in reversed(records)])
+
+    async def test_recent_pages_through_a_big_batch(self) -> None:
+        """A follower reading small pages sees every record of a big batch once, in order."""
+        store = self.make_store()
+        _, cursor = await store.recent(None, 10)
+        records = [sample(n) for n in range(25)]
+        await store.write(records[:20])
+        await store.write(records[20:])
+        seen: list[RequestRecord] = []
+        for _ in range(10):
+            page, cursor = await store.recent(cursor, 6)
+            seen += page
+        self.assertEqual(seen, records)
+
     async def test_noise_counts_add_up_per_minute_reason_and_host(self) -> None:
         """Counted noise comes back summed per (minute, reason, host), oldest first."""
         store = self.make_store()
