@@ -118,11 +118,6 @@ def _text(value: bytes | str | None, limit: int = MAX_TEXT) -> str:
     return text[:limit]
 
 
-def _optional(value: str | None) -> str | None:
-    """A bounded optional text field."""
-    return None if value is None else _text(value)
-
-
 def _bytes_in(request: Any, notes: RequestNotes) -> int:
     """Request body size: as counted by the body stage, else as announced."""
     if notes.bytes_in is not None:
@@ -131,6 +126,17 @@ def _bytes_in(request: Any, notes: RequestNotes) -> int:
     if len(values) == 1 and values[0].isdigit():
         return int(values[0])
     return 0
+
+
+def _host_of(request: Any) -> str:
+    """The request's host name, lower case, without the port (``Request.getRequestHostname``
+    without its regular expression for the usual ``name[:port]`` form)."""
+    hosts = request.requestHeaders.getRawHeaders(b"host")
+    if hosts:
+        name, colon, port = hosts[0].partition(b":")
+        if not colon or port.isdigit():
+            return _text(name).lower()
+    return _text(request.getRequestHostname()).lower()
 
 
 def record_from_request(request: Any, now: float, new_token: Callable[[], str]) -> RequestRecord:
@@ -145,23 +151,23 @@ def record_from_request(request: Any, now: float, new_token: Callable[[], str]) 
     cid = notes.correlation_id or correlation_id(
         started if started is not None else now, scheme, new_token()
     )
-    host = request.getRequestHostname()
+    user, client_id, upstream, error = notes.user, notes.client_id, notes.upstream, notes.error
     return RequestRecord(
         time=now,
         correlation_id=_text(cid),
-        client_ip=_text(peer if isinstance(peer, str) else "unknown"),
+        client_ip=_text(peer) if isinstance(peer, str) else "unknown",
         method=_text(request.method, MAX_METHOD),
-        host=_text(host).lower(),
+        host=_host_of(request),
         path=_text(request.path, MAX_PATH),
         status=int(request.code),
         bytes_in=_bytes_in(request, notes),
         bytes_out=int(getattr(request, "sentLength", 0) or 0),
         duration=None if started is None else max(0.0, now - started),
         scheme=scheme,
-        user=_optional(notes.user),
-        client_id=_optional(notes.client_id),
-        upstream=_optional(notes.upstream),
-        error=_optional(notes.error),
+        user=None if user is None else _text(user),
+        client_id=None if client_id is None else _text(client_id),
+        upstream=None if upstream is None else _text(upstream),
+        error=None if error is None else _text(error),
     )
 
 

@@ -3,7 +3,10 @@
 The data plane never waits for Redis (DESIGN.md, "The two planes"): :meth:`record` appends
 to a bounded in-memory buffer and returns, and a full buffer drops the record and counts
 it.  A ``LoopingCall`` on the injected clock flushes the buffer every ``flush_interval``
-seconds through :meth:`IRequestLogStore.write`, ``batch_size`` records per call.
+seconds through :meth:`IRequestLogStore.write`, ``batch_size`` records per call.  Small
+and frequent batches keep each flush short: the reactor is never held for more than
+one batch's encoding (about a millisecond), and the Redis store writes a batch as a
+few segments, not a key per record (:mod:`oauthproxy.storage.requestlog`).
 
 While the store is unavailable the records stay buffered (one batch is retried per
 tick), so a short Redis outage loses nothing until the buffer fills; the outage is
@@ -21,6 +24,8 @@ with the records, so a flood of such requests costs Redis a bounded amount.
 
 from __future__ import annotations
 
+import os
+import random
 import secrets
 from collections import deque
 from collections.abc import Callable
@@ -47,9 +52,17 @@ from oauthproxy.requestlog.record import (
 _log = Logger()
 
 
+#: correlation ids need to be unique, not secret (they are shown to operators and are
+#: no credential): a generator seeded from the OS, once per process (a forked worker
+#: reseeds, so workers never repeat each other), is far cheaper per request than
+#: reading the OS's randomness each time
+_tokens = random.Random(secrets.randbits(128))
+os.register_at_fork(after_in_child=lambda: _tokens.seed(secrets.randbits(128)))
+
+
 def _random_token() -> str:
     """The random part of a correlation id: 8 hex digits."""
-    return secrets.token_hex(4)
+    return f"{_tokens.getrandbits(32):08x}"
 
 
 @define(eq=False)
@@ -58,9 +71,9 @@ class RequestLogWriter(Service):
 
     store: IRequestLogStore
     clock: IReactorTime
-    flush_interval: float = 1.0
+    flush_interval: float = 0.25
     max_buffer: int = 10_000
-    batch_size: int = 500
+    batch_size: int = 1000
     #: also emit each record as an access-log line (twisted.logger, level info)
     emit_lines: bool = False
     new_token: Callable[[], str] = _random_token
@@ -173,8 +186,12 @@ class RequestLogWriter(Service):
             except Exception:
                 self.failures += 1
                 _log.failure("request log: the store refused the noise counts")
-        while self._buffer:
-            batch = list(islice(self._buffer, self.batch_size))
+        # what came in while a batch was on its way waits for the next tick: one write
+        # per tick, not a trickle of tiny ones behind it
+        due = len(self._buffer)
+        while due > 0 and self._buffer:
+            batch = list(islice(self._buffer, min(due, self.batch_size)))
+            due -= len(batch)
             try:
                 await self.store.write(batch)
             except StorageUnavailable as e:
