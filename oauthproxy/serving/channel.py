@@ -103,6 +103,17 @@ class StrictChannel(http.HTTPChannel):
     _answered = 0
     _grace: IDelayedCall | None = None
     _grace_over = False
+    #: whether the transport is TLS, once asked (it cannot change during a connection)
+    _secure: bool | None = None
+
+    def isSecure(self) -> bool:
+        """Whether the connection is TLS: adapting the transport to ``ISSLTransport`` once
+        per connection, not per request and caller (the gateway, the request log and the
+        metrics all ask)."""
+        secure = self._secure
+        if secure is None:
+            secure = self._secure = bool(super().isSecure())
+        return secure
 
     def dataReceived(self, data: bytes) -> None:
         """Arm the head deadline on the first byte of a request head; refuse bare LFs."""
