@@ -76,6 +76,23 @@ async def wait_for_health(reactor: Any, api: str, pool: HTTPConnectionPool, time
     return False
 
 
+async def admin_token(reactor: Any, args: argparse.Namespace, store_certificate: bool) -> str:
+    """A fresh admin token from the daemon's store (and the ``bench`` certificate stored)."""
+    storage = bootstrap.open_storage(Config(data_dir=args.data_dir), reactor)
+    try:
+        token: str = await bootstrap.rotate_admin_token(storage.tokens, reactor)
+        if store_certificate and args.cert and args.key:
+            with open(args.cert) as c, open(args.key) as k:
+                record = certificate_record(c.read(), k.read(), reactor.seconds())
+            try:
+                await storage.certificates.create(record)
+            except Conflict:
+                await storage.certificates.update(record)
+        return token
+    finally:
+        await storage.close()
+
+
 async def configure(reactor: Any, args: argparse.Namespace) -> int:
     """Wait for the daemon, then store the certificate and create the proxy."""
     pool = HTTPConnectionPool(reactor, persistent=False)  # type: ignore[no-untyped-call]
@@ -83,19 +100,7 @@ async def configure(reactor: Any, args: argparse.Namespace) -> int:
         if not await wait_for_health(reactor, args.api, pool, args.timeout):
             sys.stderr.write(f"configure_proxy: {args.api}/health never answered\n")
             return 1
-        storage = bootstrap.open_storage(Config(data_dir=args.data_dir), reactor)
-        try:
-            token = await bootstrap.rotate_admin_token(storage.tokens, reactor)
-            https = args.scheme == "https"
-            if https and args.cert and args.key:
-                with open(args.cert) as c, open(args.key) as k:
-                    record = certificate_record(c.read(), k.read(), reactor.seconds())
-                try:
-                    await storage.certificates.create(record)
-                except Conflict:
-                    await storage.certificates.update(record)
-        finally:
-            await storage.close()
+        https = args.scheme == "https"
         proxy: dict[str, object] = {
             "hostname": HOSTNAME,
             "target_url": args.origin,
@@ -104,16 +109,23 @@ async def configure(reactor: Any, args: argparse.Namespace) -> int:
         }
         if https and args.cert and args.key:
             proxy["cert_name"] = CERT_NAME
-        response = await treq.post(
-            args.api + "/proxy/targets/",
-            data=json.dumps(proxy).encode(),
-            headers=Headers(
-                {"Authorization": [f"Bearer {token}"], "Content-Type": ["application/json"]}
-            ),
-            pool=pool,
-            timeout=10,
-        )
-        body = await treq.content(response)
+        for _ in range(10):
+            # a daemon on its first start makes its own admin token once it is up, which
+            # can replace the one issued here: then issue another and try again
+            token = await admin_token(reactor, args, store_certificate=https)
+            response = await treq.post(
+                args.api + "/proxy/targets/",
+                data=json.dumps(proxy).encode(),
+                headers=Headers(
+                    {"Authorization": [f"Bearer {token}"], "Content-Type": ["application/json"]}
+                ),
+                pool=pool,
+                timeout=10,
+            )
+            body = await treq.content(response)
+            if response.code != 401:
+                break
+            await task.deferLater(reactor, 0.5, lambda: None)
         if response.code != 201:
             sys.stderr.write(f"configure_proxy: {response.code} {body.decode(errors='replace')}\n")
             return 1
