@@ -36,6 +36,7 @@ from oauthproxy.config import Config
 from oauthproxy.errors import ConfigError
 from oauthproxy.gateway.proxyproto import TrustedNetworks, TrustedProxyEndpoint
 from oauthproxy.gateway.sni import CertificateMap
+from oauthproxy.serving.writes import coalescing
 
 #: endpoint types that would add their own TLS or PROXY layer (in the wrong order)
 _LAYERED_PREFIXES = frozenset({"ssl", "tls", "haproxy", "le", "lets"})
@@ -69,7 +70,8 @@ def socket_endpoint(reactor: Any, description: str, setting: str) -> IStreamServ
             field=setting,
         )
     try:
-        endpoint: IStreamServerEndpoint = serverFromString(reactor, description)  # type: ignore[no-untyped-call]
+        # TCP connections of the gateway write at the end of the reactor's turn
+        endpoint: IStreamServerEndpoint = serverFromString(coalescing(reactor), description)  # type: ignore[no-untyped-call]
     except (ValueError, KeyError, TypeError, IndexError) as error:
         raise ConfigError(f"invalid endpoint {description!r}: {error}", field=setting) from error
     return endpoint
