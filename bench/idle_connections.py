@@ -1,0 +1,207 @@
+"""Connection scale: N idle keep-alive connections held by one gateway process.
+
+Starts a small origin (in this process), a daemon (``twistd -n oauthproxy``, fresh data
+directory, one proxy ``127.0.0.1`` -> the origin, made by ``bench/configure_proxy.py``)
+and then opens ``--connections`` keep-alive connections to the gateway, each sending
+one proxied request and keeping the connection open, ``--in-flight`` at a time.
+Meanwhile a probe on a connection of its own sends a request every 10 ms: its latency
+says whether opening the connections stalls everyone else.  Once all are open, each
+connection sends a second request (all must be answered on the same connection).
+
+Prints the daemon's RSS before and after (``/proc/PID/status``, the gateway process
+only: its embedded redis-server is a separate process), the RSS per connection, how
+long opening took and the probe's latency while it happened.  Everything it starts is
+stopped by PID.  Needs a file-descriptor limit above ``--connections`` (``ulimit -n``).
+
+    .venv/bin/python bench/idle_connections.py [--connections 10000] [--in-flight 500]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BODY = b"hello, world\n"
+
+
+def free_port() -> int:
+    """A free TCP port on loopback."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port: int = s.getsockname()[1]
+        return port
+
+
+def rss_kb(pid: int) -> int:
+    """Resident set size of ``pid`` in KiB."""
+    with open(f"/proc/{pid}/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    raise RuntimeError(f"no VmRSS for {pid}")
+
+
+async def origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+    """A keep-alive origin that answers every request with ``BODY``."""
+    try:
+        while True:
+            head = await reader.readuntil(b"\r\n\r\n")
+            if not head:
+                return
+            writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
+    except (asyncio.IncompleteReadError, ConnectionError):
+        pass
+    finally:
+        writer.close()
+
+
+REQUEST = b"GET /small HTTP/1.1\r\nHost: 127.0.0.1\r\n\r\n"
+
+
+async def ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> bool:
+    """Send one request on a kept-alive connection; whether a 200 with the body came back."""
+    writer.write(REQUEST)
+    head = await reader.readuntil(b"\r\n\r\n")
+    length = 0
+    for line in head.split(b"\r\n"):
+        name, _, value = line.partition(b":")
+        if name.strip().lower() == b"content-length":
+            length = int(value)
+    body = await reader.readexactly(length)
+    return head.startswith(b"HTTP/1.1 200") and body == BODY
+
+
+async def probe(port: int, stop: asyncio.Event, latencies: list[float]) -> None:
+    """A request every 10 ms on a connection of its own, until ``stop``."""
+    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+    while not stop.is_set():
+        began = time.perf_counter()
+        await ask(reader, writer)
+        latencies.append(time.perf_counter() - began)
+        await asyncio.sleep(0.01)
+    writer.close()
+
+
+async def measure(args: argparse.Namespace, port: int, pid: int) -> None:
+    """Open the connections, take the figures, ask on every connection again."""
+    for _ in range(100):  # warm-up on one connection
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        await ask(reader, writer)
+        writer.close()
+    await asyncio.sleep(1.0)
+    before = rss_kb(pid)
+    connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
+    failed = 0
+    gate = asyncio.Semaphore(args.in_flight)
+
+    async def one() -> None:
+        nonlocal failed
+        async with gate:
+            try:
+                pair = await asyncio.open_connection("127.0.0.1", port)
+                if await ask(*pair):
+                    connections.append(pair)
+                    return
+            except (OSError, asyncio.IncompleteReadError):
+                pass
+            failed += 1
+
+    stop, latencies = asyncio.Event(), []
+    prober = asyncio.create_task(probe(port, stop, latencies))
+    await asyncio.sleep(0.2)
+    idle_latencies = list(latencies)
+    began = time.perf_counter()
+    await asyncio.gather(*(one() for _ in range(args.connections)))
+    opening = time.perf_counter() - began
+    stop.set()
+    await prober
+    during = latencies[len(idle_latencies) :]
+    await asyncio.sleep(1.0)
+    after = rss_kb(pid)
+    began = time.perf_counter()
+    answered = sum(await asyncio.gather(*(ask(r, w) for r, w in connections)))
+    again = time.perf_counter() - began
+    after_second = rss_kb(pid)
+    for _, writer in connections:
+        writer.close()
+    n = len(connections)
+    print(f"connections open and answered: {n} of {args.connections} (failed {failed})")
+    print(f"opening them took {opening:.2f} s ({args.in_flight} at a time)")
+    if during:
+        during.sort()
+        print(
+            f"probe latency while opening: {len(during)} requests, median "
+            f"{statistics.median(during) * 1e3:.2f} ms, max {during[-1] * 1e3:.2f} ms "
+            f"(idle: median {statistics.median(idle_latencies or [0]) * 1e3:.2f} ms)"
+        )
+    print(f"second request on every connection: {answered} answered in {again:.2f} s")
+    print(f"gateway RSS: {before / 1024:.1f} MiB before, {after / 1024:.1f} MiB with them open"
+          f" ({after_second / 1024:.1f} MiB after their second request)")  # fmt: skip
+    if n:
+        print(f"RSS per idle keep-alive connection: {(after - before) / n:.2f} KiB")
+
+
+def main() -> None:
+    """Start the origin and the daemon, measure, stop both."""
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--connections", type=int, default=10_000)
+    parser.add_argument("--in-flight", type=int, default=500)
+    parser.add_argument("--request-log", default="on", choices=("on", "off"))
+    args = parser.parse_args()
+    directory = tempfile.mkdtemp(prefix="idle-bench-")
+    port, api = free_port(), free_port()
+    env = dict(
+        os.environ,
+        PYTHONPATH=REPO,
+        OAUTHPROXY_REQUEST_LOG=args.request_log,
+        OAUTHPROXY_IDLE_TIMEOUT="300",
+        ACME_DIRECTORY_URL="https://127.0.0.1:1/directory",
+        ACME_STAGING_URL="https://127.0.0.1:1/directory",
+    )
+    bindir = os.path.dirname(sys.executable)
+    data = os.path.join(directory, "data")
+
+    async def run() -> None:
+        server = await asyncio.start_server(origin, "127.0.0.1", 0, backlog=4096)
+        origin_port = server.sockets[0].getsockname()[1]
+        configure = await asyncio.create_subprocess_exec(
+            sys.executable, os.path.join(REPO, "bench", "configure_proxy.py"),
+            "--api", f"http://127.0.0.1:{api}", "--data-dir", data,
+            "--origin", f"http://127.0.0.1:{origin_port}", env=env, cwd=directory,
+        )  # fmt: skip
+        daemon = subprocess.Popen(
+            [os.path.join(bindir, "twistd"), "-n", "--pidfile=", "oauthproxy",
+             "--http", f"tcp:{port}:interface=127.0.0.1", "--https", "off",
+             "--api", f"tcp:{api}:interface=127.0.0.1", "--data-dir", data, "--log-level", "warn"],
+            env=env, cwd=directory, stdout=subprocess.DEVNULL,
+        )  # fmt: skip
+        try:
+            if await configure.wait() != 0:
+                raise SystemExit("the daemon could not be configured")
+            await measure(args, port, daemon.pid)
+        finally:
+            daemon.send_signal(signal.SIGTERM)
+            try:
+                daemon.wait(30)
+            except subprocess.TimeoutExpired:
+                daemon.kill()
+            server.close()
+
+    try:
+        asyncio.run(run())
+    finally:
+        shutil.rmtree(directory, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
