@@ -65,7 +65,7 @@ from oauthproxy.gateway.tunnel import open_tunnel
 from oauthproxy.gateway.upstreams import UnusableUpstreamTLS, UpstreamConnector
 from oauthproxy.model import Proxy
 from oauthproxy.requestlog.record import notes_for
-from oauthproxy.serving.writes import coalescing
+from oauthproxy.serving.tcp import tuned_reactor
 
 _log = Logger()
 
@@ -144,9 +144,11 @@ class Forwarder:
     pool: HTTPConnectionPool = field(
         default=Factory(lambda self: _new_pool(self.reactor), takes_self=True)
     )
-    #: upstream connections write at the end of the reactor's turn (serving/writes.py)
+    #: upstream connections write at the end of the reactor's turn (serving/tcp.py)
     connector: UpstreamConnector = field(
-        default=Factory(lambda self: UpstreamConnector(coalescing(self.reactor)), takes_self=True)
+        default=Factory(
+            lambda self: UpstreamConnector(tuned_reactor(self.reactor)), takes_self=True
+        )
     )
     _cooperator: Cooperator | None = None
     #: exchanges under a read timeout (an insertion-ordered set)

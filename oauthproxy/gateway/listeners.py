@@ -36,7 +36,7 @@ from oauthproxy.config import Config
 from oauthproxy.errors import ConfigError
 from oauthproxy.gateway.proxyproto import TrustedNetworks, TrustedProxyEndpoint
 from oauthproxy.gateway.sni import CertificateMap
-from oauthproxy.serving.writes import coalescing
+from oauthproxy.serving.tcp import tuned_reactor
 
 #: endpoint types that would add their own TLS or PROXY layer (in the wrong order)
 _LAYERED_PREFIXES = frozenset({"ssl", "tls", "haproxy", "le", "lets"})
@@ -71,7 +71,7 @@ def socket_endpoint(reactor: Any, description: str, setting: str) -> IStreamServ
         )
     try:
         # TCP connections of the gateway write at the end of the reactor's turn
-        endpoint: IStreamServerEndpoint = serverFromString(coalescing(reactor), description)  # type: ignore[no-untyped-call]
+        endpoint: IStreamServerEndpoint = serverFromString(tuned_reactor(reactor), description)  # type: ignore[no-untyped-call]
     except (ValueError, KeyError, TypeError, IndexError) as error:
         raise ConfigError(f"invalid endpoint {description!r}: {error}", field=setting) from error
     return endpoint

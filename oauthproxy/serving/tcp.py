@@ -1,6 +1,9 @@
 # twisted.internet.tcp is untyped; mypy strict would flag every use of it
 # mypy: disable-error-code="no-untyped-call,no-untyped-def,misc"
-"""TCP transports that write at the end of the reactor's turn, not after an ``EPOLLOUT``.
+"""The gateway's TCP: writes at the end of the reactor's turn, accepts in small batches.
+
+**Writes.** TCP transports here write at the end of the reactor's turn, not after an
+``EPOLLOUT``.
 
 A Twisted TCP transport never sends in ``write()``: it buffers, registers for
 ``EPOLLOUT`` (an ``epoll_ctl``), sends when the next ``epoll_wait`` says the socket is
@@ -18,8 +21,14 @@ turn, producers resumed, a requested close carried out), and registers for
 ``EPOLLOUT`` only what the kernel did not take.  The writes of a turn still go out in
 one send, just without the round trip through epoll.
 
-:func:`coalescing` wraps a reactor so that TCP ports it listens on (also adopted
-sockets, e.g. systemd's) and TCP connections it makes use these transports; the
+**Accepts.** Twisted's listening port accepts up to ``numberAccepts`` connections per
+readable event and raises that by 20 every time it fills it, without a bound: a burst
+of 10,000 connections (``bench/idle_connections.py``) held the reactor for 114 ms in
+one batch while other clients waited.  :class:`Port` accepts at most
+:data:`MAX_ACCEPTS` per turn, so a burst is taken in slices between other work.
+
+:func:`tuned_reactor` wraps a reactor so that TCP ports it listens on (also adopted
+sockets, e.g. systemd's) and TCP connections it makes use these classes; the
 gateway's listeners and upstream connections are made through it.
 """
 
@@ -95,10 +104,19 @@ class Client(_EndOfTurnWrites, tcp.Client):
     """An outgoing TCP connection with end-of-turn writes."""
 
 
+#: connections accepted per turn of the reactor at most
+MAX_ACCEPTS = 64
+
+
 class Port(tcp.Port):
-    """A TCP listening port whose connections are :class:`Server`."""
+    """A TCP listening port whose connections are :class:`Server`, accepted in slices."""
 
     transport = Server
+
+    def doRead(self) -> Any:
+        """Accept what is waiting, at most :data:`MAX_ACCEPTS` this turn."""
+        self.numberAccepts = min(self.numberAccepts, MAX_ACCEPTS)
+        return super().doRead()
 
 
 class Connector(tcp.Connector):
@@ -150,8 +168,8 @@ class _CoalescingReactor:
         return connector
 
 
-def coalescing(reactor: Any) -> Any:
-    """``reactor`` for endpoints whose TCP transports should write at the end of the turn.
+def tuned_reactor(reactor: Any) -> Any:
+    """``reactor`` for endpoints whose TCP should be this module's (see the module docstring).
 
     Only a reactor with epoll-style writer registration (``_writes``) gets wrapped; any
     other (a test's ``MemoryReactor``, ``Clock``) is returned as it is.
