@@ -43,6 +43,7 @@ from oauthproxy.config import Config
 from oauthproxy.daemon import Listener, cannot_listen
 from oauthproxy.errors import ConfigError
 from oauthproxy.gateway.listeners import with_backlog
+from oauthproxy.serving import tcp as tuned
 
 
 def listener_sockets(config: Config) -> list[tuple[str, str, str]]:
@@ -174,8 +175,8 @@ class _OneAtATime:
         """Twisted grows it after a full round; it stays one."""
 
 
-class _SharedTCPPort(_OneAtATime, tcp.Port):
-    """A TCP socket shared by the workers."""
+class _SharedTCPPort(_OneAtATime, tuned.Port):
+    """A TCP socket shared by the workers (connections as the gateway's: serving/tcp.py)."""
 
 
 class _SharedUNIXPort(_OneAtATime, unix.Port):
@@ -213,7 +214,7 @@ class AdoptedEndpoint:
                 self.reactor, self.fileno, self.family, protocolFactory
             )
         else:
-            port = tcp.Port._fromListeningDescriptor(  # type: ignore[no-untyped-call]
+            port = tuned.Port._fromListeningDescriptor(  # type: ignore[no-untyped-call]
                 self.reactor, self.fileno, self.family, protocolFactory
             )
         port.startListening()
