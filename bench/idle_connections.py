@@ -2,13 +2,14 @@
 
 Starts a small origin (in this process), a daemon (``twistd -n oauthproxy``, fresh data
 directory, one proxy ``127.0.0.1`` -> the origin, made by ``bench/configure_proxy.py``)
-and then opens ``--connections`` keep-alive connections to the gateway, each sending
-one proxied request and keeping the connection open, ``--in-flight`` at a time.
-Meanwhile a probe on a connection of its own sends a request every 10 ms: its latency
-says whether opening the connections stalls everyone else.  Once all are open, each
-connection sends a second request (all must be answered on the same connection).
+and then opens ``--connections`` connections to the gateway, ``--in-flight`` at a
+time.  Meanwhile a probe on a connection of its own sends a request every 10 ms: its
+latency says whether accepting them stalls everyone else.  Once all are connected, each
+sends one proxied request and keeps the connection open (kept alive, idle), then each
+sends a second one (all must be answered on the same connection).
 
-Prints the daemon's RSS before and after (``/proc/PID/status``, the gateway process
+Prints the daemon's RSS before, with the connections open, once each was answered
+and after the second request (``/proc/PID/status``, the gateway process
 only: its embedded redis-server is a separate process), the RSS per connection, how
 long opening took and the probe's latency while it happened.  Everything it starts is
 stopped by PID.  Needs a file-descriptor limit above ``--connections`` (``ulimit -n``).
@@ -29,6 +30,7 @@ import subprocess
 import sys
 import tempfile
 import time
+from typing import Any
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 BODY = b"hello, world\n"
@@ -59,7 +61,7 @@ async def origin(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> 
             if not head:
                 return
             writer.write(b"HTTP/1.1 200 OK\r\nContent-Length: %d\r\n\r\n%s" % (len(BODY), BODY))
-    except (asyncio.IncompleteReadError, ConnectionError):
+    except (asyncio.IncompleteReadError, ConnectionError, asyncio.CancelledError):
         pass
     finally:
         writer.close()
@@ -92,63 +94,87 @@ async def probe(port: int, stop: asyncio.Event, latencies: list[float]) -> None:
     writer.close()
 
 
+async def gated(calls: list[Any], at_once: int) -> list[Any]:
+    """Await ``calls`` (coroutines), at most ``at_once`` at a time; their results in order."""
+    gate = asyncio.Semaphore(at_once)
+
+    async def one(call: Any) -> Any:
+        async with gate:
+            return await call
+
+    return await asyncio.gather(*(one(c) for c in calls))
+
+
+async def connect(port: int) -> tuple[asyncio.StreamReader, asyncio.StreamWriter] | None:
+    """A new connection (None if refused)."""
+    try:
+        return await asyncio.open_connection("127.0.0.1", port)
+    except OSError:
+        return None
+
+
+async def answered(pair: tuple[asyncio.StreamReader, asyncio.StreamWriter] | None) -> bool:
+    """Whether a request on ``pair`` was answered."""
+    if pair is None:
+        return False
+    try:
+        return await ask(*pair)
+    except (OSError, asyncio.IncompleteReadError):
+        return False
+
+
 async def measure(args: argparse.Namespace, port: int, pid: int) -> None:
-    """Open the connections, take the figures, ask on every connection again."""
+    """Open the connections, have each ask once, then again; take the figures."""
     for _ in range(100):  # warm-up on one connection
         reader, writer = await asyncio.open_connection("127.0.0.1", port)
         await ask(reader, writer)
         writer.close()
-    await asyncio.sleep(1.0)
+    await asyncio.sleep(6.0)  # the daemon's start-up work is over (its heap freeze: 5 s)
     before = rss_kb(pid)
-    connections: list[tuple[asyncio.StreamReader, asyncio.StreamWriter]] = []
-    failed = 0
-    gate = asyncio.Semaphore(args.in_flight)
-
-    async def one() -> None:
-        nonlocal failed
-        async with gate:
-            try:
-                pair = await asyncio.open_connection("127.0.0.1", port)
-                if await ask(*pair):
-                    connections.append(pair)
-                    return
-            except (OSError, asyncio.IncompleteReadError):
-                pass
-            failed += 1
-
     stop, latencies = asyncio.Event(), []
     prober = asyncio.create_task(probe(port, stop, latencies))
-    await asyncio.sleep(0.2)
-    idle_latencies = list(latencies)
+    await asyncio.sleep(0.5)
+    idle = list(latencies)
     began = time.perf_counter()
-    await asyncio.gather(*(one() for _ in range(args.connections)))
+    pairs = await gated([connect(port) for _ in range(args.connections)], args.in_flight)
     opening = time.perf_counter() - began
+    await asyncio.sleep(0.2)
     stop.set()
     await prober
-    during = latencies[len(idle_latencies) :]
+    during = sorted(latencies[len(idle) :])
+    connected = [p for p in pairs if p is not None]
+    opened = rss_kb(pid)
+    began = time.perf_counter()
+    first = sum(await gated([answered(p) for p in connected], args.in_flight))
+    asking = time.perf_counter() - began
     await asyncio.sleep(1.0)
     after = rss_kb(pid)
-    began = time.perf_counter()
-    answered = sum(await asyncio.gather(*(ask(r, w) for r, w in connections)))
-    again = time.perf_counter() - began
+    second = sum(await gated([answered(p) for p in connected], args.in_flight))
+    await asyncio.sleep(1.0)
     after_second = rss_kb(pid)
-    for _, writer in connections:
+    for _, writer in connected:
         writer.close()
-    n = len(connections)
-    print(f"connections open and answered: {n} of {args.connections} (failed {failed})")
-    print(f"opening them took {opening:.2f} s ({args.in_flight} at a time)")
+    n = len(connected)
+    print(f"connections accepted: {n} of {args.connections} in {opening:.2f} s"
+          f" ({args.in_flight} connecting at a time)")  # fmt: skip
     if during:
-        during.sort()
         print(
-            f"probe latency while opening: {len(during)} requests, median "
+            f"probe latency while they were accepted: {len(during)} requests, median "
             f"{statistics.median(during) * 1e3:.2f} ms, max {during[-1] * 1e3:.2f} ms "
-            f"(idle: median {statistics.median(idle_latencies or [0]) * 1e3:.2f} ms)"
+            f"(before: median {statistics.median(idle or [0]) * 1e3:.2f} ms)"
         )
-    print(f"second request on every connection: {answered} answered in {again:.2f} s")
-    print(f"gateway RSS: {before / 1024:.1f} MiB before, {after / 1024:.1f} MiB with them open"
-          f" ({after_second / 1024:.1f} MiB after their second request)")  # fmt: skip
+    print(f"a request on each: {first} answered in {asking:.2f} s; again: {second} answered")
+    print(
+        f"gateway RSS: {before / 1024:.1f} MiB before, {opened / 1024:.1f} MiB with them"
+        f" connected, {after / 1024:.1f} MiB once each was answered,"
+        f" {after_second / 1024:.1f} MiB after a second request on each"
+    )
     if n:
-        print(f"RSS per idle keep-alive connection: {(after - before) / n:.2f} KiB")
+        print(
+            f"RSS per idle keep-alive connection (answered once): "
+            f"{(after - before) / n:.2f} KiB; {args.connections} of them: "
+            f"{(after - before) * args.connections / n / 1024:.1f} MiB"
+        )
 
 
 def main() -> None:
