@@ -3,8 +3,9 @@
 Starts a small origin (in this process), a daemon (``twistd -n oauthproxy``, fresh data
 directory, one proxy ``127.0.0.1`` -> the origin, made by ``bench/configure_proxy.py``)
 and then opens ``--connections`` connections to the gateway, ``--in-flight`` at a
-time.  Meanwhile a probe on a connection of its own sends a request every 10 ms: its
-latency says whether accepting them stalls everyone else.  Once all are connected, each
+time.  Meanwhile a probe (a process of its own, on a connection of its own) sends a request
+every 10 ms that the gateway answers itself: its latency says whether accepting them
+stalls everyone else.  Once all are connected, each
 sends one proxied request and keeps the connection open (kept alive, idle), then each
 sends a second one (all must be answered on the same connection).
 
@@ -83,15 +84,59 @@ async def ask(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> boo
     return head.startswith(b"HTTP/1.1 200") and body == BODY
 
 
-async def probe(port: int, stop: asyncio.Event, latencies: list[float]) -> None:
-    """A request every 10 ms on a connection of its own, until ``stop``."""
-    reader, writer = await asyncio.open_connection("127.0.0.1", port)
-    while not stop.is_set():
-        began = time.perf_counter()
-        await ask(reader, writer)
-        latencies.append(time.perf_counter() - began)
-        await asyncio.sleep(0.01)
-    writer.close()
+PROBE = b"GET /probe HTTP/1.1\r\nHost: probe.invalid\r\n\r\n"
+
+
+def receive(conn: socket.socket) -> bytes:
+    """The next bytes from ``conn``; SystemExit if it closed."""
+    chunk = conn.recv(65536)
+    if not chunk:
+        raise SystemExit("the gateway closed the probe's connection")
+    return chunk
+
+
+def run_probe(port: int) -> None:
+    """``--probe``: until stdin closes, a request every 10 ms that the gateway answers
+    itself (an unknown host: 404), on a connection of its own; then the latencies (s),
+    one per line.  A process of its own, so that neither this script's event loop nor
+    its origin is in what it measures."""
+    import threading
+
+    latencies: list[float] = []
+    done = threading.Event()
+    threading.Thread(target=lambda: (sys.stdin.read(), done.set()), daemon=True).start()
+    with socket.create_connection(("127.0.0.1", port)) as conn:
+        while not done.is_set():
+            began = time.perf_counter()
+            conn.sendall(PROBE)
+            answer = b""
+            while b"\r\n\r\n" not in answer:
+                answer += receive(conn)
+            head, _, body = answer.partition(b"\r\n\r\n")
+            length = next(
+                int(line.split(b":", 1)[1])
+                for line in head.split(b"\r\n")
+                if line.lower().startswith(b"content-length:")
+            )
+            while len(body) < length:
+                body += receive(conn)
+            latencies.append(time.perf_counter() - began)
+            time.sleep(0.01)
+    print("\n".join(f"{x:.6f}" for x in latencies))
+
+
+async def start_probe(port: int) -> asyncio.subprocess.Process:
+    """The probe process (see :func:`run_probe`)."""
+    return await asyncio.create_subprocess_exec(
+        sys.executable, os.path.abspath(__file__), "--probe", str(port),
+        stdin=asyncio.subprocess.PIPE, stdout=asyncio.subprocess.PIPE,
+    )  # fmt: skip
+
+
+async def probe_latencies(process: asyncio.subprocess.Process) -> list[float]:
+    """Stop the probe; its latencies in seconds."""
+    out, _ = await process.communicate(b"")
+    return [float(line) for line in out.split()]
 
 
 async def gated(calls: list[Any], at_once: int) -> list[Any]:
@@ -131,17 +176,16 @@ async def measure(args: argparse.Namespace, port: int, pid: int) -> None:
         writer.close()
     await asyncio.sleep(6.0)  # the daemon's start-up work is over (its heap freeze: 5 s)
     before = rss_kb(pid)
-    stop, latencies = asyncio.Event(), []
-    prober = asyncio.create_task(probe(port, stop, latencies))
+    before_probe = await start_probe(port)
     await asyncio.sleep(0.5)
-    idle = list(latencies)
+    idle = sorted(await probe_latencies(before_probe))
+    during_probe = await start_probe(port)
+    await asyncio.sleep(0.1)
     began = time.perf_counter()
     pairs = await gated([connect(port) for _ in range(args.connections)], args.in_flight)
     opening = time.perf_counter() - began
-    await asyncio.sleep(0.2)
-    stop.set()
-    await prober
-    during = sorted(latencies[len(idle) :])
+    await asyncio.sleep(0.1)
+    during = sorted(await probe_latencies(during_probe))
     connected = [p for p in pairs if p is not None]
     opened = rss_kb(pid)
     began = time.perf_counter()
@@ -161,7 +205,8 @@ async def measure(args: argparse.Namespace, port: int, pid: int) -> None:
         print(
             f"probe latency while they were accepted: {len(during)} requests, median "
             f"{statistics.median(during) * 1e3:.2f} ms, max {during[-1] * 1e3:.2f} ms "
-            f"(before: median {statistics.median(idle or [0]) * 1e3:.2f} ms)"
+            f"(before: median {statistics.median(idle or [0]) * 1e3:.2f} ms,"
+            f" max {max(idle or [0]) * 1e3:.2f} ms)"
         )
     print(f"a request on each: {first} answered in {asking:.2f} s; again: {second} answered")
     print(
@@ -183,7 +228,11 @@ def main() -> None:
     parser.add_argument("--connections", type=int, default=10_000)
     parser.add_argument("--in-flight", type=int, default=500)
     parser.add_argument("--request-log", default="on", choices=("on", "off"))
+    parser.add_argument("--probe", type=int, metavar="PORT", help=argparse.SUPPRESS)
     args = parser.parse_args()
+    if args.probe:
+        run_probe(args.probe)
+        return
     directory = tempfile.mkdtemp(prefix="idle-bench-")
     port, api = free_port(), free_port()
     env = dict(
