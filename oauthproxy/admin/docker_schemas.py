@@ -224,7 +224,7 @@ SERVICE_FIELDS: dict[str, Schema] = {
     ),
     "health": nullable(string(max_length=32, description="starting, healthy or unhealthy")),
     "exit_code": nullable(integer()),
-    "started_at": nullable(string(max_length=64)),
+    "started_at": nullable(number(description="when the container last started (POSIX seconds)")),
 }
 SERVICE = obj(SERVICE_FIELDS, required=tuple(SERVICE_FIELDS))
 

@@ -9,6 +9,7 @@ into :mod:`oauthproxy.errors`, and one ``_thd_*`` function per engine call.
 
 from __future__ import annotations
 
+import datetime
 import os
 import threading
 from collections.abc import Callable, Iterator
@@ -134,6 +135,17 @@ class DockerClients:
             ) from None
 
 
+def docker_time(text: object) -> float | None:
+    """Docker's RFC 3339 time (nanoseconds, ``Z``) as POSIX seconds; None for its zero
+    time (never started) or anything unreadable."""
+    if not isinstance(text, str) or text.startswith("0001-"):
+        return None
+    try:
+        return datetime.datetime.fromisoformat(text).timestamp()
+    except ValueError:
+        return None
+
+
 def container_info(data: dict[str, Any]) -> ContainerInfo:
     """A :class:`ContainerInfo` from ``inspect`` output or a ``containers`` listing entry."""
     config = data.get("Config") or {}
@@ -174,7 +186,7 @@ def container_info(data: dict[str, Any]) -> ContainerInfo:
         generation=int(generation) if generation and generation.isdigit() else None,
         health=health,
         exit_code=exit_code if isinstance(exit_code, int) else None,
-        started_at=started if isinstance(started, str) else None,
+        started_at=docker_time(started),
         addresses=addresses,
         image=str(config.get("Image") or data.get("Image") or ""),
         restarts=restarts if isinstance(restarts, int) else 0,

@@ -56,7 +56,8 @@ class ContainerInfo:
     #: the healthcheck's verdict: starting, healthy, unhealthy (None: no healthcheck)
     health: str | None = None
     exit_code: int | None = None
-    started_at: str | None = None
+    #: POSIX seconds (None: never started)
+    started_at: float | None = None
     #: (network, IP address) for each network the container joined
     addresses: tuple[tuple[str, str], ...] = ()
     image: str = ""

@@ -250,6 +250,7 @@ class MemoryRuntime:
                 self._set(found, state="exited", exit_code=1)
             else:
                 self._set(found, state="running", exit_code=0)
+            self._set(found, started_at=self.clock.seconds())
 
         return self._checked("start", container, start)
 
@@ -264,7 +265,11 @@ class MemoryRuntime:
     def restart(self, container: str, timeout: float) -> Deferred[None]:
         """Running again."""
         return self._checked(
-            "restart", container, lambda: self._set(self._find(container), state="running")
+            "restart",
+            container,
+            lambda: self._set(
+                self._find(container), state="running", started_at=self.clock.seconds()
+            ),
         )
 
     def remove(self, container: str, force: bool) -> Deferred[None]:

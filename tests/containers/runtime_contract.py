@@ -119,14 +119,21 @@ class RuntimeContract(TestCase):
             await self.runtime.create(service, self.deployment, "unused")
 
     async def test_start_stop_restart(self) -> None:
-        """start runs it, stop ends it, restart runs it again."""
+        """start runs it, stop ends it, restart runs it again; ``started_at`` (POSIX
+        seconds) is None until the first start and moves on with a restart."""
         container = await self.created(self.service())
+        self.assertIsNone((await self.runtime.inspect(container)).started_at)
         await self.runtime.start(container)
-        self.assertTrue((await self.runtime.inspect(container)).running)
+        started = await self.runtime.inspect(container)
+        self.assertTrue(started.running)
+        self.assertIsInstance(started.started_at, float)
         await self.runtime.stop(container, 5)
         self.assertFalse((await self.runtime.inspect(container)).running)
+        await self.sleep(0.01)
         await self.runtime.restart(container, 5)
-        self.assertTrue((await self.runtime.inspect(container)).running)
+        restarted = await self.runtime.inspect(container)
+        self.assertTrue(restarted.running)
+        self.assertGreater(restarted.started_at, started.started_at)
 
     async def test_a_command_that_fails_leaves_an_exited_container(self) -> None:
         """``false`` exits with 1 at once: not running, exit code 1 (no restart policy)."""

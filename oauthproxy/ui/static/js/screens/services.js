@@ -145,7 +145,7 @@ async function renderDocker(root, name, ctx) {
     const rows = [
       ["State", stateBadge(service)], ["Wanted", service.desired_state], ["Image", code(service.image || DASH)],
       ["Address", service.address ? code(service.address) : DASH], ["Container", service.container_id ? code(service.container_id.slice(0, 12)) : DASH],
-      ["Started", text(service.started_at)], ["Exit code", text(service.exit_code)], ["Proxies", list(service.proxies)],
+      ["Started", when(service.started_at)], ["Exit code", text(service.exit_code)], ["Proxies", list(service.proxies)],
       ["Memory limit", text(service.memory_limit)], ["CPU limit", text(service.cpu_limit)], ["Owner", service.owner], ["Updated", when(service.updated_at)],
     ];
     fill(infoBox, h("dl", { class: "kv" }, rows.map(([k, v]) => [h("dt", {}, k), h("dd", {}, v)])));
