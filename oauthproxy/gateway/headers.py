@@ -20,16 +20,17 @@ can remove or spoof what we add (ATK-5/6/7, BCP-6):
 4. last, set ``X-Forwarded-For``/``-Proto``/``-Host`` and ``X-Real-IP`` from the connection
    (the transport's peer, which a trusted PROXY header sets) and any identity headers.
 
-Response side (:func:`copy_response_headers`): hop-by-hop and ``Connection``-nominated names are
-dropped, ``Content-Length`` and every repeated header (``Set-Cookie``) are kept as sent, then the
-proxy's custom response headers are set.
+Response side (:func:`relay_response_headers`, from raw header lines, and
+:func:`copy_response_headers`, from a ``Headers``): hop-by-hop and ``Connection``-nominated
+names are dropped, ``Content-Length`` and every repeated header (``Set-Cookie``) are kept as
+sent, then the proxy's custom response headers are set.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Sequence
 
-from twisted.web.http_headers import Headers
+from twisted.web.http_headers import Headers, _nameEncoder
 
 from oauthproxy.model import Headers as HeaderPairs
 
@@ -233,12 +234,44 @@ def upstream_request_headers(
 
 def copy_response_headers(upstream: Headers, into: Headers, custom: HeaderPairs = ()) -> None:
     """Copy an upstream response's end-to-end headers into ``into`` and add custom ones."""
-    drop = nominated(upstream.getRawHeaders(b"connection"))
-    raw = into._rawHeaders
-    for name, values in upstream.getAllRawHeaders():
+    pairs = [(name, value) for name, values in upstream.getAllRawHeaders() for value in values]
+    relay_response_headers(pairs, into, custom)
+
+
+def relay_response_headers(
+    pairs: Iterable[tuple[bytes, bytes]],
+    into: Headers,
+    custom: HeaderPairs = (),
+    skip: frozenset[bytes] = HOP_BY_HOP,
+) -> None:
+    """Copy a response's raw header lines (in order) into ``into``, then the custom ones.
+
+    Names in ``skip`` (lower case; hop-by-hop by default) and the names ``Connection``
+    nominates are dropped.  Names take twisted.web's canonical spelling and repeated
+    names stay together in the order sent, as in a ``Headers``; a name already in
+    ``into`` is replaced.
+    """
+    nominated_names: frozenset[bytes] = frozenset()
+    got: dict[bytes, list[bytes]] = {}
+    encode = _nameEncoder.encode
+    for name, value in pairs:
         lower = name.lower()
-        if lower in HOP_BY_HOP or lower in drop:
+        if lower in skip or lower == b"connection":
+            if lower == b"connection":
+                nominated_names = nominated_names | nominated([value])
             continue
-        raw[name] = list(values)
+        canonical = encode(name)
+        values = got.get(canonical)
+        if values is None:
+            got[canonical] = [value]
+        else:
+            values.append(value)
+    raw = into._rawHeaders
+    if nominated_names:
+        for canonical, values in got.items():
+            if canonical.lower() not in nominated_names:
+                raw[canonical] = values
+    else:
+        raw.update(got)
     for cname, cvalue in custom:
         into.setRawHeaders(cname, [cvalue])
