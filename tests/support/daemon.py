@@ -35,19 +35,13 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
+from tests.support.ports import free_port
+
 #: the repository root: put on PYTHONPATH so the checkout's plugin and package are used
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 TWISTD = os.path.join(os.path.dirname(sys.executable), "twistd")
 TOKEN = re.compile(r"acm_[A-Za-z0-9_-]{20,}")
 _POLL = 0.1
-
-
-def free_port() -> int:
-    """A TCP port on 127.0.0.1 that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 #: what a test daemon reaches instead of the outside world (port 9 = discard, closed here;

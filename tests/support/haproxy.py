@@ -26,6 +26,8 @@ from typing import Literal
 from attrs import frozen
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.support.ports import free_port
+
 #: seconds HAProxy may take to listen, or to exit after SIGTERM
 START_TIMEOUT = 10.0
 _PR_SET_PDEATHSIG = 1
@@ -63,14 +65,6 @@ backend b1
   balance roundrobin
 {servers}
 """
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _die_with_parent() -> None:

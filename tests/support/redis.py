@@ -32,19 +32,12 @@ from attrs import define, field
 from twisted.trial.unittest import SynchronousTestCase
 
 from oauthproxy.storage.address import RedisAddress
+from tests.support.ports import free_port
 
 #: seconds redis-server may take to answer after starting, or to exit after a signal
 START_TIMEOUT = 10.0
 
 _PR_SET_PDEATHSIG = 1
-
-
-def free_port() -> int:
-    """A loopback TCP port that was free a moment ago."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
 
 
 def _die_with_parent() -> None:
