@@ -60,7 +60,8 @@ from oauthproxy.gateway.exchange import (
 from oauthproxy.gateway.headers import upstream_request_headers
 from oauthproxy.gateway.routing import Forward
 from oauthproxy.gateway.tunnel import open_tunnel
-from oauthproxy.gateway.upstream_client import UpstreamConnection, UpstreamPool
+from oauthproxy.gateway.upstream_client import UpstreamConnection
+from oauthproxy.gateway.upstream_pool import UpstreamPool
 from oauthproxy.gateway.upstreams import UnusableUpstreamTLS, UpstreamConnector
 from oauthproxy.model import Proxy
 from oauthproxy.requestlog.record import notes_for

@@ -19,9 +19,9 @@ from oauthproxy.gateway.exchange import upstream_error
 from oauthproxy.gateway.upstream_client import (
     MAX_HEAD_BYTES,
     UpstreamConnection,
-    UpstreamPool,
     UpstreamProtocolError,
 )
+from oauthproxy.gateway.upstream_pool import UpstreamPool
 
 KEY = ("http", "127.0.0.1", 0, True, None)
 
