@@ -47,7 +47,7 @@ if TYPE_CHECKING:
         TokenFamily,
     )
     from oauthproxy.requestlog.noise import NoiseCount
-    from oauthproxy.requestlog.record import RequestRecord
+    from oauthproxy.requestlog.record import RequestRecord, Row
     from oauthproxy.storage.health import StorageState
 
 
@@ -439,6 +439,9 @@ class IRequestLogStore(Interface):
 
         Past ``max_records`` records the oldest are dropped, from every index too.
         """
+
+    def write_rows(rows: Sequence[Row]) -> Deferred[None]:
+        """:meth:`write` for records given as rows (``record_row``): the writer's batches."""
 
     def count_noise(counts: Sequence[NoiseCount]) -> Deferred[None]:
         """Add anonymous-noise counts (per minute, reason and host), kept ``retention``."""

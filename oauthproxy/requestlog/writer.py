@@ -43,10 +43,14 @@ from oauthproxy.errors import StorageUnavailable
 from oauthproxy.interfaces import IRequestLogStore
 from oauthproxy.requestlog.noise import NoiseBudget
 from oauthproxy.requestlog.record import (
+    ROW_HOST,
+    ROW_TIME,
     RequestRecord,
+    Row,
     access_line,
     notes_for,
-    record_from_request,
+    record_row,
+    row_from_request,
 )
 
 _log = Logger()
@@ -91,7 +95,8 @@ class RequestLogWriter(Service):
     noise: NoiseBudget = field(factory=NoiseBudget)
     #: noise requests only counted, not recorded
     counted: int = field(default=0, init=False)
-    _buffer: deque[RequestRecord] = field(factory=deque, init=False)
+    #: the records waiting, as rows (``record_row``)
+    _buffer: deque[Row] = field(factory=deque, init=False)
     _outage: bool = field(default=False, init=False)
     _dropped_at_outage: int = field(default=0, init=False)
     _loop: LoopingCall | None = field(default=None, init=False)
@@ -117,10 +122,14 @@ class RequestLogWriter(Service):
 
     def record(self, record: RequestRecord) -> None:
         """Queue ``record`` for the next flush; drop and count it if the buffer is full."""
+        self._queue(record_row(record))
+
+    def _queue(self, row: Row) -> None:
+        """Queue the record ``row``; drop and count it if the buffer is full."""
         if len(self._buffer) >= self.max_buffer:
             self.dropped += 1
             return
-        self._buffer.append(record)
+        self._buffer.append(row)
 
     def access_log(self, request: Any) -> None:
         """The gateway's access-log hook: record the finished ``request``.
@@ -129,18 +138,18 @@ class RequestLogWriter(Service):
         counted and logged (that is a bug, not an expected condition).
         """
         try:
-            record = record_from_request(request, self.clock.seconds(), self.new_token)
+            row = row_from_request(request, self.clock.seconds(), self.new_token)
         except Exception:
             self.unrecordable += 1
             _log.failure("could not build the request-log record of a request")
             return
         reason = notes_for(request).noise
-        if reason is not None and not self.noise.admit(record.time, reason, record.host):
+        if reason is not None and not self.noise.admit(row[ROW_TIME], reason, row[ROW_HOST]):
             self.counted += 1
             return
-        self.record(record)
+        self._queue(row)
         if self.emit_lines:
-            _log.info("{access_line}", access_line=access_line(record))
+            _log.info("{access_line}", access_line=access_line(RequestRecord(*row)))
 
     def startService(self) -> None:
         """Start flushing every ``flush_interval`` seconds."""
@@ -193,7 +202,7 @@ class RequestLogWriter(Service):
             batch = list(islice(self._buffer, min(due, self.batch_size)))
             due -= len(batch)
             try:
-                await self.store.write(batch)
+                await self.store.write_rows(batch)
             except StorageUnavailable as e:
                 self.failures += 1
                 self._begin_outage(e.detail)

@@ -33,16 +33,30 @@ import json
 import operator
 import struct
 from collections.abc import Iterator, Sequence
+from itertools import chain
 from typing import Any
 
-import attrs
 from attrs import define, field
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
 from oauthproxy.interfaces import IRequestLogStore
 from oauthproxy.requestlog.noise import NoiseCount, minute_of
-from oauthproxy.requestlog.record import RequestRecord, index_entries, utc_day
+from oauthproxy.requestlog.record import (
+    ROW_CLIENT_ID,
+    ROW_CLIENT_IP,
+    ROW_ERROR,
+    ROW_HOST,
+    ROW_STATUS,
+    ROW_TIME,
+    ROW_USER,
+    RequestRecord,
+    Row,
+    index_entries,
+    record_row,
+    status_class,
+    utc_day,
+)
 from oauthproxy.storage.connection import RedisConnection
 from oauthproxy.storage.keys import Keys
 from oauthproxy.storage.requestlog_lua import (
@@ -64,9 +78,9 @@ SEGMENT_RECORDS = 1000
 #: seconds between the oldest and newest record of a segment at most
 SEGMENT_SPAN = 2.0
 
-#: a record as a row (its fields in order) and back
-_row = operator.attrgetter(*(a.name for a in attrs.fields(RequestRecord)))
 _DAY = 86400
+#: a segment's rows as one JSON text (what ``json.dumps`` makes, without spaces)
+_encode_rows = json.JSONEncoder(separators=(",", ":")).encode
 
 
 def _score(value: float) -> str:
@@ -85,17 +99,18 @@ def _triples(reply: Sequence[Any]) -> Iterator[tuple[str, int, int]]:
         yield str(reply[i]), int(reply[i + 1]), int(reply[i + 2])
 
 
-def _segments(records: Sequence[RequestRecord]) -> Iterator[list[RequestRecord]]:
-    """``records`` oldest first, in runs of at most ``SEGMENT_RECORDS`` records spanning
+def _segments(rows: Sequence[Row]) -> Iterator[list[Row]]:
+    """``rows`` oldest first, in runs of at most ``SEGMENT_RECORDS`` rows spanning
     at most ``SEGMENT_SPAN`` seconds."""
-    segment: list[RequestRecord] = []
-    for record in sorted(records, key=operator.attrgetter("time")):
-        if segment and (
-            len(segment) >= SEGMENT_RECORDS or record.time - segment[0].time > SEGMENT_SPAN
-        ):
+    segment: list[Row] = []
+    start = 0.0
+    for row in sorted(rows, key=operator.itemgetter(ROW_TIME)):
+        if segment and (len(segment) >= SEGMENT_RECORDS or row[ROW_TIME] - start > SEGMENT_SPAN):
             yield segment
             segment = []
-        segment.append(record)
+        if not segment:
+            start = row[ROW_TIME]
+        segment.append(row)
     if segment:
         yield segment
 
@@ -149,50 +164,88 @@ class RedisRequestLogStore:
 
     def write(self, records: Sequence[RequestRecord]) -> Deferred[None]:
         """Store ``records`` as segments, in one script call."""
+        return self.write_rows([record_row(r) for r in records])
+
+    def write_rows(self, rows: Sequence[Row]) -> Deferred[None]:
+        """Store the records of ``rows`` as segments, in one script call."""
 
         async def write() -> None:
-            if not records:
+            if not rows:
                 return
-            horizon = max(r.time for r in records) - self.retention
+            horizon = max(row[ROW_TIME] for row in rows) - self.retention
             args: list[object] = [
                 self._prefix,
                 int(self.retention),
                 _score(horizon),
                 self.max_records,
             ]
-            for segment in _segments(records):
+            for segment in _segments(rows):
                 args += self._segment_args(segment)
             await self.connection.eval(WRITE, [], args)
 
         return Deferred.fromCoroutine(write())
 
-    def _segment_args(self, segment: list[RequestRecord]) -> list[object]:
-        """The write script's arguments for one segment (see ``requestlog_lua.WRITE``)."""
-        positions: dict[tuple[str, str], list[int]] = {}
+    def _segment_args(self, segment: list[Row]) -> list[object]:
+        """The write script's arguments for one segment (see ``requestlog_lua.WRITE``).
+
+        Rows are grouped by what places them in indexes (client IP, host, status,
+        user, client, error) first: a batch has far fewer such groups than rows, so
+        the index positions, visitors and hosts are worked out once per group.
+        """
+        groups: dict[tuple[str, str, int, str | None, str | None, bool], list[int]] = {}
+        for i, row in enumerate(segment):
+            status = row[ROW_STATUS]
+            key = (
+                row[ROW_CLIENT_IP],
+                row[ROW_HOST],
+                status,
+                row[ROW_USER],
+                row[ROW_CLIENT_ID],
+                status >= 500 or row[ROW_ERROR] is not None,
+            )
+            found = groups.get(key)
+            if found is None:
+                groups[key] = [i]
+            else:
+                found.append(i)
+        times = [row[ROW_TIME] for row in segment]
+        first_day, last_day = self._day(times[0]), self._day(times[-1])
+        n = len(segment)
+        positions: dict[tuple[str, str], list[list[int]]] = {("all", ""): [list(range(n))]}
         visitors: dict[tuple[str, str], set[str]] = {}
         hosts: dict[str, float] = {}
-        for i, record in enumerate(segment):
-            for entry in index_entries(record):
-                found = positions.get(entry)
-                if found is None:
-                    positions[entry] = [i]
+        for (ip, host, status, user, client_id, is_error), rows in groups.items():
+            entries = [("ip", ip), ("host", host), ("status", status_class(status))]
+            if user:
+                entries.append(("user", user))
+            if client_id:
+                entries.append(("client", client_id))
+            if is_error:
+                entries.append(("errors", ""))
+            for entry in entries:
+                found_rows = positions.get(entry)
+                if found_rows is None:
+                    positions[entry] = [rows]
                 else:
-                    found.append(i)
-            host = record.host
-            host_day = (host, self._day(record.time))
-            ips = visitors.get(host_day)
-            if ips is None:
-                visitors[host_day] = {record.client_ip}
-            else:
-                ips.add(record.client_ip)
-            hosts[host] = record.time  # oldest first: the last one is the newest
+                    found_rows.append(rows)
+            days = {first_day} if first_day == last_day else {self._day(times[i]) for i in rows}
+            for day in days:
+                ips = visitors.get((host, day))
+                if ips is None:
+                    visitors[(host, day)] = {ip}
+                else:
+                    ips.add(ip)
+            newest = times[rows[-1]]
+            if hosts.get(host, newest) <= newest:
+                hosts[host] = newest
         args: list[object] = [
-            _score(segment[-1].time),
-            json.dumps([_row(r) for r in segment], separators=(",", ":")),
-            struct.pack(f"<{len(segment)}d", *(r.time for r in segment)),
+            _score(times[-1]),
+            _encode_rows(segment),
+            struct.pack(f"<{n}d", *times),
             len(positions),
         ]
-        for (index, value), rows in positions.items():
+        for (index, value), runs in positions.items():
+            rows = runs[0] if len(runs) == 1 else sorted(chain.from_iterable(runs))
             args += [self._index_key(index, value), struct.pack(f"<{len(rows)}H", *rows)]
         args.append(len(visitors))
         for (host, day_text), ips in visitors.items():

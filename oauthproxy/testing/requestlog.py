@@ -11,7 +11,7 @@ from oauthproxy.interfaces import (
     IRequestLogStore,
 )
 from oauthproxy.requestlog.noise import NoiseCount, minute_of
-from oauthproxy.requestlog.record import RequestRecord, index_entries, utc_day
+from oauthproxy.requestlog.record import RequestRecord, Row, index_entries, utc_day
 from oauthproxy.storage.events import (
     NO_EVENT_ID,
     parse_stream_id,
@@ -46,6 +46,10 @@ class MemoryRequestLogStore:
         self.stream_sequence = 0
         self.visitor_ips: dict[tuple[str, str], set[str]] = {}
         self.host_seen: dict[str, float] = {}
+
+    def write_rows(self, rows: Sequence[Row]) -> Deferred[None]:
+        """:meth:`write` of the records of ``rows``."""
+        return self.write([RequestRecord(*row) for row in rows])
 
     def write(self, records: Sequence[RequestRecord]) -> Deferred[None]:
         """Keep ``records``, then drop what fell out of the retention window."""

@@ -10,7 +10,7 @@ from twisted.trial.unittest import TestCase
 
 from oauthproxy.interfaces import IRequestLogStore
 from oauthproxy.requestlog.noise import NoiseCount
-from oauthproxy.requestlog.record import RequestRecord
+from oauthproxy.requestlog.record import RequestRecord, record_row
 from tests.requestlog.samples import T0, sample
 
 DAY = 86400.0
@@ -222,6 +222,43 @@ class RequestLogStoreContract(TestCase):
         self.assertEqual(await store.visitors(host, ["2025-01-01", "2025-01-02"]), 3)
         self.assertEqual(await store.visitors("other.example", ["2025-01-01"]), 1)
         self.assertEqual(await store.visitors(host, []), 0)
+
+    async def test_rows_with_interleaved_index_values_are_found_as_written(self) -> None:
+        """write_rows (the writer's batches) stores what write stores: rows of several
+        IPs, hosts, users and statuses interleaved in one batch across a UTC midnight
+        are each found under their own index values, and visitors count per day."""
+        store = self.make_store(retention=3 * DAY)
+        midnight = T0 + DAY
+        records = [
+            sample(0, time=midnight - 1.0, client_ip="192.0.2.1", host="b.example.com"),
+            sample(1, time=midnight - 0.6, client_ip="192.0.2.2", status=404, user="octocat"),
+            sample(2, time=midnight - 0.2, client_ip="192.0.2.1"),
+            sample(3, time=midnight + 0.2, client_ip="192.0.2.2", status=404, user="octocat"),
+            sample(4, time=midnight + 0.6, client_ip="192.0.2.3", error="upstream reset"),
+        ]
+        await store.write_rows([record_row(r) for r in records])
+        cid = [r.correlation_id for r in records]
+        window = (T0, midnight + DAY)
+        self.assertEqual(await self.ids(store, "all", "", *window), cid[::-1])
+        self.assertEqual(await self.ids(store, "ip", "192.0.2.1", *window), [cid[2], cid[0]])
+        self.assertEqual(await self.ids(store, "ip", "192.0.2.2", *window), [cid[3], cid[1]])
+        self.assertEqual(await self.ids(store, "status", "4xx", *window), [cid[3], cid[1]])
+        self.assertEqual(await self.ids(store, "status", "2xx", *window), [cid[4], cid[2], cid[0]])
+        self.assertEqual(await self.ids(store, "user", "octocat", *window), [cid[3], cid[1]])
+        self.assertEqual(await self.ids(store, "host", "b.example.com", *window), [cid[0]])
+        self.assertEqual(await self.ids(store, "host", "api.example.com", *window), cid[:0:-1])
+        self.assertEqual(await self.ids(store, "errors", "", *window), [cid[4]])
+        self.assertEqual(await store.count("host", "api.example.com", *window), 4)
+        self.assertEqual(await store.count("ip", "192.0.2.2", *window), 2)
+        around = (midnight - 0.7, midnight - 0.1)
+        self.assertEqual(await store.count("host", "api.example.com", *around), 2)
+        for record in records:
+            self.assertEqual(await store.get(record.correlation_id), record)
+        host = "api.example.com"
+        self.assertEqual(await store.visitors(host, ["2025-01-01"]), 2)
+        self.assertEqual(await store.visitors(host, ["2025-01-02"]), 2)
+        self.assertEqual(await store.visitors(host, ["2025-01-01", "2025-01-02"]), 3)
+        self.assertEqual(await store.hosts(midnight), ["api.example.com"])
 
     async def test_recent_follows_with_a_cursor(self) -> None:
         """recent(None) gives the newest records; the cursor then gives only newer ones."""

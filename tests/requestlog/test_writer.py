@@ -15,7 +15,7 @@ from zope.interface import implementer
 from oauthproxy.errors import StorageUnavailable
 from oauthproxy.interfaces import IRequestLogStore
 from oauthproxy.requestlog.noise import NoiseBudget
-from oauthproxy.requestlog.record import RequestRecord, notes_for
+from oauthproxy.requestlog.record import RequestRecord, Row, notes_for
 from oauthproxy.requestlog.writer import RequestLogWriter
 from oauthproxy.testing import MemoryRequestLogStore, MemoryStorage
 from tests.requestlog.samples import T0, finish_request, sample
@@ -33,7 +33,7 @@ class WatchedStore:
     pending: Deferred[None] | None = None
 
     def __getattr__(self, name: str) -> Any:
-        """Everything but ``write`` goes to the memory store."""
+        """Everything but ``write`` and ``write_rows`` goes to the memory store."""
         return getattr(self.inner, name)
 
     def write(self, records: Sequence[RequestRecord]) -> Deferred[None]:
@@ -44,6 +44,10 @@ class WatchedStore:
         if self.pending is not None:
             return self.pending
         return self.inner.write(records)
+
+    def write_rows(self, rows: Sequence[Row]) -> Deferred[None]:
+        """:meth:`write` of the records of ``rows`` (what the writer calls)."""
+        return self.write([RequestRecord(*row) for row in rows])
 
 
 class WriterTests(SynchronousTestCase):
