@@ -150,12 +150,13 @@ def _host_of(request: Any) -> str:
 #: fraction of an attrs instance to make
 Row: TypeAlias = tuple[Any, ...]
 #: the row of a record
-record_row: Callable[[RequestRecord], Row] = operator.attrgetter(
-    *(a.name for a in attrs.fields(RequestRecord))
-)
+_FIELDS = tuple(a.name for a in attrs.fields(RequestRecord))
+record_row: Callable[[RequestRecord], Row] = operator.attrgetter(*_FIELDS)
 #: positions of the fields in a :data:`Row`
-ROW_TIME, ROW_CLIENT_IP, ROW_HOST, ROW_STATUS = 0, 2, 4, 6
-ROW_USER, ROW_CLIENT_ID, ROW_ERROR = 11, 12, 14
+ROW_TIME, ROW_CLIENT_IP, ROW_HOST, ROW_STATUS, ROW_USER, ROW_CLIENT_ID, ROW_ERROR = (
+    _FIELDS.index(name)
+    for name in ("time", "client_ip", "host", "status", "user", "client_id", "error")
+)
 
 
 def row_from_request(request: Any, now: float, new_token: Callable[[], str]) -> Row:
