@@ -18,11 +18,9 @@ from __future__ import annotations
 
 import atexit
 import contextlib
-import ctypes
 import io
 import os
 import shutil
-import signal
 import subprocess
 import tarfile
 import tempfile
@@ -34,16 +32,11 @@ import docker
 from attrs import define, field
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.support.processes import die_with_parent, end_process
+
 #: seconds dockerd may take to answer after starting, or to exit after SIGTERM
 START_TIMEOUT = 30.0
 BUSYBOX_IMAGE = "local/busybox:1"
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child: ask the kernel to SIGKILL us if the test process dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _mounts_under(directory: str) -> list[str]:
@@ -141,7 +134,7 @@ class Dockerd:
         log = open(os.path.join(d, "dockerd.log"), "ab")  # noqa: SIM115 - the child keeps it
         try:
             self.process = subprocess.Popen(
-                args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=_die_with_parent
+                args, stdin=subprocess.DEVNULL, stdout=log, stderr=log, preexec_fn=die_with_parent
             )
         finally:
             log.close()
@@ -178,13 +171,8 @@ class Dockerd:
     def stop(self) -> None:
         """SIGTERM dockerd by PID, wait for it (SIGKILL after a timeout), unmount its leftovers."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(START_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            end_process(process, START_TIMEOUT)
         for point in _mounts_under(self.directory):
             subprocess.run(["umount", "-l", point], check=False, capture_output=True)
 

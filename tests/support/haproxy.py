@@ -12,10 +12,7 @@ A missing ``haproxy`` binary raises, so the test fails rather than skips.
 
 from __future__ import annotations
 
-import ctypes
-import os
 import shutil
-import signal
 import socket
 import subprocess
 import tempfile
@@ -27,10 +24,10 @@ from attrs import frozen
 from twisted.trial.unittest import SynchronousTestCase
 
 from tests.support.ports import free_port
+from tests.support.processes import die_with_parent, end_process
 
 #: seconds HAProxy may take to listen, or to exit after SIGTERM
 START_TIMEOUT = 10.0
-_PR_SET_PDEATHSIG = 1
 
 _CONFIG = """\
 global
@@ -67,11 +64,6 @@ backend b1
 """
 
 
-def _die_with_parent() -> None:
-    """In the child: the kernel kills HAProxy if the test process dies first."""
-    ctypes.CDLL(None, use_errno=True).prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
-
-
 @frozen
 class HAProxy:
     """A running HAProxy: connect to ``front_port`` to reach the backend through it."""
@@ -95,17 +87,6 @@ def _wait_for_port(port: int, process: subprocess.Popen[bytes]) -> None:
             probe.close()
         time.sleep(0.05)
     raise RuntimeError(f"haproxy did not listen on port {port} within {START_TIMEOUT} s")
-
-
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Stop HAProxy by its PID and reap it (SIGKILL if it lingers)."""
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=START_TIMEOUT)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=START_TIMEOUT)
 
 
 def start_haproxy(
@@ -144,8 +125,8 @@ def _run(test: SynchronousTestCase, front: int, config: str) -> HAProxy:
         ["haproxy", "-db", "-f", str(config_path)],
         stdout=log,
         stderr=subprocess.STDOUT,
-        preexec_fn=_die_with_parent,
+        preexec_fn=die_with_parent,
     )
-    test.addCleanup(_stop, process)
+    test.addCleanup(end_process, process, START_TIMEOUT)
     _wait_for_port(front, process)
     return HAProxy(front, process.pid, config_path)

@@ -18,7 +18,6 @@ import datetime
 import ipaddress
 import json
 import os
-import signal
 import socket
 import ssl
 import subprocess
@@ -33,6 +32,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
 from tests.support.ports import free_port
+from tests.support.processes import end_process
 
 #: seconds a process may take to become ready
 START_TIMEOUT = 15.0
@@ -100,17 +100,6 @@ def _wait_for_tcp(port: int, process: subprocess.Popen[bytes], what: str) -> Non
     raise RuntimeError(f"{what} did not listen on port {port} within {START_TIMEOUT} s")
 
 
-def _stop(process: subprocess.Popen[bytes]) -> None:
-    """Terminate ``process`` by its PID and reap it (kill it if it lingers)."""
-    if process.poll() is None:
-        os.kill(process.pid, signal.SIGTERM)
-        try:
-            process.wait(timeout=5)
-        except subprocess.TimeoutExpired:
-            os.kill(process.pid, signal.SIGKILL)
-            process.wait(timeout=5)
-
-
 @define
 class Pebble:
     """A running Pebble + challtestsrv pair (see the module docstring)."""
@@ -152,7 +141,7 @@ class Pebble:
     def stop(self) -> None:
         """Stop both processes by PID."""
         while self._processes:
-            _stop(self._processes.pop())
+            end_process(self._processes.pop(), 5)
 
 
 def start_pebble(

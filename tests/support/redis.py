@@ -17,7 +17,6 @@ A missing ``redis-server`` binary raises: it fails the test, never skips it.
 from __future__ import annotations
 
 import atexit
-import ctypes
 import os
 import shutil
 import signal
@@ -33,17 +32,10 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from oauthproxy.storage.address import RedisAddress
 from tests.support.ports import free_port
+from tests.support.processes import die_with_parent, end_process
 
 #: seconds redis-server may take to answer after starting, or to exit after a signal
 START_TIMEOUT = 10.0
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _die_with_parent() -> None:
-    """In the child: ask the kernel to SIGKILL us if the test process dies."""
-    libc = ctypes.CDLL(None, use_errno=True)
-    libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL)
 
 
 def _encode(args: tuple[object, ...]) -> bytes:
@@ -160,7 +152,7 @@ class RedisServer:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -185,15 +177,8 @@ class RedisServer:
     def _end(self, sig: signal.Signals) -> None:
         """Send ``sig`` to the server and wait for it to exit."""
         process, self.process = self.process, None
-        if process is None:
-            return
-        if process.poll() is None:
-            process.send_signal(sig)
-            try:
-                process.wait(START_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            end_process(process, START_TIMEOUT, sig)
 
     def stop(self) -> None:
         """Stop the server gracefully (SIGTERM) and wait for it; idempotent."""

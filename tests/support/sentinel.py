@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import time
@@ -25,10 +24,10 @@ from attrs import define, field
 from twisted.internet import reactor, task
 from twisted.trial.unittest import SynchronousTestCase
 
+from tests.support.processes import die_with_parent, end_process
 from tests.support.redis import (
     START_TIMEOUT,
     RedisServer,
-    _die_with_parent,
     _encode,
     _read_reply,
     free_port,
@@ -74,7 +73,7 @@ class SentinelProcess:
             stdin=subprocess.DEVNULL,
             stdout=subprocess.DEVNULL,
             stderr=subprocess.DEVNULL,
-            preexec_fn=_die_with_parent,
+            preexec_fn=die_with_parent,
         )
         deadline = time.monotonic() + START_TIMEOUT
         while True:
@@ -98,13 +97,8 @@ class SentinelProcess:
     def stop(self) -> None:
         """Stop the sentinel by its PID (SIGKILL after the timeout); idempotent."""
         process, self.process = self.process, None
-        if process is not None and process.poll() is None:
-            process.send_signal(signal.SIGTERM)
-            try:
-                process.wait(START_TIMEOUT)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.wait()
+        if process is not None:
+            end_process(process, START_TIMEOUT)
 
 
 @define
