@@ -14,7 +14,7 @@ from __future__ import annotations
 import base64
 import json
 import os
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 import treq
@@ -202,15 +202,7 @@ class RollingRestartTests(TestCase):
         url = f"http://127.0.0.1:{balancer.front_port}"
         load = Load(url)
         await load.check_once()
-        running = load.start(workers=8)
-        await task.deferLater(reactor, 1.0, lambda: None)
-        for n in (0, 1):
-            await daemons[n].stop()
-            self.assertTrue(daemons[n].exited_cleanly, "\n".join(daemons[n].output[-10:]))
-            daemons[n] = await start(n)
-            await task.deferLater(reactor, 1.0, lambda: None)
-        load.stopping = True
-        await running
+        await load.during_restarts(self, daemons, start)
         print(f"\nrolling restart: {load.ok} requests answered, failures: {load.failures[:5]}")
         self.assertEqual(load.failures, [])
         self.assertGreater(load.ok, 100)
@@ -238,6 +230,24 @@ class Load:
         response = await treq.get(self.url + "/", headers={"Host": [HOST]}, pool=self.fresh)
         await treq.content(response)
         assert response.code == 200, response.code
+
+    async def during_restarts(
+        self,
+        test: TestCase,
+        daemons: list[DaemonProcess],
+        start: Callable[[int], Awaitable[DaemonProcess]],
+    ) -> None:
+        """Under load from 8 workers, stop each daemon in turn (it must exit cleanly) and
+        start it again with ``start(n)``, a second apart; the load stops after."""
+        running = self.start(workers=8)
+        await task.deferLater(reactor, 1.0, lambda: None)
+        for n in range(len(daemons)):
+            await daemons[n].stop()
+            test.assertTrue(daemons[n].exited_cleanly, "\n".join(daemons[n].output[-10:]))
+            daemons[n] = await start(n)
+            await task.deferLater(reactor, 1.0, lambda: None)
+        self.stopping = True
+        await running
 
     def start(self, workers: int) -> defer.Deferred[Any]:
         """Run ``workers`` loops; fires when all have stopped (and pools are closed)."""

@@ -72,15 +72,7 @@ class ScaleOutTests(TestCase):
         balancer = start_balancer(self, proxied)
         load = Load(f"http://127.0.0.1:{balancer.front_port}")
         await load.check_once()
-        running = load.start(workers=8)
-        await task.deferLater(reactor, 1.0, lambda: None)
-        for n in range(3):
-            await daemons[n].stop()
-            self.assertTrue(daemons[n].exited_cleanly, "\n".join(daemons[n].output[-10:]))
-            daemons[n] = await start(n)
-            await task.deferLater(reactor, 1.0, lambda: None)
-        load.stopping = True
-        await running
+        await load.during_restarts(self, daemons, start)
         print(f"rolling restart of 3 daemons: {load.ok} requests, failures: {load.failures[:5]}")
         self.assertEqual(load.failures, [])
         self.assertGreater(load.ok, 100)
