@@ -36,7 +36,7 @@ from mcp.shared.auth import (
     OAuthClientMetadata,
     OAuthToken,
 )
-from twisted.internet import reactor
+from twisted.internet import reactor, task
 from twisted.internet.threads import deferToThread
 from twisted.trial.unittest import TestCase
 
@@ -255,6 +255,30 @@ class SdkSetup:
         assert token is not None
         return await _api(self.daemon, token, method, path, body)
 
+    async def run_client(self, storage: MemoryTokens, **options: Any) -> dict[str, Any]:
+        """:func:`run_client` in a thread; a failure also shows the daemon's error log.
+
+        The SDK only says that the server answered an error: what the gateway recorded
+        about it (an upstream failure, say) is in ``/logs/errors``.
+        """
+        try:
+            seen: dict[str, Any] = await deferToThread(
+                asyncio.run, run_client(self.address, self.ca_pem, storage, **options)
+            )
+        except AssertionError as e:
+            raise AssertionError(f"{e}\nthe daemon's /logs/errors: {await self._errors()}") from e
+        return seen
+
+    async def _errors(self) -> Any:
+        """The last few records of ``/logs/errors`` (waiting a moment for the log's flush)."""
+        errors: Any = None
+        for _ in range(20):
+            _, errors = await self.daemon.get("/logs/errors?limit=5", self.daemon.admin_token)
+            if not isinstance(errors, dict) or errors.get("items"):
+                break
+            await task.deferLater(reactor, 0.1, lambda: None)
+        return errors
+
 
 async def _api(
     daemon: DaemonProcess, token: str, method: str, path: str, body: Any
@@ -349,7 +373,7 @@ class McpSdkTests(TestCase):
         """
         setup = await start_sdk_setup(self)
         storage = MemoryTokens()
-        seen = await deferToThread(asyncio.run, run_client(setup.address, setup.ca_pem, storage))
+        seen = await setup.run_client(storage)
         self.assertEqual(seen["add"], "5")
         self.assertEqual(seen["whoami"], "alice")
         self.assertEqual(seen["saw_authorization"], "no")
@@ -381,7 +405,7 @@ class McpSdkTests(TestCase):
             response_types=["code"],
         )
         storage = MemoryTokens(info)
-        seen = await deferToThread(asyncio.run, run_client(setup.address, setup.ca_pem, storage))
+        seen = await setup.run_client(storage)
         self.assertEqual(seen["add"], "5")
         assert storage.client is not None
         self.assertEqual(storage.client.client_id, client["client_id"])
@@ -395,9 +419,7 @@ class McpSdkTests(TestCase):
         """
         setup = await start_sdk_setup(self, OAUTH_ACCESS_TOKEN_LIFETIME="25")
         storage = MemoryTokens()
-        seen = await deferToThread(
-            asyncio.run, run_client(setup.address, setup.ca_pem, storage, pause=26.0)
-        )
+        seen = await setup.run_client(storage, pause=26.0)
         self.assertEqual(seen["after_pause"], "9")
         self.assertEqual(seen["logins"], 1, seen["exchanges"])
         self.assertEqual(len(storage.history), 2)
@@ -428,10 +450,7 @@ class McpSdkTests(TestCase):
             OAUTHPROXY_CIMD_CA_BUNDLE=host.ca_bundle,
         )
         storage = MemoryTokens()
-        seen = await deferToThread(
-            asyncio.run,
-            run_client(setup.address, setup.ca_pem, storage, client_metadata_url=host.url),
-        )
+        seen = await setup.run_client(storage, client_metadata_url=host.url)
         self.assertEqual(seen["add"], "5")
         self.assertEqual(seen["whoami"], "alice")
         query = parse_qs(urlsplit(seen["authorize_url"]).query)
