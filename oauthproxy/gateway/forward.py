@@ -25,7 +25,8 @@ upstream reads (never fully buffered).  Content-Length is copied, encodings are 
 
 WebSocket: an HTTP/1.1 ``GET`` with ``Upgrade: websocket`` goes to
 :func:`oauthproxy.gateway.tunnel.open_tunnel` with the rewritten headers; it tunnels only on a
-101 from the upstream (ATK-16).  Any other ``Upgrade`` (``h2c``) is dropped as hop-by-hop.
+101 from the upstream (ATK-16), and the tunnel goes to the request log when it ends (status 101,
+its lifetime, the bytes each way).  Any other ``Upgrade`` (``h2c``) is dropped as hop-by-hop.
 
 Errors: connection failure or a broken answer -> 502; connect timeout, or no response head
 within the proxy's ``read_timeout`` -> 504; an upstream dying mid-body, or silent for
@@ -59,7 +60,7 @@ from oauthproxy.gateway.exchange import (
 )
 from oauthproxy.gateway.headers import upstream_request_headers
 from oauthproxy.gateway.routing import Forward
-from oauthproxy.gateway.tunnel import open_tunnel
+from oauthproxy.gateway.tunnel import Tunnel, open_tunnel
 from oauthproxy.gateway.upstream_client import UpstreamConnection
 from oauthproxy.gateway.upstream_pool import UpstreamPool
 from oauthproxy.gateway.upstreams import UnusableUpstreamTLS, UpstreamConnector
@@ -74,6 +75,24 @@ _SWEEP_INTERVAL = 0.25
 #: idle upstream connections kept per upstream, and for how long (seconds)
 MAX_IDLE_PER_UPSTREAM = 256
 IDLE_TIMEOUT = 120.0
+
+
+def _log_tunnel(_: None, tunnel: Tunnel) -> None:
+    """A WebSocket tunnel ended: log its request now (an upgraded request never finishes).
+
+    The record has the 101, the bytes relayed each way and the tunnel's lifetime; any
+    other answer was relayed as plain HTTP and logged when that request finished.
+    """
+    request = tunnel.request
+    if tunnel.status_code != 101:
+        return
+    factory = getattr(getattr(request, "channel", None), "factory", None)
+    if factory is None:
+        return
+    request.code = 101
+    request.sentLength = tunnel.bytes_to_client
+    notes_for(request).bytes_in = tunnel.bytes_to_upstream
+    factory.log(request)
 
 
 def wants_websocket(request: Request) -> bool:
@@ -205,7 +224,7 @@ class Forwarder:
             # the tunnel answers (101 -> byte tunnel, anything else relayed as is, ATK-16)
             url = b"%s://%s%s" % (upstream.scheme.encode(), upstream.netloc, decision.path)
             creator = self.connector.creator(upstream) if upstream.scheme == "https" else None
-            open_tunnel(
+            tunnel = open_tunnel(
                 request,
                 url,
                 headers,
@@ -214,6 +233,7 @@ class Forwarder:
                 creator,
                 response_timeout=proxy.read_timeout,
             )
+            tunnel.done.addCallback(_log_tunnel, tunnel)
             return
         exchange = Exchange(request, proxy.read_timeout, self, decision, headers)
         producer = self._body_producer(request)

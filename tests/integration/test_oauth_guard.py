@@ -401,6 +401,20 @@ class OAuthGuardDaemonTests(TestCase):
         self.assertGreater(reactor.seconds() - started, 1.0)
         self.assertLess(reactor.seconds() - started, 5.0)
 
+        # an upgraded request never finishes as HTTP: the tunnel is logged when it ends
+        async def tunnel_logged() -> bool:
+            _, found = await gateway.api("GET", "/logs/host/ws.test")
+            return any(r["status"] == 101 for r in found["items"])
+
+        await wait_until(tunnel_logged, 5.0)
+        _, found = await gateway.api("GET", "/logs/host/ws.test")
+        [record] = [r for r in found["items"] if r["status"] == 101]
+        self.assertEqual(
+            (record["method"], record["path"], record["user"]), ("GET", "/chat", "alice")
+        )
+        self.assertGreater(record["duration"], 1.0)  # the tunnel's lifetime
+        self.assertTrue(record["upstream"].startswith("http://127.0.0.1:"), record)
+
     async def test_browser_login_keeps_a_host_bound_session(self) -> None:
         """ATK-32, MCP-19, BCP-6: redirect mode logs a browser in, then a session cookie.
 
