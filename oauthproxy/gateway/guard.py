@@ -170,6 +170,7 @@ class Guard:
             and normalize_host(host) in self.auth_hosts
         ):
             # the authorization server's own hostname (ACME and HTTPS redirects still apply)
+            notes_for(request).authorization_server = True
             return Answered(self._render_auth(request))
         if not isinstance(decision, Forward):
             return decision

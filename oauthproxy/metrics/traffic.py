@@ -10,12 +10,14 @@ series), ``method`` one of the common methods or ``OTHER``, ``reason`` one of
 
 :meth:`TrafficMetrics.admin_log` watches the admin listener's finished requests
 for the OAuth endpoints (``/token``, ``/register``, ``/revoke``): tokens issued by
-grant type, refusals by status, registrations and revocations.
+grant type, refusals by status, registrations and revocations; the gateway's hook
+hands it the requests the authorization server answered on the issuer's host.
 """
 
 from __future__ import annotations
 
 from typing import Any
+from urllib.parse import parse_qs
 
 from attrs import define, field
 from prometheus_client import CollectorRegistry, Counter, Histogram
@@ -48,6 +50,8 @@ ERROR_REASONS = (
     ("limit", "limit"),
 )
 GRANT_TYPES = frozenset({"authorization_code", "refresh_token", "client_credentials"})
+#: bytes of a token request's body read for its grant type (the server refuses larger ones)
+_MAX_FORM = 64 * 1024
 _log = Logger()
 
 
@@ -151,6 +155,8 @@ class TrafficMetrics:
                 bytes_in,
                 int(getattr(request, "sentLength", 0) or 0),
             )
+            if notes.authorization_server:
+                self.admin_log(request)
         except Exception:
             _log.failure("could not count a finished request in the metrics")
 
@@ -206,13 +212,16 @@ class TrafficMetrics:
             self.upstream_errors.labels(proxy, error_reason(error)).inc()
 
     def admin_log(self, request: Any) -> None:
-        """The admin listener's access hook: count the OAuth endpoints' answers."""
+        """The admin listener's access hook: count the OAuth endpoints' answers.
+
+        Also called for the gateway's requests the authorization server answered.
+        """
         if request.method != b"POST":
             return
         path, code = request.path, int(request.code)
         if path == b"/token":
             if code == 200:
-                given = (request.args.get(b"grant_type") or [b""])[0].decode("ascii", "replace")
+                given = _grant_type(request)
                 self.tokens_issued.labels(given if given in GRANT_TYPES else "other").inc()
             elif code >= 400:
                 self.token_refusals.labels(str(code)).inc()
@@ -220,3 +229,18 @@ class TrafficMetrics:
             self.registrations.inc()
         elif path == b"/revoke" and code == 200:
             self.revocations.inc()
+
+
+def _grant_type(request: Any) -> str:
+    """The ``grant_type`` of a token request: from the parsed form (the admin listener),
+    else from the body the authorization server read (the gateway does not parse forms)."""
+    given: list[bytes] | None = request.args.get(b"grant_type")
+    if given:
+        return given[0].decode("ascii", "replace")
+    content = request.content
+    if content is None:
+        return ""
+    content.seek(0)
+    body: bytes = content.read(_MAX_FORM)
+    form = parse_qs(body, keep_blank_values=True)
+    return (form.get(b"grant_type") or [b""])[0].decode("ascii", "replace")

@@ -100,6 +100,8 @@ class RequestNotes:
     upstream_seconds: float | None = None
     #: why the request is anonymous noise (:mod:`oauthproxy.requestlog.noise`), if it is
     noise: str | None = None
+    #: the authorization server answered it (the gateway serves the issuer's host)
+    authorization_server: bool = False
 
 
 def notes_for(request: Any) -> RequestNotes:

@@ -334,6 +334,38 @@ class OAuthGuardDaemonTests(TestCase):
         self.assertEqual(revoked.code, 200)
         await wait_until(lambda: status_is(gateway, "a.test", token, 401), 1.0)
 
+    async def test_oauth_metrics_count_the_issuer_served_by_the_gateway(self) -> None:
+        """The OAuth counters see the authorization server where clients reach it.
+
+        Here the issuer is the gateway's own listener (as behind ``auth_proxy``), not the
+        admin API: registration, the token and its revocation are all counted.
+        """
+        gateway = await start_auth_gateway(self)
+        await gateway.protect("a.test", await start_backend(self, reactor))
+        client_id, token = await gateway.login(gateway.resource("a.test"))
+        form = urlencode({"token": token, "client_id": client_id}).encode()
+        revoked, _ = await gateway.fetch("POST", f"{gateway.issuer}/revoke", FORM, data=form)
+        self.assertEqual(revoked.code, 200)
+        refused, _ = await gateway.redeem(client_id, "no-such-code")
+        self.assertEqual(refused, 400)
+        status, text = await gateway.daemon.get("/metrics", gateway.admin)
+        self.assertEqual(status, 200)
+        samples = dict(
+            line.rsplit(" ", 1) for line in text.splitlines() if line.startswith("oauthproxy_oauth")
+        )
+        self.assertEqual(
+            [
+                samples.get(
+                    'oauthproxy_oauth_tokens_issued_total{grant_type="authorization_code"}'
+                ),
+                samples.get('oauthproxy_oauth_token_refusals_total{status="400"}'),
+                samples.get("oauthproxy_oauth_registrations_total"),
+                samples.get("oauthproxy_oauth_revocations_total"),
+            ],
+            ["1.0", "1.0", "1.0", "1.0"],
+            samples,
+        )
+
     async def test_stream_cut_when_token_expires(self) -> None:
         """ATK-27: an SSE response outliving its token is cut at the token's expiry."""
         gateway = await start_auth_gateway(self, OAUTH_ACCESS_TOKEN_LIFETIME="2")
