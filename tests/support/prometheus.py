@@ -24,6 +24,7 @@ from twisted.python.failure import Failure
 from twisted.trial.unittest import TestCase
 
 from tests.support.daemon import child_environment, free_port
+from tests.support.processes import tied_to_test
 
 PROMETHEUS = "/usr/bin/prometheus"
 _REACTOR: Any = reactor
@@ -103,16 +104,16 @@ async def start_prometheus(test: TestCase, target: str, interval: int = 1) -> Pr
         )
     port = free_port()
     output = _Output()
-    argv = [
-        PROMETHEUS,
-        f"--config.file={config}",
-        f"--storage.tsdb.path={os.path.join(folder, 'data')}",
-        f"--web.listen-address=127.0.0.1:{port}",
-        "--log.level=warn",
-    ]
-    transport = _REACTOR.spawnProcess(
-        output, PROMETHEUS, argv, env=child_environment(), path=folder
+    argv = tied_to_test(
+        [
+            PROMETHEUS,
+            f"--config.file={config}",
+            f"--storage.tsdb.path={os.path.join(folder, 'data')}",
+            f"--web.listen-address=127.0.0.1:{port}",
+            "--log.level=warn",
+        ]
     )
+    transport = _REACTOR.spawnProcess(output, argv[0], argv, env=child_environment(), path=folder)
 
     async def stop() -> None:
         if output.running:
