@@ -55,6 +55,9 @@ class Config:
     redis_password: str | None = field(default=None, repr=False)
     #: the Redis Sentinels' own password (``sentinel://`` URLs whose sentinels need one)
     redis_sentinel_password: str | None = field(default=None, repr=False)
+    #: PEM of the CAs that sign Redis' TLS certificates (``rediss://``, ``sentinels://``);
+    #: None = the system's CAs
+    redis_ca_bundle: str | None = None
     #: replicas a configuration write must reach before the API confirms it (Redis ``WAIT``);
     #: None = 1 behind Sentinel (a failover then loses no confirmed write), else 0
     redis_wait_replicas: int | None = None
@@ -238,6 +241,7 @@ SETTINGS: tuple[Setting, ...] = (
     _s("redis_url", "redis", "REDIS_URL", parsers.redis_url),
     _s("redis_password", "redis-password", "REDIS_PASSWORD", parsers.optional_text),
     _s("redis_sentinel_password", None, "REDIS_SENTINEL_PASSWORD", parsers.optional_text),
+    _s("redis_ca_bundle", None, "OAUTHPROXY_REDIS_CA_BUNDLE", parsers.ca_bundle),
     _s("redis_wait_replicas", None, "OAUTHPROXY_REDIS_WAIT_REPLICAS", parsers.non_negative_int),
     _s("redis_timeout", None, "OAUTHPROXY_REDIS_TIMEOUT", parsers.positive_float),
     _s("data_dir", "data-dir", "OAUTHPROXY_DATA_DIR", parsers.plain_text),
@@ -419,7 +423,7 @@ def load_config(
             break
     known = {f.name for f in fields(Config)}
     config = Config(**{k: v for k, v in values.items() if k in known})
-    _check_redis(config, sources.get("redis_url", "REDIS_URL"))
+    _check_redis(config, sources.get("redis_url", "REDIS_URL"), sources.get("redis_ca_bundle"))
     _check_data_dir(config, sources.get("data_dir", "OAUTHPROXY_DATA_DIR"))
     _check_docker_limits(config, sources)
     _check_workers(config, sources)
@@ -474,13 +478,22 @@ def _check_data_dir(config: Config, source: str) -> None:
         )
 
 
-def _check_redis(config: Config, source: str) -> None:
-    """Refuse a non-loopback Redis without a password (ATK-29)."""
-    if config.redis_url is None:
+def _check_redis(config: Config, source: str, ca_source: str | None) -> None:
+    """Refuse a non-loopback Redis without a password (ATK-29), and a Redis CA bundle
+    for a Redis reached without TLS (it would be silently unused)."""
+    address = None
+    if config.redis_url is not None:
+        address = parse_redis_url(
+            config.redis_url, config.redis_password, config.redis_sentinel_password
+        )
+    if config.redis_ca_bundle is not None and (address is None or not address.tls):
+        raise ConfigError(
+            f"{ca_source}: Redis is not reached over TLS "
+            "(use a rediss:// or sentinels:// REDIS_URL, or unset it)",
+            field=ca_source,
+        )
+    if address is None:
         return
-    address = parse_redis_url(
-        config.redis_url, config.redis_password, config.redis_sentinel_password
-    )
     if not address.is_loopback and not address.password:
         where = "behind Sentinels that are" if address.sentinels else f"at {address.host} is"
         raise ConfigError(

@@ -37,6 +37,7 @@ from oauthproxy.config import Config
 from oauthproxy.errors import ConfigError, StorageUnavailable
 from oauthproxy.gateway.listeners import SocketOpener
 from oauthproxy.serving.drain import drain
+from oauthproxy.storage.diagnose import diagnose
 from oauthproxy.storage.embedded import EmbeddedRedis, redis_address
 from oauthproxy.storage.health import StorageState, StorageWatch
 from oauthproxy.storage.mirror import Mirror
@@ -152,11 +153,25 @@ def startup_failed(reactor: Any, log: Logger, failure: Failure) -> None:
 
 
 async def wait_for_storage(storage: Any, reactor: Any, config: Config) -> None:
-    """Wait (bounded) until the store answers a ping."""
+    """Wait (bounded) until the store answers a ping.
+
+    While it does not, why is said once at once (a refused connection, a failed TLS
+    handshake: :func:`~oauthproxy.storage.diagnose.diagnose`) and in the final error.
+    """
     deadline = reactor.seconds() + max(30.0, 3 * config.redis_timeout)
+    said = False
     while not await storage.ping():
-        if reactor.seconds() >= deadline:
-            raise StorageUnavailable("Redis did not answer; is REDIS_URL right?", field="REDIS_URL")
+        over = reactor.seconds() >= deadline
+        if over or not said:
+            why = await diagnose(redis_address(config), reactor, config.redis_timeout)
+            if over:
+                reason = f": {why}" if why else ""
+                raise StorageUnavailable(
+                    f"Redis did not answer{reason}; is REDIS_URL right?", field="REDIS_URL"
+                )
+            said = True
+            if why:
+                Logger().warn("Redis does not answer yet ({why}); waiting", why=why)
         await task.deferLater(reactor, 0.5, lambda: None)
 
 

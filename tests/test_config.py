@@ -264,6 +264,26 @@ class ValidationTests(SynchronousTestCase):
         self.assertEqual(config.redis_password, "pw")
         load_config({"redis": "rediss://:pw@redis.example:6380/1"}, {}, None)
 
+    def test_redis_ca_bundle_only_with_tls(self) -> None:
+        """OAUTHPROXY_REDIS_CA_BUNDLE needs a rediss:// or sentinels:// Redis to apply to."""
+        bundle = self.mktemp()
+        with open(bundle, "w") as f:
+            f.write("PEM")
+        env = {"OAUTHPROXY_REDIS_CA_BUNDLE": bundle}
+        for url in (None, "redis://127.0.0.1:6379", "sentinel://127.0.0.1:26379/main"):
+            options = {"redis": url} if url else {}
+            error = self.assertRaises(ConfigError, load_config, options, env, None)
+            self.assertEqual(error.field, "OAUTHPROXY_REDIS_CA_BUNDLE")
+            self.assertIn("not reached over TLS", error.detail)
+        for url in ("rediss://127.0.0.1:6380", "sentinels://127.0.0.1:26379/main"):
+            config = load_config({"redis": url}, env, None)
+            self.assertEqual(config.redis_ca_bundle, os.path.abspath(bundle))
+        self.assert_refused(
+            "OAUTHPROXY_REDIS_CA_BUNDLE",
+            {"redis": "rediss://127.0.0.1:6380"},
+            {"OAUTHPROXY_REDIS_CA_BUNDLE": "/no/such/file.pem"},
+        )
+
     def test_loopback_redis_without_password_is_accepted(self) -> None:
         """A loopback Redis needs no password."""
         config = load_config({"redis": "redis://127.0.0.1:6379"}, {}, None)

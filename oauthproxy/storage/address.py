@@ -19,9 +19,15 @@ password of their own get it from ``REDIS_SENTINEL_PASSWORD``).
 from __future__ import annotations
 
 import ipaddress
+from functools import cache
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from attrs import evolve, frozen
+from cryptography import x509
+from OpenSSL.crypto import X509
+from twisted.internet._sslverify import IOpenSSLTrustRoot
+from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
+from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
 
 from oauthproxy.errors import ConfigError
 
@@ -53,6 +59,8 @@ class RedisAddress:
     master_name: str | None = None
     #: the sentinels' own password, if they need one (``REDIS_SENTINEL_PASSWORD``)
     sentinel_password: str | None = None
+    #: PEM of the only CAs trusted for TLS (``OAUTHPROXY_REDIS_CA_BUNDLE``); None = the system's
+    ca_bundle: str | None = None
 
     def __repr__(self) -> str:
         """Show the address without the password."""
@@ -261,3 +269,29 @@ def parse_redis_url(
     if sentinel_password is not None and address.sentinels:
         address = evolve(address, sentinel_password=sentinel_password or None)
     return address
+
+
+def client_tls(address: RedisAddress, host: str) -> IOpenSSLClientConnectionCreator | None:
+    """TLS for a connection to ``host`` (Redis or a sentinel), or None without TLS.
+
+    The certificate must name ``host`` and chain to the system's CAs, or to those of
+    ``address.ca_bundle`` only when it is set (as ``redis-cli --cacert`` does).
+    """
+    if not address.tls:
+        return None
+    if address.ca_bundle is None:
+        return optionsForClientTLS(host)
+    return optionsForClientTLS(host, trustRoot=_authorities(address.ca_bundle))
+
+
+@cache
+def _authorities(path: str) -> IOpenSSLTrustRoot:
+    """The CAs of the PEM bundle at ``path`` (read once: the daemon checked it at start)."""
+    with open(path, "rb") as f:
+        pem = f.read()
+    certificates = [
+        Certificate(X509.from_cryptography(c))  # type: ignore[no-untyped-call]
+        for c in x509.load_pem_x509_certificates(pem)
+    ]
+    trust: IOpenSSLTrustRoot = trustRootFromCertificates(certificates)  # type: ignore[no-untyped-call]
+    return trust

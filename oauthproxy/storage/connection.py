@@ -34,12 +34,11 @@ from attrs import define, field
 from twisted.internet import defer
 from twisted.internet.defer import Deferred, gatherResults, maybeDeferred, succeed
 from twisted.internet.interfaces import IReactorTime
-from twisted.internet.ssl import optionsForClientTLS
 from twisted.logger import Logger
 from twisted.python.failure import Failure
 
 from oauthproxy.errors import StorageUnavailable
-from oauthproxy.storage.address import RedisAddress
+from oauthproxy.storage.address import RedisAddress, client_tls
 from oauthproxy.storage.sentinel import sentinel_pool
 from oauthproxy.storage.visibility import WriteVisibility
 
@@ -94,7 +93,7 @@ class RedisConnection:
             pool = txredisapi.lazyUnixConnectionPool(a.unix_path, **common)
         else:
             assert a.host is not None
-            tls = optionsForClientTLS(a.host) if a.tls else False
+            tls = client_tls(a, a.host) or False
             pool = txredisapi.lazyConnectionPool(a.host, a.port, ssl_context_factory=tls, **common)
         # txredisapi fails this Deferred when Redis refuses AUTH or SELECT.  Nobody
         # waits on it for a lazy pool, so unhandled it would be reported at garbage

@@ -16,7 +16,7 @@ import os
 import shutil
 from typing import Any
 
-from attrs import define, field
+from attrs import define, evolve, field
 from twisted.application.service import Service
 from twisted.internet import defer, endpoints, error, task
 from twisted.internet.interfaces import IStreamClientEndpoint
@@ -43,7 +43,10 @@ def redis_address(config: Config) -> RedisAddress:
     """The Redis the daemon (and ``oauthproxyctl token-admin``) talks to."""
     if config.redis_url is None:
         return RedisAddress(unix_path=socket_path(config.data_dir))
-    return parse_redis_url(config.redis_url, config.redis_password, config.redis_sentinel_password)
+    address = parse_redis_url(
+        config.redis_url, config.redis_password, config.redis_sentinel_password
+    )
+    return evolve(address, ca_bundle=config.redis_ca_bundle)
 
 
 def redis_argv(binary: str, data_dir: str, maxmemory: int = 0) -> list[str]:

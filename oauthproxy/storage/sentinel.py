@@ -25,11 +25,10 @@ from attrs import define, field
 from twisted.internet.defer import Deferred, gatherResults
 from twisted.internet.endpoints import HostnameEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IProtocolFactory, IStreamClientEndpoint
-from twisted.internet.ssl import optionsForClientTLS
 from twisted.logger import Logger
 from zope.interface import implementer
 
-from oauthproxy.storage.address import RedisAddress
+from oauthproxy.storage.address import RedisAddress, client_tls
 
 _log = Logger()
 
@@ -41,7 +40,8 @@ class MasterEndpoint:
 
     factory: Any
     reactor: Any
-    tls: bool
+    #: the ``sentinel://`` address (its TLS settings apply to the master too)
+    address: RedisAddress
     timeout: float
     _master: tuple[str, int] | None = field(default=None, init=False)
 
@@ -70,8 +70,9 @@ class MasterEndpoint:
         """Connect to ``address`` (TLS verified against its host name when asked)."""
         host, port = address
         endpoint: IStreamClientEndpoint = HostnameEndpoint(self.reactor, host, port, self.timeout)
-        if self.tls:
-            endpoint = wrapClientTLS(optionsForClientTLS(host), endpoint)
+        tls = client_tls(self.address, host)
+        if tls is not None:
+            endpoint = wrapClientTLS(tls, endpoint)
         return endpoint.connect(protocolFactory)
 
 
@@ -111,7 +112,7 @@ def sentinel_pool(
             host,
             port,
             password=address.sentinel_password,
-            ssl_context_factory=optionsForClientTLS(host) if address.tls else False,
+            ssl_context_factory=client_tls(address, host) or False,
             connectTimeout=timeout,
             replyTimeout=timeout,
         )
@@ -133,5 +134,5 @@ def sentinel_pool(
         convertNumbers=False,
     )
     factory.maxDelay = 2
-    factory.startConnecting(MasterEndpoint(factory, reactor, address.tls, timeout))
+    factory.startConnecting(MasterEndpoint(factory, reactor, address, timeout))
     return SentinelPool(factory.handler, sentinel)

@@ -2,7 +2,7 @@
 
 :class:`RedisServer` starts ``redis-server`` in the foreground on a free
 loopback port and a unix socket in its own directory, optionally with a
-password and an append-only file, and waits until it answers ``PING``.
+password, an append-only file and a TLS port, and waits until it answers ``PING``.
 ``stop()`` (SIGTERM) and ``kill()`` (SIGKILL) end it by PID; ``start()`` again
 reuses the same port and directory, which is what restart tests need.
 
@@ -81,6 +81,10 @@ class RedisServer:
     port: int = field(factory=free_port)
     #: the port of the master this server replicates (a replica), if any
     replica_of: int | None = None
+    #: (certificate, key, CA) PEM files: then it also listens with TLS on ``tls_port``
+    #: (no client certificates asked for); the plain port stays for the fixture's commands
+    tls_files: tuple[str, str, str] | None = None
+    tls_port: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @classmethod
@@ -90,6 +94,7 @@ class RedisServer:
         password: str | None = None,
         appendonly: bool = False,
         start: bool = True,
+        tls_files: tuple[str, str, str] | None = None,
     ) -> RedisServer:
         """A server stopped (and its directory removed) in ``case``'s cleanups.
 
@@ -99,7 +104,9 @@ class RedisServer:
         """
         directory = tempfile.mkdtemp(prefix="oauthproxy-redis-")
         case.addCleanup(shutil.rmtree, directory, ignore_errors=True)
-        server = cls(directory, password=password, appendonly=appendonly)
+        server = cls(directory, password=password, appendonly=appendonly, tls_files=tls_files)
+        if tls_files is not None:
+            server.tls_port = free_port()
         case.addCleanup(server.stop)
         if start:
             server.start()
@@ -147,6 +154,15 @@ class RedisServer:
             args += ["--requirepass", self.password, "--masterauth", self.password]
         if self.replica_of is not None:
             args += ["--replicaof", "127.0.0.1", str(self.replica_of)]
+        if self.tls_files is not None:
+            certificate, key, authority = self.tls_files
+            args += [
+                "--tls-port", str(self.tls_port),
+                "--tls-cert-file", certificate,
+                "--tls-key-file", key,
+                "--tls-ca-cert-file", authority,
+                "--tls-auth-clients", "no",
+            ]  # fmt: skip
         self.process = subprocess.Popen(
             args,
             stdin=subprocess.DEVNULL,

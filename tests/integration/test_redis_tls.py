@@ -1,0 +1,91 @@
+"""The daemon on a Redis it reaches over TLS (``rediss://``), verified with a private CA.
+
+A real redis-server listens with TLS (a certificate for ``localhost`` from a throwaway
+CA) next to its plain port, which only the fixture uses.  The daemon is given
+``rediss://localhost:<tls port>`` and the CA's PEM in ``OAUTHPROXY_REDIS_CA_BUNDLE``.
+"""
+
+from __future__ import annotations
+
+import os
+
+from twisted.internet import reactor, task
+from twisted.trial.unittest import TestCase
+
+from tests.support.daemon import child_environment, free_port, spawn_twistd, start_daemon
+from tests.support.redis import RedisServer
+from tests.support.tls import TestAuthority
+
+
+def tls_files(test: TestCase, authority: TestAuthority, name: str) -> tuple[str, str, str]:
+    """A certificate for ``name``, its key and the CA, as PEM files: (cert, key, CA)."""
+    folder = os.path.abspath(test.mktemp())
+    os.makedirs(folder)
+    issued = authority.issue(name)
+    paths = tuple(os.path.join(folder, f) for f in ("cert.pem", "key.pem", "ca.pem"))
+    for path, pem in zip(
+        paths, (issued.fullchain_pem, issued.private_key_pem, authority.ca_pem), strict=True
+    ):
+        with open(path, "w") as f:
+            f.write(pem)
+    certificate, key, ca = paths
+    return certificate, key, ca
+
+
+class RedisOverTlsTests(TestCase):
+    """``rediss://`` against a real TLS redis-server."""
+
+    timeout = 60
+
+    async def test_the_daemon_keeps_its_state_in_a_redis_it_reaches_over_tls(self) -> None:
+        """ATK-29: with the private CA given, the daemon works and writes through TLS."""
+        authority = TestAuthority.create()
+        files = tls_files(self, authority, "localhost")
+        server = RedisServer.for_test(self, password="tls-secret", tls_files=files)
+        url = f"rediss://:tls-secret@localhost:{server.tls_port}/0"
+        daemon = await start_daemon(self, url, env={"OAUTHPROXY_REDIS_CA_BUNDLE": files[2]})
+        token = daemon.admin_token
+        code, body = await daemon.post(
+            "/proxy/targets/",
+            {
+                "hostname": "tls.example.test",
+                "target_url": "http://127.0.0.1:9",
+                "enable_https": False,
+            },
+            token,
+        )
+        self.assertEqual(code, 201, body)
+        self.assertIn("tls.example.test", server.command("HKEYS", "op:records:proxy"))
+        clients = server.command("CLIENT", "LIST")
+        self.assertIn(f"laddr=127.0.0.1:{server.tls_port}", clients)
+
+    async def test_an_unknown_ca_is_named_while_the_daemon_waits(self) -> None:
+        """Without the CA bundle the daemon says, within seconds, that TLS verification failed.
+
+        (It keeps trying, as for a Redis that is still starting, and exits after 30 s.)
+        """
+        authority = TestAuthority.create()
+        files = tls_files(self, authority, "localhost")
+        server = RedisServer.for_test(self, tls_files=files)
+        data = os.path.abspath(self.mktemp())
+        args = [
+            "--redis", f"rediss://localhost:{server.tls_port}/0",
+            "--api", f"tcp:{free_port()}:interface=127.0.0.1",
+            "--data-dir", data,
+        ]  # fmt: skip
+        capture, process = spawn_twistd(args, child_environment(), os.path.dirname(data))
+
+        def stop() -> object:
+            if not capture.ended.called:
+                process.signalProcess("KILL")
+            return capture.ended
+
+        self.addCleanup(stop)
+        for _ in range(300):
+            said = [line for line in capture.output if "Redis does not answer yet" in line]
+            if said or capture.ended.called:
+                break
+            await task.deferLater(reactor, 0.05, lambda: None)
+        self.assertTrue(said, "\n".join(capture.output[-10:]))
+        self.assertIn("certificate verify failed", said[0])
+        self.assertIn("OAUTHPROXY_REDIS_CA_BUNDLE", said[0])
