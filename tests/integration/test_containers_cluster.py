@@ -9,8 +9,6 @@ undoes, container included.
 
 from __future__ import annotations
 
-import base64
-import os
 from typing import Any
 
 from twisted.internet import defer, reactor, task
@@ -19,14 +17,9 @@ from twisted.trial.unittest import TestCase
 from tests.cli.test_proxy_route_service import Ctl
 from tests.integration.containers_support import Api, exposed, start_docker_daemon, unique
 from tests.support.backends import start_backend
-from tests.support.daemon import free_port
+from tests.support.daemon import free_port, shared_key
 from tests.support.dockerd import Dockerd, shared_dockerd
 from tests.support.redis import RedisServer
-
-
-def shared_key() -> dict[str, str]:
-    """The environment giving every daemon of one test the same secret key."""
-    return {"OAUTHPROXY_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode()}
 
 
 def containers_of(dockerd: Dockerd, name: str) -> list[str]:

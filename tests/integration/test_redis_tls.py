@@ -1,8 +1,9 @@
-"""The daemon on a Redis it reaches over TLS (``rediss://``), verified with a private CA.
+"""The daemon on a Redis it reaches over TLS, verified with a private CA.
 
-A real redis-server listens with TLS (a certificate for ``localhost`` from a throwaway
-CA) next to its plain port, which only the fixture uses.  The daemon is given
-``rediss://localhost:<tls port>`` and the CA's PEM in ``OAUTHPROXY_REDIS_CA_BUNDLE``.
+Real redis-servers listen with TLS (certificates from a throwaway CA) next to their
+plain ports, which only the fixtures use.  The daemon is given ``rediss://`` (or
+``sentinels://`` for a Sentinel deployment whose replication, monitoring and sentinels
+all use TLS too) and the CA's PEM in ``OAUTHPROXY_REDIS_CA_BUNDLE``.
 """
 
 from __future__ import annotations
@@ -14,14 +15,17 @@ from twisted.trial.unittest import TestCase
 
 from tests.support.daemon import child_environment, free_port, spawn_twistd, start_daemon
 from tests.support.redis import RedisServer
+from tests.support.sentinel import start_sentinel_cluster
 from tests.support.tls import TestAuthority
 
 
-def tls_files(test: TestCase, authority: TestAuthority, name: str) -> tuple[str, str, str]:
-    """A certificate for ``name``, its key and the CA, as PEM files: (cert, key, CA)."""
+def tls_files(
+    test: TestCase, authority: TestAuthority, name: str, *addresses: str
+) -> tuple[str, str, str]:
+    """A certificate for ``name`` (and ``addresses``), its key and the CA, as PEM files."""
     folder = os.path.abspath(test.mktemp())
     os.makedirs(folder)
-    issued = authority.issue(name)
+    issued = authority.issue(name, ip_addresses=addresses)
     paths = tuple(os.path.join(folder, f) for f in ("cert.pem", "key.pem", "ca.pem"))
     for path, pem in zip(
         paths, (issued.fullchain_pem, issued.private_key_pem, authority.ca_pem), strict=True
@@ -58,6 +62,33 @@ class RedisOverTlsTests(TestCase):
         self.assertIn("tls.example.test", server.command("HKEYS", "op:records:proxy"))
         clients = server.command("CLIENT", "LIST")
         self.assertIn(f"laddr=127.0.0.1:{server.tls_port}", clients)
+
+    async def test_sentinels_over_tls_find_the_master_the_daemon_writes_to(self) -> None:
+        """``sentinels://``: TLS to the sentinels and to the master they name (by address)."""
+        authority = TestAuthority.create()
+        files = tls_files(self, authority, "localhost", "127.0.0.1")
+        cluster = start_sentinel_cluster(self, replicas=1, tls_files=files)
+        self.assertTrue(cluster.url.startswith("sentinels://"))
+        daemon = await start_daemon(
+            self,
+            cluster.url,
+            env={"OAUTHPROXY_REDIS_CA_BUNDLE": files[2]},
+        )
+        code, body = await daemon.post(
+            "/proxy/targets/",
+            {
+                "hostname": "ha.example.test",
+                "target_url": "http://127.0.0.1:9",
+                "enable_https": False,
+            },
+            daemon.admin_token,
+        )
+        self.assertEqual(code, 201, body)  # confirmed: a replica has it too (WAIT)
+        for server in cluster.servers:
+            self.assertIn("ha.example.test", server.command("HKEYS", "op:records:proxy"))
+        self.assertIn(
+            f"laddr=127.0.0.1:{cluster.master.tls_port}", cluster.master.command("CLIENT", "LIST")
+        )
 
     async def test_an_unknown_ca_is_named_while_the_daemon_waits(self) -> None:
         """Without the CA bundle the daemon says, within seconds, that TLS verification failed.

@@ -14,10 +14,9 @@ from twisted.internet import reactor, task
 from twisted.trial.unittest import TestCase
 
 from tests.integration.test_drain import Load
-from tests.integration.test_sentinel import shared_key
 from tests.integration.test_workers import add_proxy, get
 from tests.support.backends import start_backend
-from tests.support.daemon import DaemonProcess, free_port, start_daemon
+from tests.support.daemon import DaemonProcess, free_port, shared_key, start_daemon
 from tests.support.haproxy import start_balancer
 from tests.support.sentinel import start_sentinel_cluster
 

@@ -11,8 +11,6 @@ is still there, and live, afterwards.  A confirmed write has reached a replica
 
 from __future__ import annotations
 
-import base64
-import os
 from typing import Any
 
 from twisted.internet import defer, reactor, task
@@ -20,13 +18,8 @@ from twisted.trial.unittest import TestCase
 
 from tests.integration.test_workers import add_proxy, get
 from tests.support.backends import start_backend
-from tests.support.daemon import DaemonProcess, free_port, start_daemon
+from tests.support.daemon import DaemonProcess, free_port, shared_key, start_daemon
 from tests.support.sentinel import SentinelCluster, start_sentinel_cluster
-
-
-def shared_key() -> dict[str, str]:
-    """An ``OAUTHPROXY_SECRET_KEY`` (daemons sharing a Redis share it)."""
-    return {"OAUTHPROXY_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode()}
 
 
 async def sentinel_daemon(

@@ -15,6 +15,7 @@ Typical use::
 
 from __future__ import annotations
 
+import base64
 import contextlib
 import json
 import os
@@ -62,6 +63,11 @@ OAUTH_ON = {
     "GITHUB_CLIENT_ID": "gh-id",
     "GITHUB_CLIENT_SECRET": "gh-secret",
 }
+
+
+def shared_key() -> dict[str, str]:
+    """An ``OAUTHPROXY_SECRET_KEY`` for daemons that share a Redis (they must share it)."""
+    return {"OAUTHPROXY_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode()}
 
 
 def child_environment(extra: Mapping[str, str] | None = None) -> dict[str, str]:

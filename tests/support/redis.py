@@ -82,7 +82,8 @@ class RedisServer:
     #: the port of the master this server replicates (a replica), if any
     replica_of: int | None = None
     #: (certificate, key, CA) PEM files: then it also listens with TLS on ``tls_port``
-    #: (no client certificates asked for); the plain port stays for the fixture's commands
+    #: (no client certificates asked for) and replicates over TLS (``replica_of`` is then
+    #: the master's TLS port); the plain port stays for the fixture's commands
     tls_files: tuple[str, str, str] | None = None
     tls_port: int | None = None
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
@@ -162,6 +163,7 @@ class RedisServer:
                 "--tls-key-file", key,
                 "--tls-ca-cert-file", authority,
                 "--tls-auth-clients", "no",
+                "--tls-replication", "yes",
             ]  # fmt: skip
         self.process = subprocess.Popen(
             args,

@@ -46,6 +46,15 @@ sentinel down-after-milliseconds {name} 1000
 sentinel failover-timeout {name} 5000
 sentinel parallel-syncs {name} 1
 """
+#: added for TLS: its own TLS port, and TLS to the servers and the other sentinels
+_TLS_CONFIG = """\
+tls-port {tls_port}
+tls-cert-file {certificate}
+tls-key-file {key}
+tls-ca-cert-file {authority}
+tls-auth-clients no
+tls-replication yes
+"""
 
 
 @define
@@ -54,20 +63,30 @@ class SentinelProcess:
 
     directory: str
     port: int = field(factory=free_port)
+    #: (certificate, key, CA) PEM files: also a TLS port, and TLS to the servers
+    tls_files: tuple[str, str, str] | None = None
+    tls_port: int | None = None
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, master: int) -> None:
-        """Write a fresh configuration and start the sentinel; wait until it answers."""
+        """Write a fresh configuration and start the sentinel; wait until it answers.
+
+        ``master`` is the port the master is watched on (its TLS port under TLS).
+        """
         binary = shutil.which("redis-server")
         if binary is None:
             raise RuntimeError("redis-server is not installed (apt-get install redis-server)")
         path = os.path.join(self.directory, "sentinel.conf")
-        with open(path, "w") as f:
-            f.write(
-                _CONFIG.format(
-                    port=self.port, directory=self.directory, name=MASTER_NAME, master=master
-                )
+        config = _CONFIG.format(
+            port=self.port, directory=self.directory, name=MASTER_NAME, master=master
+        )
+        if self.tls_files is not None:
+            certificate, key, authority = self.tls_files
+            config += _TLS_CONFIG.format(
+                tls_port=self.tls_port, certificate=certificate, key=key, authority=authority
             )
+        with open(path, "w") as f:
+            f.write(config)
         self.process = subprocess.Popen(
             [binary, path, "--sentinel"],
             stdin=subprocess.DEVNULL,
@@ -116,7 +135,10 @@ class SentinelCluster:
 
     @property
     def url(self) -> str:
-        """The ``sentinel://`` URL of the deployment."""
+        """The ``sentinel://`` URL of the deployment (``sentinels://`` under TLS)."""
+        if self.master.tls_files is not None:
+            hosts = ",".join(f"127.0.0.1:{s.tls_port}" for s in self.sentinels)
+            return f"sentinels://{hosts}/{MASTER_NAME}"
         hosts = ",".join(f"127.0.0.1:{s.port}" for s in self.sentinels)
         return f"sentinel://{hosts}/{MASTER_NAME}"
 
@@ -134,8 +156,8 @@ class SentinelCluster:
         raise RuntimeError("no sentinel names a master")
 
     def server_on(self, port: int) -> RedisServer:
-        """The server listening on ``port``."""
-        return next(s for s in self.servers if s.port == port)
+        """The server listening on ``port`` (its plain or TLS port)."""
+        return next(s for s in self.servers if port in (s.port, s.tls_port))
 
     async def wait_for_failover(self, old_port: int, timeout: float = 60.0) -> RedisServer:
         """Wait until the sentinels name a master other than ``old_port`` that says so itself."""
@@ -171,22 +193,35 @@ def _pairs(flat: list[Any]) -> list[tuple[Any, Any]]:
     return list(zip(flat[::2], flat[1::2], strict=True))
 
 
-def start_sentinel_cluster(test: SynchronousTestCase, replicas: int = 1) -> SentinelCluster:
-    """Start a master, ``replicas`` replicas and three sentinels, stopped in cleanups."""
-    master = RedisServer.for_test(test)
+def start_sentinel_cluster(
+    test: SynchronousTestCase,
+    replicas: int = 1,
+    tls_files: tuple[str, str, str] | None = None,
+) -> SentinelCluster:
+    """Start a master, ``replicas`` replicas and three sentinels, stopped in cleanups.
+
+    With ``tls_files`` (certificate, key, CA) every server and sentinel also listens
+    with TLS, and replication, monitoring and the sentinels' own traffic use it; the
+    certificate must name 127.0.0.1 (sentinels hand out addresses).
+    """
+    master = RedisServer.for_test(test, tls_files=tls_files)
+    watched = master.tls_port if tls_files is not None else master.port
+    assert watched is not None
     servers = []
     for _ in range(replicas):
-        replica = RedisServer.for_test(test, start=False)
-        replica.replica_of = master.port
+        replica = RedisServer.for_test(test, start=False, tls_files=tls_files)
+        replica.replica_of = watched
         replica.start()
         servers.append(replica)
     sentinels = []
     for _ in range(3):
         directory = tempfile.mkdtemp(prefix="oauthproxy-sentinel-")
         test.addCleanup(shutil.rmtree, directory, ignore_errors=True)
-        sentinel = SentinelProcess(directory)
+        sentinel = SentinelProcess(directory, tls_files=tls_files)
+        if tls_files is not None:
+            sentinel.tls_port = free_port()
         test.addCleanup(sentinel.stop)
-        sentinel.start(master.port)
+        sentinel.start(watched)
         sentinels.append(sentinel)
     cluster = SentinelCluster(master, servers, sentinels)
     _wait_for_replication(cluster)

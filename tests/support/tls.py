@@ -14,6 +14,7 @@ wait until the server side of its connections is closed too.
 from __future__ import annotations
 
 import datetime
+import ipaddress
 from collections.abc import Sequence
 from typing import Any
 
@@ -80,9 +81,17 @@ class TestAuthority:
         return self.certificate.public_bytes(serialization.Encoding.PEM).decode("ascii")
 
     def issue(
-        self, *domains: str, cert_name: str | None = None, common_name: str | None = None
+        self,
+        *domains: str,
+        cert_name: str | None = None,
+        common_name: str | None = None,
+        ip_addresses: Sequence[str] = (),
     ) -> Certificate:
-        """A ready certificate record for ``domains`` (fullchain = leaf + this CA)."""
+        """A ready certificate record for ``domains`` (fullchain = leaf + this CA).
+
+        ``ip_addresses`` are named too (for servers reached by address, e.g. Redis
+        behind Sentinel, which hands out its servers' addresses).
+        """
         key = ec.generate_private_key(ec.SECP256R1())
         self._serial += 1
         leaf = (
@@ -96,7 +105,10 @@ class TestAuthority:
             .not_valid_before(_now() - _DAY)
             .not_valid_after(_now() + 30 * _DAY)
             .add_extension(
-                x509.SubjectAlternativeName([x509.DNSName(domain) for domain in domains]),
+                x509.SubjectAlternativeName(
+                    [x509.DNSName(domain) for domain in domains]
+                    + [x509.IPAddress(ipaddress.ip_address(ip)) for ip in ip_addresses]
+                ),
                 critical=False,
             )
             .sign(self.key, hashes.SHA256())
