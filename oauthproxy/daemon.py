@@ -155,24 +155,35 @@ def startup_failed(reactor: Any, log: Logger, failure: Failure) -> None:
 async def wait_for_storage(storage: Any, reactor: Any, config: Config) -> None:
     """Wait (bounded) until the store answers a ping.
 
-    While it does not, why is said once at once (a refused connection, a failed TLS
-    handshake: :func:`~oauthproxy.storage.diagnose.diagnose`) and in the final error.
+    While it does not, a direct connection finds out why, beside the pings
+    (:func:`~oauthproxy.storage.diagnose.diagnose`: refused, a failed TLS
+    handshake...): each new reason is logged, and the last one is in the final error.
     """
     deadline = reactor.seconds() + max(30.0, 3 * config.redis_timeout)
-    said = False
-    while not await storage.ping():
-        over = reactor.seconds() >= deadline
-        if over or not said:
-            why = await diagnose(redis_address(config), reactor, config.redis_timeout)
-            if over:
-                reason = f": {why}" if why else ""
+    reasons: list[str] = []
+    diagnosing: defer.Deferred[None] | None = None
+
+    def found(why: str | None) -> None:
+        if why and (not reasons or reasons[-1] != why):
+            reasons.append(why)
+            Logger().warn("Redis does not answer yet ({why}); waiting", why=why)
+
+    try:
+        while not await storage.ping():
+            if reactor.seconds() >= deadline:
+                reason = f": {reasons[-1]}" if reasons else ""
                 raise StorageUnavailable(
                     f"Redis did not answer{reason}; is REDIS_URL right?", field="REDIS_URL"
                 )
-            said = True
-            if why:
-                Logger().warn("Redis does not answer yet ({why}); waiting", why=why)
-        await task.deferLater(reactor, 0.5, lambda: None)
+            if diagnosing is None or diagnosing.called:
+                address = redis_address(config)
+                diagnosing = defer.Deferred.fromCoroutine(
+                    diagnose(address, reactor, config.redis_timeout)
+                ).addCallbacks(found, lambda _: None)  # cancelled once Redis answers
+            await task.deferLater(reactor, 0.5, lambda: None)
+    finally:
+        if diagnosing is not None and not diagnosing.called:
+            diagnosing.cancel()
 
 
 async def prepare_storage(

@@ -15,7 +15,7 @@ from __future__ import annotations
 from typing import Any
 
 from OpenSSL import SSL
-from twisted.internet.defer import Deferred
+from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wrapClientTLS
 from twisted.internet.interfaces import IHandshakeListener, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
@@ -91,11 +91,15 @@ async def diagnose(address: RedisAddress, reactor: Any, timeout: float) -> str |
     factory.noisy = False
     try:
         await endpoint.connect(factory)
+    except CancelledError:
+        raise  # nobody wants the answer any more
     except Exception as e:
         return f"cannot connect to {where}: {_describe(e)}"
     outcome = probe.outcome
     outcome.addTimeout(timeout, reactor, onTimeoutCancel=lambda *_: "no TLS handshake in time")
-    error = await outcome
-    if probe.transport is not None:
-        probe.transport.loseConnection()
+    try:
+        error = await outcome
+    finally:
+        if probe.transport is not None:
+            probe.transport.loseConnection()
     return None if error is None else f"{where}: {error}"
