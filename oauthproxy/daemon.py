@@ -103,6 +103,16 @@ def cannot_listen(listener: Listener, error: CannotListenError) -> str:
     )
 
 
+class Drainable(Protocol):
+    """Listeners a component opens by itself (guarded ports) that the drain covers too."""
+
+    def stop_listening(self) -> defer.Deferred[None]:
+        """Stop accepting for good (the daemon is stopping); keep what is open."""
+
+    def connections(self) -> list[Any]:
+        """The open connections: ``ProtocolWrapper`` s around their protocols."""
+
+
 class WorkerRole(Protocol):
     """What a worker process adds to the daemon (:mod:`oauthproxy.workers.link`)."""
 
@@ -234,6 +244,8 @@ class Daemon(Service):
     services: MultiService = field(factory=MultiService, init=False)
     #: run after the services stopped (e.g. closing connection pools)
     cleanups: list[Callable[[], object]] = field(factory=list, init=False)
+    #: other listeners, closed and drained with the daemon's own
+    drainables: list[Drainable] = field(factory=list, init=False)
     started_at: float = field(default=0.0, init=False)
     _startup: defer.Deferred[None] | None = field(default=None, init=False)
     #: every listener is open (startup done)
@@ -348,6 +360,8 @@ class Daemon(Service):
         sd_notify(self.config.notify_socket, "STOPPING=1")
         for _, port, _ in self.ports:
             await defer.maybeDeferred(port.stopListening)
+        for drainable in self.drainables:
+            await drainable.stop_listening()
         await self._drain()
         self.ports.clear()
         if self.services.running:
@@ -376,7 +390,7 @@ class Daemon(Service):
         deadline = self.reactor.seconds() + self.config.drain_timeout
         announced = False
         while True:
-            open_connections = [c for _, _, w in self.ports for c in list(w.protocols)]
+            open_connections = self._open_connections()
             if not open_connections:
                 return
             # every round: a connection busy before may be idle now (idempotent)
@@ -395,7 +409,11 @@ class Daemon(Service):
                 )
                 break
             await task.deferLater(self.reactor, _DRAIN_POLL, lambda: None)
-        for _, _, wrapper in self.ports:
-            for connection in list(wrapper.protocols):
-                if connection.transport is not None:
-                    connection.transport.abortConnection()
+        for connection in self._open_connections():
+            if connection.transport is not None:
+                connection.transport.abortConnection()
+
+    def _open_connections(self) -> list[Any]:
+        """Every open connection of the listeners and the drainables."""
+        connections = [c for _, _, w in self.ports for c in list(w.protocols)]
+        return connections + [c for d in self.drainables for c in d.connections()]

@@ -352,6 +352,7 @@ def compose(daemon: Daemon) -> list[Listener]:
     containers = build_containers(config, reactor, storage, mirror, record, access_log)
     containers.start(daemon.services)
     daemon.cleanups.append(containers.close)
+    daemon.drainables.append(containers.ports)
     # full GC collections off the request path (serving/heap.py: the p99 under load)
     FrozenHeap(reactor).setServiceParent(daemon.services)  # type: ignore[no-untyped-call]
     listeners = admin_listener(

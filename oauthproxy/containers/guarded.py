@@ -16,7 +16,9 @@ its ``bind:host`` instead and, per connection:
 Every refused connection, relayed connection and HTTP request is written to the
 request log (``method`` ``TCP`` for relayed streams, ``host`` the port's
 ``bind:host``).  The reconciler decides which daemon runs these listeners (the one
-holding its lease) and calls :meth:`GuardedPorts.apply` with the records.
+holding its lease) and calls :meth:`GuardedPorts.apply` with the records.  On SIGTERM
+the daemon stops them with its own listeners and drains their connections as it
+drains its own (:meth:`GuardedPorts.stop_listening`, :meth:`GuardedPorts.connections`).
 """
 
 from __future__ import annotations
@@ -194,6 +196,8 @@ class GuardedPorts:
     #: the request log's hook for HTTP requests
     access_log: Callable[[Any], None] | None = None
     _open: dict[tuple[str, int], _Listener] = field(factory=dict)
+    #: the daemon is stopping: no listener opens any more (:meth:`stop_listening`)
+    _stopping: bool = False
 
     def _log(self, record: RequestRecord) -> None:
         """Send a record to the request log, if there is one."""
@@ -209,7 +213,10 @@ class GuardedPorts:
         """Open, change and close listeners so they match ``services``; fires when done.
 
         A port that cannot be bound is logged and tried again at the next apply.
+        Once the daemon is stopping nothing changes.
         """
+        if self._stopping:
+            return defer.succeed(None)
         wanted = {spec.key: spec for spec in guarded_ports(services)}
         work: list[defer.Deferred[Any]] = []
         for key, listener in list(self._open.items()):
@@ -269,6 +276,25 @@ class GuardedPorts:
         if listener.port is None:
             return defer.succeed(None)
         return defer.maybeDeferred(listener.port.stopListening).addCallback(lambda _: None)
+
+    def stop_listening(self) -> defer.Deferred[None]:
+        """Stop accepting on every port for good (the daemon drains what is open)."""
+        self._stopping = True
+        ports = [listener.port for listener in self._open.values() if listener.port is not None]
+        for listener in self._open.values():
+            listener.port = None
+        return defer.gatherResults(
+            [defer.maybeDeferred(port.stopListening) for port in ports], consumeErrors=True
+        ).addCallback(lambda _: None)
+
+    def connections(self) -> list[Any]:
+        """The open connections of every port (for the daemon's drain)."""
+        return [
+            connection
+            for listener in self._open.values()
+            if listener.gate is not None
+            for connection in list(listener.gate.protocols)
+        ]
 
     def close(self) -> defer.Deferred[None]:
         """Close every listener (the lease was lost, or the daemon stops)."""

@@ -11,6 +11,9 @@ from __future__ import annotations
 from typing import Any
 
 import treq
+from twisted.internet import reactor
+from twisted.internet.defer import Deferred
+from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from oauthproxy.admin.credentials import hash_token
@@ -194,6 +197,33 @@ class ServiceTests(TestCase):
 
         records = await api.eventually(logged, "the refusals in the request log")
         self.assertEqual({r["status"] for r in records} >= {401}, True)
+
+    async def test_sigterm_lets_a_guarded_port_request_finish(self) -> None:
+        """The drain covers guarded ports: a request in flight on a token port is answered.
+
+        The container answers ``/cgi-bin/slow`` after 2 s; SIGTERM comes while it waits.
+        """
+        api = await start_docker_daemon(self, self.dockerd)
+        name, port = unique(self, self.dockerd), free_port()
+        # a CGI answering after 2 s (its head with CRLF: the gateway refuses bare LF)
+        cgi = r"printf 'Content-Type: text/plain\r\n\r\nslow\n'"
+        script = (
+            f"mkdir -p /www/cgi-bin && printf '%s\\n' '#!/bin/sh' 'sleep 2' \"{cgi}\" "
+            f"> /www/cgi-bin/slow && chmod +x /www/cgi-bin/slow && "
+            f"exec httpd -f -p 127.0.0.1:{port} -h /www"
+        )
+        await api.ok("POST", "/services/", exposed(name, port, command=["sh", "-c", script]), 201)
+        await api.eventually(lambda: serving(api, port), f"{name} answering on {port}")
+        tokened, token = free_port(), "the-port-token-0123456789"
+        await api.ok("POST", f"/services/{name}/ports",
+                     {"name": "api", "host": tokened, "container": port,
+                      "source_token": token}, 201)  # fmt: skip
+        await api.eventually(lambda: _status(api.http(tokened), 401), "the token port open")
+        slow = Deferred.fromCoroutine(api.http(tokened, "/cgi-bin/slow", {"X-Port-Token": token}))
+        await deferLater(reactor, 0.5, lambda: None)
+        exit_code = await api.daemon.stop()
+        self.assertEqual(await slow, (200, b"slow\n"))
+        self.assertTrue(api.daemon.exited_cleanly, exit_code)
 
     async def test_refusals_are_clear(self) -> None:
         """Image not allowed, missing image, host mount, privileged, restricted or taken port,
