@@ -19,7 +19,8 @@ from __future__ import annotations
 
 import datetime
 import operator
-from collections.abc import Callable
+import re
+from collections.abc import Callable, Iterable
 from typing import Any, TypeAlias
 
 import attrs
@@ -126,27 +127,6 @@ def _text(value: bytes | str | None, limit: int = MAX_TEXT) -> str:
     return text[:limit]
 
 
-def _bytes_in(request: Any, notes: RequestNotes) -> int:
-    """Request body size: as counted by the body stage, else as announced."""
-    if notes.bytes_in is not None:
-        return notes.bytes_in
-    values = request.requestHeaders.getRawHeaders(b"content-length") or []
-    if len(values) == 1 and values[0].isdigit():
-        return int(values[0])
-    return 0
-
-
-def _host_of(request: Any) -> str:
-    """The request's host name, lower case, without the port (``Request.getRequestHostname``
-    without its regular expression for the usual ``name[:port]`` form)."""
-    hosts = request.requestHeaders.getRawHeaders(b"host")
-    if hosts:
-        name, colon, port = hosts[0].partition(b":")
-        if not colon or port.isdigit():
-            return _text(name).lower()
-    return _text(request.getRequestHostname()).lower()
-
-
 #: a record as a plain tuple of its fields in :class:`RequestRecord`'s order
 #: (``RequestRecord(*row)`` is the record): what the writer buffers, as a tuple costs a
 #: fraction of an attrs instance to make
@@ -155,46 +135,151 @@ Row: TypeAlias = tuple[Any, ...]
 _FIELDS = tuple(a.name for a in attrs.fields(RequestRecord))
 record_row: Callable[[RequestRecord], Row] = operator.attrgetter(*_FIELDS)
 #: positions of the fields in a :data:`Row`
-ROW_TIME, ROW_CLIENT_IP, ROW_HOST, ROW_STATUS, ROW_USER, ROW_CLIENT_ID, ROW_ERROR = (
+ROW_TIME, ROW_CLIENT_IP, ROW_HOST, ROW_STATUS, ROW_DURATION, ROW_USER, ROW_CLIENT_ID, ROW_ERROR = (
     _FIELDS.index(name)
-    for name in ("time", "client_ip", "host", "status", "user", "client_id", "error")
+    for name in ("time", "client_ip", "host", "status", "duration", "user", "client_id", "error")
 )
+
+#: what the access-log hook keeps of a finished request until its row is made
+#: (:func:`finished_request`, :class:`RowMaker`): references to what the request
+#: already holds, nothing decoded, cut or formatted on the request's path
+Finished: TypeAlias = tuple[Any, ...]
+
+
+def finished_request(request: Any, now: float) -> Finished:
+    """What :class:`RowMaker` needs of the finished ``twisted.web`` ``request`` (``now``
+    is its end), taken without any work beyond reading attributes."""
+    return (
+        now,
+        getattr(request, _NOTES, None),
+        request.getClientAddress(),
+        request.isSecure(),
+        request.method,
+        request.path,
+        request.code,
+        getattr(request, "sentLength", 0),
+        request.requestHeaders,
+        request.getHost(),
+    )
+
+
+def _host_name(value: bytes) -> str:
+    """The host name of a ``Host`` value, lower case, without the port: what
+    ``Request.getRequestHostname`` makes of it, without its regular expression for the
+    usual ``name[:port]`` form."""
+    name, colon, port = value.partition(b":")
+    if colon and not port.isdigit():
+        # not name[:port] (an IPv6 literal...)
+        name = _HOST_VALUE.match(value).group("host")  # type: ignore[union-attr]
+    return _text(name).lower()
+
+
+class _Texts(dict[bytes, str]):
+    """Text of bytes values that repeat (hosts, methods, paths): each made once by
+    ``convert`` and remembered, ``_REMEMBERED`` of them at most."""
+
+    def __init__(self, convert: Callable[[bytes], str]) -> None:
+        super().__init__()
+        self.convert = convert
+
+    def __missing__(self, value: bytes) -> str:
+        """Make, remember and return the text of ``value``."""
+        if len(self) >= _REMEMBERED:
+            self.clear()
+        text = self[value] = self.convert(value)
+        return text
+
+
+@define
+class RowMaker:
+    """Makes the :data:`Row` s of finished requests (:data:`Finished`), many at a time.
+
+    The values that repeat from request to request (host names, methods, paths) are
+    decoded once and remembered.  ``new_token`` makes the random part of a
+    correlation id when no stage set one.
+    """
+
+    new_token: Callable[[], str]
+    _hosts: _Texts = attrs.field(factory=lambda: _Texts(_host_name), init=False, repr=False)
+    _methods: _Texts = attrs.field(
+        factory=lambda: _Texts(lambda method: _text(method, MAX_METHOD)), init=False, repr=False
+    )
+    _paths: _Texts = attrs.field(
+        factory=lambda: _Texts(lambda path: _text(path, MAX_PATH)), init=False, repr=False
+    )
+
+    def rows(self, finished: Iterable[Finished], failed: Callable[[], None]) -> list[Row]:
+        """The rows of ``finished``, in order; ``failed`` is called for each request whose
+        row cannot be made (a bug: it is left out)."""
+        rows: list[Row] = []
+        append, new_token = rows.append, self.new_token
+        hosts, methods, paths = self._hosts, self._methods, self._paths
+        for now, notes, peer, secure, method, path, code, sent, headers, server in finished:
+            try:
+                scheme = "https" if secure else "http"
+                ip = getattr(peer, "host", None)
+                if notes is None:
+                    started = cid = user = client_id = upstream = error = bytes_in = None
+                else:
+                    started, cid, user, client_id = (
+                        notes.started,
+                        notes.correlation_id,
+                        notes.user,
+                        notes.client_id,
+                    )
+                    upstream, error, bytes_in = notes.upstream, notes.error, notes.bytes_in
+                if bytes_in is None:
+                    lengths = headers.getRawHeaders(b"content-length")
+                    bytes_in = (
+                        int(lengths[0])
+                        if lengths and len(lengths) == 1 and lengths[0].isdigit()
+                        else 0
+                    )
+                host_values = headers.getRawHeaders(b"host")
+                append(
+                    (
+                        now,
+                        f"{int(now if started is None else started)}-{scheme}-{new_token()}"
+                        if not cid
+                        else _text(cid),
+                        ip[:MAX_TEXT] if isinstance(ip, str) else "unknown",
+                        methods[method],
+                        hosts[host_values[0]]
+                        if host_values
+                        else _text(getattr(server, "host", None) or "").lower(),
+                        paths[path],
+                        int(code),
+                        bytes_in,
+                        int(sent or 0),
+                        None if started is None else max(0.0, now - started),
+                        scheme,
+                        None if user is None else _text(user),
+                        None if client_id is None else _text(client_id),
+                        None if upstream is None else _text(upstream),
+                        None if error is None else _text(error),
+                    )
+                )
+            except Exception:
+                failed()
+        return rows
+
+
+#: texts a :class:`_Texts` remembers at most
+_REMEMBERED = 1000
+#: twisted.web's reading of a ``Host`` value (``Request.getRequestHostname``)
+_HOST_VALUE = re.compile(rb"^\[?(?P<host>.*?)\]?(:\d+)?$")
 
 
 def row_from_request(request: Any, now: float, new_token: Callable[[], str]) -> Row:
     """The :data:`Row` of a finished ``twisted.web`` request (``now`` is its end).
 
     ``new_token`` makes the random part of a correlation id when no stage set one.
-    This runs for every request the gateway answers: it builds the tuple directly.
     """
-    notes = notes_for(request)
-    scheme = "https" if request.isSecure() else "http"
-    peer = getattr(request.getClientAddress(), "host", None)
-    started = notes.started
-    cid = notes.correlation_id
-    cid = (
-        correlation_id(started if started is not None else now, scheme, new_token())
-        if not cid
-        else _text(cid)
-    )
-    user, client_id, upstream, error = notes.user, notes.client_id, notes.upstream, notes.error
-    return (
-        now,
-        cid,
-        peer[:MAX_TEXT] if isinstance(peer, str) else "unknown",
-        _text(request.method, MAX_METHOD),
-        _host_of(request),
-        _text(request.path, MAX_PATH),
-        int(request.code),
-        _bytes_in(request, notes),
-        int(getattr(request, "sentLength", 0) or 0),
-        None if started is None else max(0.0, now - started),
-        scheme,
-        None if user is None else _text(user),
-        None if client_id is None else _text(client_id),
-        None if upstream is None else _text(upstream),
-        None if error is None else _text(error),
-    )
+
+    def failed() -> None:
+        raise ValueError("no row for this request")
+
+    return RowMaker(new_token).rows([finished_request(request, now)], failed)[0]
 
 
 def record_from_request(request: Any, now: float, new_token: Callable[[], str]) -> RequestRecord:

@@ -36,6 +36,7 @@ from collections.abc import Iterator, Sequence
 from itertools import chain
 from typing import Any
 
+import attrs
 from attrs import define, field
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
@@ -45,6 +46,7 @@ from oauthproxy.requestlog.noise import NoiseCount, minute_of
 from oauthproxy.requestlog.record import (
     ROW_CLIENT_ID,
     ROW_CLIENT_IP,
+    ROW_DURATION,
     ROW_ERROR,
     ROW_HOST,
     ROW_STATUS,
@@ -79,6 +81,8 @@ SEGMENT_RECORDS = 1000
 SEGMENT_SPAN = 2.0
 
 _DAY = 86400
+#: fields of a stored row written with its time (before the times left the JSON)
+_FIELD_COUNT = len(attrs.fields(RequestRecord))
 #: a segment's rows as one JSON text (what ``json.dumps`` makes, without spaces)
 _encode_rows = json.JSONEncoder(separators=(",", ":")).encode
 
@@ -88,15 +92,40 @@ def _score(value: float) -> str:
     return repr(float(value))
 
 
-def _rows(text: str) -> list[RequestRecord]:
-    """The records of a segment's rows JSON."""
-    return [RequestRecord(*row) for row in json.loads(text)]
+def _stored(segment: Sequence[Row]) -> list[Row]:
+    """The rows of ``segment`` as a segment's ``r`` field keeps them: without the time
+    (its ``T`` field has it) and with the duration in whole microseconds (a float costs
+    several times an integer to write as JSON)."""
+    stored = []
+    for row in segment:
+        duration = row[ROW_DURATION]
+        micros = None if duration is None else round(duration * 1e6)
+        stored.append((*row[1:ROW_DURATION], micros, *row[ROW_DURATION + 1 :]))
+    return stored
 
 
-def _triples(reply: Sequence[Any]) -> Iterator[tuple[str, int, int]]:
-    """A flat script reply ``[a, b, c, a, b, c...]`` as ``(text, int, int)`` triples."""
-    for i in range(0, len(reply) - 2, 3):
-        yield str(reply[i]), int(reply[i + 1]), int(reply[i + 2])
+def _rows(text: str, times: str | bytes) -> list[RequestRecord]:
+    """The records of a segment's rows JSON ``r`` and packed times ``T``."""
+    # the reply is text when the packed times happened to be valid UTF-8
+    packed = times.encode("utf-8") if isinstance(times, str) else times
+    at = struct.unpack(f"<{len(packed) // 8}d", packed)
+    records = []
+    for i, row in enumerate(json.loads(text)):
+        if len(row) == _FIELD_COUNT:  # written before the times left the JSON
+            records.append(RequestRecord(*row))
+            continue
+        micros = row[ROW_DURATION - 1]
+        duration = None if micros is None else micros / 1e6
+        records.append(
+            RequestRecord(*(at[i], *row[: ROW_DURATION - 1], duration, *row[ROW_DURATION:]))
+        )
+    return records
+
+
+def _quads(reply: Sequence[Any]) -> Iterator[tuple[str, str | bytes, int, int]]:
+    """A flat script reply ``[r, T, a, b, r, T, a, b...]`` as ``(r, T, int, int)``."""
+    for i in range(0, len(reply) - 3, 4):
+        yield str(reply[i]), reply[i + 1], int(reply[i + 2]), int(reply[i + 3])
 
 
 def _segments(rows: Sequence[Row]) -> Iterator[list[Row]]:
@@ -240,7 +269,7 @@ class RedisRequestLogStore:
                 hosts[host] = newest
         args: list[object] = [
             _score(times[-1]),
-            _encode_rows(segment),
+            _encode_rows(_stored(segment)),
             struct.pack(f"<{n}d", *times),
             len(positions),
         ]
@@ -304,8 +333,8 @@ class RedisRequestLogStore:
                 [self._index_key("all", "")],
                 [self._prefix, since, json.dumps(correlation_id)],
             )
-            for i in range(0, len(reply) - 1, 2):
-                for record in _rows(str(reply[i]))[int(reply[i + 1]) :]:
+            for i in range(0, len(reply) - 2, 3):
+                for record in _rows(str(reply[i]), reply[i + 1])[int(reply[i + 2]) :]:
                     if record.correlation_id == correlation_id:
                         return record
             return None
@@ -329,10 +358,10 @@ class RedisRequestLogStore:
             )
             entry = (index, value)
             found: list[RequestRecord] = []
-            for rows, trimmed, skip in _triples(reply):
+            for rows, times, trimmed, skip in _quads(reply):
                 matching = [
                     r
-                    for r in _rows(rows)[trimmed:]
+                    for r in _rows(rows, times)[trimmed:]
                     if since <= r.time <= until and entry in index_entries(r)
                 ]
                 matching.reverse()
@@ -384,8 +413,8 @@ class RedisRequestLogStore:
                 args += [int(segment or 0), int(row or 0)]
             reply = await self.connection.eval(RECENT, [self._index_key("all", "")], args)
             records: list[RequestRecord] = []
-            for rows, start, end in _triples(reply[2:]):
-                records += _rows(rows)[start:end]
+            for rows, times, start, end in _quads(reply[2:]):
+                records += _rows(rows, times)[start:end]
             return records, f"{int(reply[0])}-{int(reply[1])}"
 
         return Deferred.fromCoroutine(recent())

@@ -4,7 +4,9 @@ The log is stored in **segments**: one hash ``<p>seg:<id>`` per group of records
 together (ids from ``INCR <p>seq``), with the fields
 
 - ``r``: the records as one JSON array of rows (field order of
-  :class:`~oauthproxy.requestlog.record.RequestRecord`), oldest first;
+  :class:`~oauthproxy.requestlog.record.RequestRecord`), oldest first, without the
+  time (``T`` has it) and with the duration in whole microseconds (segments written
+  before that have the time first and the duration in seconds: readers take both);
 - ``T``: their times, packed little-endian doubles (``struct`` ``<d``), ascending;
 - ``s``: how many of the oldest rows the count cap has trimmed away (they are skipped);
 - one field per index key the segment belongs to (``<p>idx:<index>:<value>``): the
@@ -192,7 +194,8 @@ return cum(last_P) - (cum(first_P) - size(first_P)) - (size(last_P) - last_m)
 )
 
 #: KEYS: the index key.  ARGV: prefix, since, until, until + span, offset, count.
-#: Returns {rows JSON, trimmed rows, matches to skip, ...} per segment, newest first.
+#: Returns {rows JSON, packed times, trimmed rows, matches to skip, ...} per segment,
+#: newest first.
 FIND = (
     _COMMON
     + """
@@ -212,6 +215,7 @@ walk(key, ARGV[2], ARGV[4], true, function(id)
     return false
   end
   table.insert(out, redis.call('HGET', seg, 'r'))
+  table.insert(out, f[2])
   table.insert(out, tonumber(f[3]))
   table.insert(out, skip)
   got = got + m - skip
@@ -223,19 +227,20 @@ return out
 )
 
 #: KEYS: the ``all`` index.  ARGV: prefix, time the record cannot be older than,
-#: the correlation id as JSON.  Returns {rows JSON, trimmed rows, ...} of (at most 8)
-#: segments that contain that text.
+#: the correlation id as JSON.  Returns {rows JSON, packed times, trimmed rows, ...} of
+#: (at most 8) segments that contain that text.
 GET = (
     _COMMON
     + """
 local out = {}
 walk(KEYS[1], ARGV[2], '+inf', false, function(id)
-  local f = redis.call('HMGET', p .. 'seg:' .. id, 'r', 's')
+  local f = redis.call('HMGET', p .. 'seg:' .. id, 'r', 's', 'T')
   if f[1] and string.find(f[1], ARGV[3], 1, true) then
     table.insert(out, f[1])
+    table.insert(out, f[3])
     table.insert(out, tonumber(f[2]))
   end
-  return #out >= 16
+  return #out >= 24
 end)
 return out
 """
@@ -243,7 +248,7 @@ return out
 
 #: KEYS: the ``all`` index.  ARGV: prefix, count, then the cursor's segment id and row
 #: (none: the newest ``count`` rows).  Returns {next segment id, next row,
-#: rows JSON, first row, end row, ...}: slices of segments, oldest first.
+#: rows JSON, packed times, first row, end row, ...}: slices of segments, oldest first.
 RECENT = (
     _COMMON
     + """
@@ -254,17 +259,17 @@ local got = 0
 local function slice(seg)
   local f = redis.call('HMGET', seg, 'r', 's', 'T')
   if not f[1] then return nil end
-  return f[1], tonumber(f[2]), #f[3] / 8
+  return f[1], tonumber(f[2]), #f[3] / 8, f[3]
 end
 if not ARGV[3] then
   local newest = {}
   walk(KEYS[1], '-inf', '+inf', true, function(id)
     if got >= want then return true end
-    local rows, s, n = slice(p .. 'seg:' .. id)
+    local rows, s, n, T = slice(p .. 'seg:' .. id)
     if rows then
       local take = math.min(n - s, want - got)
       if take > 0 then
-        table.insert(newest, {rows, n - take, n})
+        table.insert(newest, {rows, T, n - take, n})
         got = got + take
       end
     end
@@ -281,12 +286,12 @@ if id > seq + 1 then id, row = seq + 1, 0 end  -- a cursor from before the log r
 local oldest = tonumber(redis.call('ZRANGE', KEYS[1], 0, 0)[1] or '0')
 if oldest > id then id, row = oldest, 0 end
 while id <= seq and got < want do
-  local rows, s, n = slice(p .. 'seg:' .. id)
+  local rows, s, n, T = slice(p .. 'seg:' .. id)
   if rows then
     local start = math.max(row, s)
     local take = math.min(n - start, want - got)
     if take > 0 then
-      for _, v in ipairs({rows, start, start + take}) do table.insert(out, v) end
+      for _, v in ipairs({rows, T, start, start + take}) do table.insert(out, v) end
       got = got + take
     end
     if start + take < n then return {id, start + take, unpack(out)} end

@@ -7,11 +7,14 @@ the capped stream, and the writer across a Redis crash (on a server of its own).
 
 from __future__ import annotations
 
+import json
+
 from twisted.internet import reactor
 from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from oauthproxy.interfaces import IRequestLogStore
+from oauthproxy.requestlog.record import record_row
 from oauthproxy.requestlog.writer import RequestLogWriter
 from oauthproxy.storage.crypto import SecretBox
 from oauthproxy.storage.redis import connect_storage
@@ -78,6 +81,20 @@ class RedisRequestLogStoreTests(contract.RequestLogStoreContract):
         keys = self.server.command("KEYS", "op:rlog:*")
         self.assertLess(len(keys), 15, keys)
         self.assertEqual(await store.count("all", "", sample(0).time, sample(1).time), 1000)
+
+    async def test_segments_written_with_times_in_their_rows_are_read(self) -> None:
+        """Segments written before the rows left their times to ``T`` (time first, the
+        duration in seconds) are still found, listed and read back unchanged."""
+        store = self.make_store()
+        record = sample(1, duration=0.0125, user="octocat")
+        await store.write([record])
+        (segment,) = self.server.command("KEYS", "op:rlog:seg:*")
+        self.server.command("HSET", segment, "r", json.dumps([record_row(record)]))
+        self.assertEqual(await store.get(record.correlation_id), record)
+        self.assertEqual(
+            await store.find("user", "octocat", record.time, record.time, 0, 5), [record]
+        )
+        self.assertEqual((await store.recent(None, 5))[0], [record])
 
 
 class RedisOutageTests(TestCase):
