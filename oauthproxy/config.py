@@ -58,6 +58,10 @@ class Config:
     #: PEM of the CAs that sign Redis' TLS certificates (``rediss://``, ``sentinels://``);
     #: None = the system's CAs
     redis_ca_bundle: str | None = None
+    #: PEM files of the client certificate and its key, for a Redis that asks for one
+    #: (``tls-auth-clients yes``, Redis' default under TLS)
+    redis_client_cert: str | None = None
+    redis_client_key: str | None = field(default=None, repr=False)
     #: replicas a configuration write must reach before the API confirms it (Redis ``WAIT``);
     #: None = 1 behind Sentinel (a failover then loses no confirmed write), else 0
     redis_wait_replicas: int | None = None
@@ -242,6 +246,8 @@ SETTINGS: tuple[Setting, ...] = (
     _s("redis_password", "redis-password", "REDIS_PASSWORD", parsers.optional_text),
     _s("redis_sentinel_password", None, "REDIS_SENTINEL_PASSWORD", parsers.optional_text),
     _s("redis_ca_bundle", None, "OAUTHPROXY_REDIS_CA_BUNDLE", parsers.ca_bundle),
+    _s("redis_client_cert", None, "OAUTHPROXY_REDIS_CLIENT_CERT", parsers.ca_bundle),
+    _s("redis_client_key", None, "OAUTHPROXY_REDIS_CLIENT_KEY", parsers.ca_bundle),
     _s("redis_wait_replicas", None, "OAUTHPROXY_REDIS_WAIT_REPLICAS", parsers.non_negative_int),
     _s("redis_timeout", None, "OAUTHPROXY_REDIS_TIMEOUT", parsers.positive_float),
     _s("data_dir", "data-dir", "OAUTHPROXY_DATA_DIR", parsers.plain_text),
@@ -423,7 +429,7 @@ def load_config(
             break
     known = {f.name for f in fields(Config)}
     config = Config(**{k: v for k, v in values.items() if k in known})
-    _check_redis(config, sources.get("redis_url", "REDIS_URL"), sources.get("redis_ca_bundle"))
+    _check_redis(config, sources)
     _check_data_dir(config, sources.get("data_dir", "OAUTHPROXY_DATA_DIR"))
     _check_docker_limits(config, sources)
     _check_workers(config, sources)
@@ -478,19 +484,32 @@ def _check_data_dir(config: Config, source: str) -> None:
         )
 
 
-def _check_redis(config: Config, source: str, ca_source: str | None) -> None:
-    """Refuse a non-loopback Redis without a password (ATK-29), and a Redis CA bundle
-    for a Redis reached without TLS (it would be silently unused)."""
+def _check_redis(config: Config, sources: dict[str, str]) -> None:
+    """Refuse a non-loopback Redis without a password (ATK-29), TLS settings for a Redis
+    reached without TLS (they would be silently unused), and half a client certificate."""
+    source = sources.get("redis_url", "REDIS_URL")
     address = None
     if config.redis_url is not None:
         address = parse_redis_url(
             config.redis_url, config.redis_password, config.redis_sentinel_password
         )
-    if config.redis_ca_bundle is not None and (address is None or not address.tls):
+    for name in ("redis_ca_bundle", "redis_client_cert", "redis_client_key"):
+        if getattr(config, name) is not None and (address is None or not address.tls):
+            raise ConfigError(
+                f"{sources[name]}: Redis is not reached over TLS "
+                "(use a rediss:// or sentinels:// REDIS_URL, or unset it)",
+                field=sources[name],
+            )
+    if (config.redis_client_cert is None) != (config.redis_client_key is None):
+        given, missing = (
+            ("redis_client_cert", "OAUTHPROXY_REDIS_CLIENT_KEY")
+            if config.redis_client_key is None
+            else ("redis_client_key", "OAUTHPROXY_REDIS_CLIENT_CERT")
+        )
         raise ConfigError(
-            f"{ca_source}: Redis is not reached over TLS "
-            "(use a rediss:// or sentinels:// REDIS_URL, or unset it)",
-            field=ca_source,
+            f"{sources[given]}: a client certificate needs its key and the key its "
+            f"certificate: set {missing} too",
+            field=sources[given],
         )
     if address is None:
         return

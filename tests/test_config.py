@@ -284,6 +284,25 @@ class ValidationTests(SynchronousTestCase):
             {"OAUTHPROXY_REDIS_CA_BUNDLE": "/no/such/file.pem"},
         )
 
+    def test_redis_client_certificate_needs_its_key_and_tls(self) -> None:
+        """OAUTHPROXY_REDIS_CLIENT_CERT and ..._KEY come together, for a TLS Redis."""
+        pem = self.mktemp()
+        with open(pem, "w") as f:
+            f.write("PEM")
+        tls = {"redis": "rediss://127.0.0.1:6380"}
+        error = self.assertRaises(
+            ConfigError, load_config, tls, {"OAUTHPROXY_REDIS_CLIENT_CERT": pem}, None
+        )
+        self.assertEqual(error.field, "OAUTHPROXY_REDIS_CLIENT_CERT")
+        self.assertIn("OAUTHPROXY_REDIS_CLIENT_KEY", error.detail)
+        both = {"OAUTHPROXY_REDIS_CLIENT_CERT": pem, "OAUTHPROXY_REDIS_CLIENT_KEY": pem}
+        config = load_config(tls, both, None)
+        self.assertEqual(config.redis_client_key, os.path.abspath(pem))
+        error = self.assertRaises(
+            ConfigError, load_config, {"redis": "redis://127.0.0.1:6379"}, both, None
+        )
+        self.assertIn("not reached over TLS", error.detail)
+
     def test_loopback_redis_without_password_is_accepted(self) -> None:
         """A loopback Redis needs no password."""
         config = load_config({"redis": "redis://127.0.0.1:6379"}, {}, None)

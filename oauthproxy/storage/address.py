@@ -27,7 +27,12 @@ from cryptography import x509
 from OpenSSL.crypto import X509
 from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
-from twisted.internet.ssl import Certificate, optionsForClientTLS, trustRootFromCertificates
+from twisted.internet.ssl import (
+    Certificate,
+    PrivateCertificate,
+    optionsForClientTLS,
+    trustRootFromCertificates,
+)
 
 from oauthproxy.errors import ConfigError
 
@@ -61,6 +66,9 @@ class RedisAddress:
     sentinel_password: str | None = None
     #: PEM of the only CAs trusted for TLS (``OAUTHPROXY_REDIS_CA_BUNDLE``); None = the system's
     ca_bundle: str | None = None
+    #: PEM files of the client certificate and its key shown under TLS, if any
+    client_cert: str | None = None
+    client_key: str | None = None
 
     def __repr__(self) -> str:
         """Show the address without the password."""
@@ -275,13 +283,25 @@ def client_tls(address: RedisAddress, host: str) -> IOpenSSLClientConnectionCrea
     """TLS for a connection to ``host`` (Redis or a sentinel), or None without TLS.
 
     The certificate must name ``host`` and chain to the system's CAs, or to those of
-    ``address.ca_bundle`` only when it is set (as ``redis-cli --cacert`` does).
+    ``address.ca_bundle`` only when it is set (as ``redis-cli --cacert`` does); the
+    client certificate of the address, if any, is shown when asked for.
     """
     if not address.tls:
         return None
-    if address.ca_bundle is None:
-        return optionsForClientTLS(host)
-    return optionsForClientTLS(host, trustRoot=_authorities(address.ca_bundle))
+    trust = None if address.ca_bundle is None else _authorities(address.ca_bundle)
+    client = None
+    if address.client_cert is not None and address.client_key is not None:
+        client = _client_certificate(address.client_cert, address.client_key)
+    return optionsForClientTLS(host, trustRoot=trust, clientCertificate=client)
+
+
+@cache
+def _client_certificate(certificate: str, key: str) -> PrivateCertificate:
+    """The client certificate and its key, from their PEM files (read once)."""
+    with open(certificate, "rb") as f, open(key, "rb") as g:
+        pem = f.read() + b"\n" + g.read()
+    loaded: PrivateCertificate = PrivateCertificate.loadPEM(pem)  # type: ignore[no-untyped-call]
+    return loaded
 
 
 @cache

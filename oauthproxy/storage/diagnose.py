@@ -4,10 +4,11 @@
 
 txredisapi retries a failed connection quietly, so "Redis did not answer" alone leaves
 an operator guessing.  :func:`diagnose` connects once to the Redis (or the first
-sentinel) of an address the way the daemon does, TLS included, and says what went
-wrong: the connection refused or timed out, or the TLS handshake failed (an unknown
-CA, a certificate for another name).  None means that it connected (the cause is
-elsewhere: a password, a database, Redis still loading).
+sentinel) of an address the way the daemon does, TLS included, sends ``PING`` and says
+what went wrong: the connection refused or timed out, the TLS handshake failed (an
+unknown CA, a certificate for another name), the server hung up after it (a client
+certificate it wants), or it answered with an error (still loading its data).  None
+means that it answered (the cause is elsewhere: a password, a database).
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ from typing import Any
 from OpenSSL import SSL
 from twisted.internet.defer import CancelledError, Deferred
 from twisted.internet.endpoints import HostnameEndpoint, UNIXClientEndpoint, wrapClientTLS
+from twisted.internet.error import ConnectionDone
 from twisted.internet.interfaces import IHandshakeListener, IStreamClientEndpoint
 from twisted.internet.protocol import Factory, Protocol, connectionDone
 from twisted.python.failure import Failure
@@ -27,10 +29,15 @@ from oauthproxy.storage.address import RedisAddress, client_tls
 
 @implementer(IHandshakeListener)
 class _Probe(Protocol):
-    """Connected (and, under TLS, handshaken) or not: ``outcome`` fires with the error."""
+    """Sends ``PING``; ``outcome`` fires with what went wrong, or None once it is answered.
+
+    Without a password an answer is ``+PONG``; with one, ``-NOAUTH`` (the probe does not
+    authenticate): either way Redis is reachable.
+    """
 
     def __init__(self, tls: bool) -> None:
         self.tls = tls
+        self.handshaken = False
         self.outcome: Deferred[str | None] = Deferred()
 
     def _settle(self, error: str | None) -> None:
@@ -38,17 +45,33 @@ class _Probe(Protocol):
             self.outcome.callback(error)
 
     def connectionMade(self) -> None:
-        """TCP is up: enough without TLS (TLS waits for the handshake)."""
-        if not self.tls:
-            self._settle(None)
+        """Ask (under TLS the handshake comes first: the transport holds the bytes)."""
+        assert self.transport is not None
+        self.transport.write(b"PING\r\n")
 
     def handshakeCompleted(self) -> None:
         """The server's certificate was accepted."""
-        self._settle(None)
+        self.handshaken = True
+
+    def dataReceived(self, data: bytes) -> None:
+        """An answer: Redis is there, unless it answered with an error other than NOAUTH."""
+        line = data.split(b"\r\n", 1)[0].decode("utf-8", "replace")
+        if line.startswith("-") and not line.startswith("-NOAUTH"):
+            self._settle(f"it answered PING with {line[1:]!r}")
+        else:
+            self._settle(None)
 
     def connectionLost(self, reason: Failure = connectionDone) -> None:
-        """Closed before the handshake finished: why."""
-        self._settle(_describe(reason.value) if reason.value is not None else "connection lost")
+        """Closed before an answer: why."""
+        if self.tls and self.handshaken:
+            self._settle(
+                "it closed the connection after the TLS handshake (does it ask for a client "
+                "certificate? OAUTHPROXY_REDIS_CLIENT_CERT and OAUTHPROXY_REDIS_CLIENT_KEY)"
+            )
+        elif reason.value is not None and not reason.check(ConnectionDone):
+            self._settle(_describe(reason.value))
+        else:
+            self._settle("it closed the connection without answering PING")
 
 
 def _describe(error: BaseException) -> str:
@@ -96,7 +119,7 @@ async def diagnose(address: RedisAddress, reactor: Any, timeout: float) -> str |
     except Exception as e:
         return f"cannot connect to {where}: {_describe(e)}"
     outcome = probe.outcome
-    outcome.addTimeout(timeout, reactor, onTimeoutCancel=lambda *_: "no TLS handshake in time")
+    outcome.addTimeout(timeout, reactor, onTimeoutCancel=lambda *_: "no answer to PING in time")
     try:
         error = await outcome
     finally:

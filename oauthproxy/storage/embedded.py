@@ -46,7 +46,12 @@ def redis_address(config: Config) -> RedisAddress:
     address = parse_redis_url(
         config.redis_url, config.redis_password, config.redis_sentinel_password
     )
-    return evolve(address, ca_bundle=config.redis_ca_bundle)
+    return evolve(
+        address,
+        ca_bundle=config.redis_ca_bundle,
+        client_cert=config.redis_client_cert,
+        client_key=config.redis_client_key,
+    )
 
 
 def redis_argv(binary: str, data_dir: str, maxmemory: int = 0) -> list[str]:

@@ -63,6 +63,30 @@ class RedisOverTlsTests(TestCase):
         clients = server.command("CLIENT", "LIST")
         self.assertIn(f"laddr=127.0.0.1:{server.tls_port}", clients)
 
+    async def test_a_redis_that_asks_for_a_client_certificate_gets_ours(self) -> None:
+        """``tls-auth-clients yes`` (Redis' default): the daemon shows its client certificate."""
+        authority = TestAuthority.create()
+        files = tls_files(self, authority, "localhost")
+        client, client_key, _ = tls_files(self, authority, "oauthproxy-client")
+        server = RedisServer.for_test(self, tls_files=files, tls_client_auth=True)
+        tls = {"OAUTHPROXY_REDIS_CA_BUNDLE": files[2]}
+        daemon = await start_daemon(
+            self,
+            f"rediss://localhost:{server.tls_port}/0",
+            env={
+                **tls,
+                "OAUTHPROXY_REDIS_CLIENT_CERT": client,
+                "OAUTHPROXY_REDIS_CLIENT_KEY": client_key,
+            },
+        )
+        code, body = await daemon.post(
+            "/proxy/targets/",
+            {"hostname": "mtls.example.test", "target_url": "http://127.0.0.1:9"},
+            daemon.admin_token,
+        )
+        self.assertEqual(code, 201, body)
+        self.assertIn("mtls.example.test", server.command("HKEYS", "op:records:proxy"))
+
     async def test_sentinels_over_tls_find_the_master_the_daemon_writes_to(self) -> None:
         """``sentinels://``: TLS to the sentinels and to the master they name (by address)."""
         authority = TestAuthority.create()
@@ -96,15 +120,31 @@ class RedisOverTlsTests(TestCase):
         (It keeps trying, as for a Redis that is still starting, and exits after 30 s.)
         """
         authority = TestAuthority.create()
+        server = RedisServer.for_test(self, tls_files=tls_files(self, authority, "localhost"))
+        said = await self.waiting_reason(f"rediss://localhost:{server.tls_port}/0", {})
+        self.assertIn("certificate verify failed", said)
+        self.assertIn("OAUTHPROXY_REDIS_CA_BUNDLE", said)
+
+    async def test_a_missing_client_certificate_is_named_while_the_daemon_waits(self) -> None:
+        """A Redis that wants a client certificate hangs up after the handshake: said so."""
+        authority = TestAuthority.create()
         files = tls_files(self, authority, "localhost")
-        server = RedisServer.for_test(self, tls_files=files)
+        server = RedisServer.for_test(self, tls_files=files, tls_client_auth=True)
+        said = await self.waiting_reason(
+            f"rediss://localhost:{server.tls_port}/0", {"OAUTHPROXY_REDIS_CA_BUNDLE": files[2]}
+        )
+        self.assertIn("client certificate", said)
+        self.assertIn("OAUTHPROXY_REDIS_CLIENT_CERT", said)
+
+    async def waiting_reason(self, url: str, env: dict[str, str]) -> str:
+        """Start a daemon on ``url`` that cannot reach it; the reason it gives while waiting."""
         data = os.path.abspath(self.mktemp())
         args = [
-            "--redis", f"rediss://localhost:{server.tls_port}/0",
+            "--redis", url,
             "--api", f"tcp:{free_port()}:interface=127.0.0.1",
             "--data-dir", data,
         ]  # fmt: skip
-        capture, process = spawn_twistd(args, child_environment(), os.path.dirname(data))
+        capture, process = spawn_twistd(args, child_environment(env), os.path.dirname(data))
 
         def stop() -> object:
             if not capture.ended.called:
@@ -118,5 +158,4 @@ class RedisOverTlsTests(TestCase):
                 break
             await task.deferLater(reactor, 0.05, lambda: None)
         self.assertTrue(said, "\n".join(capture.output[-10:]))
-        self.assertIn("certificate verify failed", said[0])
-        self.assertIn("OAUTHPROXY_REDIS_CA_BUNDLE", said[0])
+        return said[0]

@@ -82,10 +82,13 @@ class RedisServer:
     #: the port of the master this server replicates (a replica), if any
     replica_of: int | None = None
     #: (certificate, key, CA) PEM files: then it also listens with TLS on ``tls_port``
-    #: (no client certificates asked for) and replicates over TLS (``replica_of`` is then
+    #: (client certificates asked for with ``tls_client_auth``) and replicates over TLS
+    #: (``replica_of`` is then
     #: the master's TLS port); the plain port stays for the fixture's commands
     tls_files: tuple[str, str, str] | None = None
     tls_port: int | None = None
+    #: under TLS, require a client certificate signed by the CA (Redis' own default)
+    tls_client_auth: bool = False
     process: subprocess.Popen[bytes] | None = field(default=None, init=False)
 
     @classmethod
@@ -96,6 +99,7 @@ class RedisServer:
         appendonly: bool = False,
         start: bool = True,
         tls_files: tuple[str, str, str] | None = None,
+        tls_client_auth: bool = False,
     ) -> RedisServer:
         """A server stopped (and its directory removed) in ``case``'s cleanups.
 
@@ -105,7 +109,13 @@ class RedisServer:
         """
         directory = tempfile.mkdtemp(prefix="oauthproxy-redis-")
         case.addCleanup(shutil.rmtree, directory, ignore_errors=True)
-        server = cls(directory, password=password, appendonly=appendonly, tls_files=tls_files)
+        server = cls(
+            directory,
+            password=password,
+            appendonly=appendonly,
+            tls_files=tls_files,
+            tls_client_auth=tls_client_auth,
+        )
         if tls_files is not None:
             server.tls_port = free_port()
         case.addCleanup(server.stop)
@@ -162,7 +172,7 @@ class RedisServer:
                 "--tls-cert-file", certificate,
                 "--tls-key-file", key,
                 "--tls-ca-cert-file", authority,
-                "--tls-auth-clients", "no",
+                "--tls-auth-clients", "yes" if self.tls_client_auth else "no",
                 "--tls-replication", "yes",
             ]  # fmt: skip
         self.process = subprocess.Popen(
