@@ -14,7 +14,7 @@ from __future__ import annotations
 from typing import Any
 
 from attrs import define, field
-from OpenSSL import SSL, crypto
+from OpenSSL import SSL
 from twisted.internet.abstract import isIPAddress, isIPv6Address
 from twisted.internet.endpoints import (
     HostnameEndpoint,
@@ -24,16 +24,15 @@ from twisted.internet.endpoints import (
 )
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator, IStreamClientEndpoint
 from twisted.internet.ssl import (
-    Certificate,
     CertificateOptions,
     optionsForClientTLS,
-    trustRootFromCertificates,
 )
 from twisted.protocols.tls import TLSMemoryBIOProtocol
 from zope.interface import implementer
 
 from oauthproxy.errors import InvalidInput
 from oauthproxy.gateway.routing import Upstream
+from oauthproxy.tls_trust import only_authorities
 
 #: upstreams kept; far above any real configuration, only a guard against churn
 _MAX_CACHED_UPSTREAMS = 4096
@@ -73,13 +72,9 @@ def tls_creator(upstream: Upstream) -> IOpenSSLClientConnectionCreator:
     if not upstream.verify_tls:
         return _UnverifiedTLS(upstream.host)
     if upstream.ca_pem:
-        marker = "-----END CERTIFICATE-----"
-        pems = [p + marker for p in upstream.ca_pem.split(marker) if "BEGIN CERTIFICATE" in p]
         try:
-            roots = trustRootFromCertificates(
-                [Certificate.loadPEM(p.strip().encode("ascii")) for p in pems]
-            )
-        except (crypto.Error, ValueError, UnicodeEncodeError) as e:
+            roots = only_authorities(upstream.ca_pem.encode("ascii"))
+        except (ValueError, UnicodeEncodeError) as e:
             raise UnusableUpstreamTLS(
                 f"upstream_ca_pem for {upstream.host} does not load: {e}", field="upstream_ca_pem"
             ) from e

@@ -15,7 +15,6 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from attrs import define, evolve, field, frozen
-from cryptography import x509
 from OpenSSL import SSL, crypto
 from treq.client import HTTPClient
 from treq.content import collect
@@ -32,6 +31,7 @@ from zope.interface import implementer
 from oauthproxy.oauth import cimd
 from oauthproxy.oauth.errors import InvalidClient
 from oauthproxy.oauth.records import OAuthClient
+from oauthproxy.tls_trust import pem_certificates
 
 #: (hostname, approved address, port) -> the agent that reaches exactly that address
 AgentFactory = Callable[[str, str, int], IAgent]
@@ -82,8 +82,7 @@ class SystemAndExtraAuthorities:
     @classmethod
     def from_pem(cls, pem: bytes) -> SystemAndExtraAuthorities:
         """Every certificate in ``pem``."""
-        loaded = x509.load_pem_x509_certificates(pem)
-        return cls(tuple(crypto.X509.from_cryptography(c) for c in loaded))
+        return cls(tuple(pem_certificates(pem)))
 
     def _addCACertsToContext(self, context: SSL.Context) -> None:
         """Trust the system store and the extra CAs."""

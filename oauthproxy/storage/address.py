@@ -23,18 +23,12 @@ from functools import cache
 from urllib.parse import parse_qs, unquote, urlsplit
 
 from attrs import evolve, frozen
-from cryptography import x509
-from OpenSSL.crypto import X509
 from twisted.internet._sslverify import IOpenSSLTrustRoot
 from twisted.internet.interfaces import IOpenSSLClientConnectionCreator
-from twisted.internet.ssl import (
-    Certificate,
-    PrivateCertificate,
-    optionsForClientTLS,
-    trustRootFromCertificates,
-)
+from twisted.internet.ssl import PrivateCertificate, optionsForClientTLS
 
 from oauthproxy.errors import ConfigError
+from oauthproxy.tls_trust import only_authorities
 
 #: the setting every error names
 FIELD = "REDIS_URL"
@@ -308,10 +302,4 @@ def _client_certificate(certificate: str, key: str) -> PrivateCertificate:
 def _authorities(path: str) -> IOpenSSLTrustRoot:
     """The CAs of the PEM bundle at ``path`` (read once: the daemon checked it at start)."""
     with open(path, "rb") as f:
-        pem = f.read()
-    certificates = [
-        Certificate(X509.from_cryptography(c))  # type: ignore[no-untyped-call]
-        for c in x509.load_pem_x509_certificates(pem)
-    ]
-    trust: IOpenSSLTrustRoot = trustRootFromCertificates(certificates)  # type: ignore[no-untyped-call]
-    return trust
+        return only_authorities(f.read())
