@@ -556,6 +556,42 @@ class RequestLogScreenTests(ConsoleTestCase):
             )
             await treq.content(response)
 
+    async def test_a_late_answer_does_not_replace_a_newer_search(self) -> None:
+        """The screen's first (unfiltered) search answering after a filtered one is dropped."""
+        backend = await start_backend(self, _REACTOR)
+        status, _ = await self.api(
+            "POST",
+            "/proxy/targets/",
+            {"hostname": "one.example.test", "target_url": backend.url, "enable_https": False},
+        )
+        self.assertEqual(status, 201)
+        await settle(0.5)
+        await self.traffic("one.example.test", ["/a", "/b", "/status/503"])
+        await settle(1.5)  # the request log is written once a second
+        # the first search's answer is held back 1.5 s, as on a slow link
+        await self.page.evaluate(
+            """(() => {
+              const real = window.fetch;
+              let first = true;
+              window.fetch = async (path, init) => {
+                const answer = await real(path, init);
+                if (first && String(path).includes("/logs/search")) {
+                  first = false;
+                  await new Promise((ok) => setTimeout(ok, 1500));
+                }
+                return answer;
+              };
+            })()"""
+        )
+        await self.page.go("#/logs")
+        await self.page.wait_for("document.getElementById('log-filter-status_class')")
+        await self.page.choose("log-filter-status_class", "5xx")
+        await self.page.submit("log-filter")
+        await self.page.wait_text("1 requests shown", "#log-count")
+        await settle(2.0)  # the held-back answer has arrived by now
+        self.assertIn("1 requests shown", await self.page.text("#log-count"))
+        self.assertNoPageErrors()
+
     async def test_filter_detail_follow_and_charts(self) -> None:
         """Known traffic is found by status class and host, followed live and charted."""
         backend = await start_backend(self, _REACTOR)

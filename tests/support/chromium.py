@@ -195,9 +195,15 @@ class Page:
     async def wait_text(self, text: str, selector: str = "body", seconds: float = 15.0) -> None:
         """Wait until the element's rendered text contains ``text``."""
         found = f"document.querySelector({json.dumps(selector)})"
-        await self.wait_for(
-            f"({found} || {{innerText: ''}}).innerText.includes({json.dumps(text)})", seconds
-        )
+        try:
+            await self.wait_for(
+                f"({found} || {{innerText: ''}}).innerText.includes({json.dumps(text)})", seconds
+            )
+        except AssertionError:
+            shown = (await self.text(selector))[-2000:]
+            raise AssertionError(
+                f"{text!r} never appeared in {selector}; it shows:\n{shown}"
+            ) from None
 
     async def fill(self, element_id: str, text: str) -> None:
         """Replace an input's value with ``text``, typed as keyboard input."""

@@ -140,15 +140,17 @@ export default {
       table.render(shown);
       count.textContent = shown.length + " requests shown" + (following ? " (following: new ones appear at the top)" : "") + ".";
     }
-    const filters = form({
-      id: "log-filter", fields: FILTERS, submitLabel: "Search",
-      onSubmit: async (body) => {
-        current = body;
-        const answer = await api.get("/logs/search", params(body));
-        shown = answer.items;
-        render();
-      },
-    });
+    let searches = 0;
+    /** Show what ``body`` finds, unless a newer search was asked meanwhile. */
+    async function search(body) {
+      const mine = ++searches;
+      const answer = await api.get("/logs/search", params(body));
+      if (mine !== searches) return;
+      current = body;
+      shown = answer.items;
+      render();
+    }
+    const filters = form({ id: "log-filter", fields: FILTERS, submitLabel: "Search", onSubmit: search });
     filters.node.classList.add("filters-form");
     const followButton = h("button", { type: "button", id: "log-follow", "aria-pressed": "false" }, "Follow");
     async function tick() {
@@ -182,7 +184,7 @@ export default {
       count, table, detailBox,
       section("Charts", charts));
     await Promise.all([
-      api.get("/logs/search", params(filters.read())).then((answer) => { shown = answer.items; render(); }).catch((e) => { if (e.status !== 401) note.show(explain(e), "error"); }),
+      search(filters.read()).catch((e) => { if (e.status !== 401) note.show(explain(e), "error"); }),
       charts.load(),
     ]);
     return () => { following = false; clearTimeout(timer); charts.stop(); };
