@@ -10,6 +10,7 @@ or ``_trial_temp/N/screenshots/`` with ``-jN``).
 
 from __future__ import annotations
 
+import json
 import os
 from typing import Any
 
@@ -46,6 +47,25 @@ def screenshot_path(name: str) -> str:
 async def settle(seconds: float = 0.3) -> None:
     """Give the page (and the daemon's event stream) a moment."""
     await deferLater(_REACTOR, seconds, lambda: None)
+
+
+async def hold_back_first_answer(page: Page, fragment: str, seconds: float = 1.5) -> None:
+    """Make the page's next API answer whose path contains ``fragment`` arrive
+    ``seconds`` late, as on a slow link (the answers after it are not held)."""
+    await page.evaluate(
+        f"""(() => {{
+          const real = window.fetch;
+          let first = true;
+          window.fetch = async (path, init) => {{
+            const answer = await real(path, init);
+            if (first && String(path).includes({json.dumps(fragment)})) {{
+              first = false;
+              await new Promise((ok) => setTimeout(ok, {seconds * 1000}));
+            }}
+            return answer;
+          }};
+        }})()"""
+    )
 
 
 class ConsoleTestCase(TestCase):
@@ -250,6 +270,24 @@ class ProxyScreenTests(ConsoleTestCase):
         self.assertEqual(resource["resource"]["scopes_supported"], ["read", "write"])
         self.assertEqual(resource["resource"]["resource_name"], "Edit API")
         await self.page.screenshot(screenshot_path("proxy-edit.png"), full=True)
+        self.assertNoPageErrors()
+
+    async def test_a_slow_load_does_not_overwrite_what_was_typed(self) -> None:
+        """The edit page is drawn with its OAuth metadata loaded: a late answer cannot
+        clear a field the operator has already filled."""
+        await self.create_proxy("slow.example.test", "http://127.0.0.1:8081")
+        status, _ = await self.api(
+            "POST",
+            "/proxy/targets/slow.example.test/oauth-server",
+            {"issuer": "https://old.example.test"},
+        )
+        self.assertEqual(status, 200)
+        await hold_back_first_answer(self.page, "/oauth-server")
+        await self.page.go("#/proxies/slow.example.test")
+        await self.page.fill("proxy-oauth-server-issuer", "https://new.example.test")
+        await settle(2.0)  # a held-back answer has arrived by now
+        typed = "document.getElementById('proxy-oauth-server-issuer').value"
+        self.assertEqual(await self.page.evaluate(typed), "https://new.example.test")
         self.assertNoPageErrors()
 
     async def test_bad_header_line_is_refused_at_its_field(self) -> None:
@@ -568,21 +606,7 @@ class RequestLogScreenTests(ConsoleTestCase):
         await settle(0.5)
         await self.traffic("one.example.test", ["/a", "/b", "/status/503"])
         await settle(1.5)  # the request log is written once a second
-        # the first search's answer is held back 1.5 s, as on a slow link
-        await self.page.evaluate(
-            """(() => {
-              const real = window.fetch;
-              let first = true;
-              window.fetch = async (path, init) => {
-                const answer = await real(path, init);
-                if (first && String(path).includes("/logs/search")) {
-                  first = false;
-                  await new Promise((ok) => setTimeout(ok, 1500));
-                }
-                return answer;
-              };
-            })()"""
-        )
+        await hold_back_first_answer(self.page, "/logs/search")
         await self.page.go("#/logs")
         await self.page.wait_for("document.getElementById('log-filter-status_class')")
         await self.page.choose("log-filter-status_class", "5xx")

@@ -96,6 +96,19 @@ class DockerServiceScreenTests(ConsoleTestCase):
         await page.wait_text(f"Started {name}.")
         await self.until(lambda: self.http(port))
 
+        # its settings: a new environment and memory limit recreate the container
+        await page.fill("docker-update-environment", "GREETING=hello from the console")
+        await page.fill("docker-update-memory_limit", "64m")
+        await page.submit("docker-update")
+        await page.wait_text("Saved: the container was recreated.", seconds=60)
+        status, stored = await self.api("GET", f"/services/{name}")
+        self.assertEqual(status, 200, stored)
+        self.assertEqual(stored["environment"], {"GREETING": "hello from the console"})
+        self.assertEqual(stored["memory_limit"], "64m")
+        value = "document.getElementById('docker-update-memory_limit').value"
+        self.assertEqual(await page.evaluate(value), "64m")
+        await self.until(lambda: self.http(port))
+
         # a second port (guarded by a token), then removed
         extra = free_port()
         await page.evaluate("document.querySelector('#docker-port').closest('details').open = true")

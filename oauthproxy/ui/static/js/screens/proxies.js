@@ -187,9 +187,13 @@ function certCell(p, certs) {
 async function renderEdit(root, hostname, ctx) {
   const note = notice();
   const path = PATH + api.seg(hostname);
+  // everything the forms show is loaded before they are drawn: an answer arriving
+  // later would overwrite what the operator has typed meanwhile
+  const optional = (sub) => api.get(path + "/" + sub).catch((e) => { if (e.status === 401) throw e; return {}; });
   let proxy;
+  let loaded;
   try {
-    proxy = await api.get(path);
+    [proxy, ...loaded] = await Promise.all([api.get(path), optional("resource"), optional("oauth-server"), optional("github-oauth")]);
   } catch (e) {
     if (e.status === 401) return;
     fill(root, heading("Proxy " + hostname), h("p", { class: "notice notice-error" }, explain(e)),
@@ -228,20 +232,22 @@ async function renderEdit(root, hostname, ctx) {
     onSubmit: async (body) => { const answer = await api.post(path + "/auth", body); authForm.set(answer.auth); saved("Auth"); },
   });
 
-  const oauthPart = (sub, fields, key, label) => {
+  const [resource, server, github] = loaded;
+  const oauthPart = (sub, fields, values, label, key) => {
     const part = form({
-      id: "proxy-" + sub, fields, sendEmpty: true, submitLabel: "Save " + label,
+      id: "proxy-" + sub, fields, values, sendEmpty: true, submitLabel: "Save " + label,
       extraButtons: h("button", { type: "button", onclick: () => attempt(note, () => api.del(path + "/" + sub), label + " back to the defaults.", () => { part.node.reset(); part.set({}); }) }, "Use the defaults"),
       onSubmit: async (body) => { const answer = await api.post(path + "/" + sub, body); part.set(answer[key] || {}); saved(label); },
     });
-    api.get(path + "/" + sub).then((answer) => part.set(answer[key] || {})).catch(() => {});
     return part;
   };
-  const resourceForm = oauthPart("resource", RESOURCE_FIELDS, "resource", "Protected resource metadata");
-  const serverForm = oauthPart("oauth-server", SERVER_FIELDS, "oauth_server", "Authorization server metadata");
-  const githubState = h("p", { class: "muted" });
+  const resourceForm = oauthPart("resource", RESOURCE_FIELDS, resource.resource || {}, "Protected resource metadata", "resource");
+  const serverForm = oauthPart("oauth-server", SERVER_FIELDS, server.oauth_server || {}, "Authorization server metadata", "oauth_server");
+  const githubState = h("p", { class: "muted" }, github.client_id
+    ? "Client " + github.client_id + (github.has_secret ? ", secret stored." : ".")
+    : "The global GitHub app is used.");
   const githubForm = form({
-    id: "proxy-github", fields: GITHUB_FIELDS, submitLabel: "Save GitHub app",
+    id: "proxy-github", fields: GITHUB_FIELDS, values: { client_id: github.client_id || "" }, submitLabel: "Save GitHub app",
     extraButtons: h("button", { type: "button", onclick: () => attempt(note, () => api.del(path + "/github-oauth"), null, () => { githubForm.node.reset(); githubState.textContent = "The global GitHub app is used."; }) }, "Use the global app"),
     onSubmit: async (body) => {
       const answer = await api.post(path + "/github-oauth", body);
@@ -249,10 +255,6 @@ async function renderEdit(root, hostname, ctx) {
       saved("GitHub app");
     },
   });
-  api.get(path + "/github-oauth").then((answer) => {
-    githubForm.set({ client_id: answer.client_id || "" });
-    githubState.textContent = answer.client_id ? "Client " + answer.client_id + (answer.has_secret ? ", secret stored." : ".") : "The global GitHub app is used.";
-  }).catch(() => {});
 
   const routesBox = h("div");
   async function renderRoutes() {

@@ -162,11 +162,10 @@ async function renderDocker(root, name, ctx) {
     });
     ports.render(service.ports);
     fill(portsBox, ports);
-    update.set(service);
   }
   const update = form({
     id: "docker-update", fields: UPDATE_FIELDS, sendEmpty: true, submitLabel: "Save and recreate",
-    onSubmit: async (body) => { service = await api.patch(path, body); note.show("Saved: the container was recreated.", "ok"); await load(); },
+    onSubmit: async (body) => { service = await api.patch(path, body); note.show("Saved: the container was recreated.", "ok"); await load(); update.set(service); },
   });
   const addPort = form({
     id: "docker-port", fields: PORT_FIELDS, submitLabel: "Add port",
@@ -216,13 +215,16 @@ async function renderDocker(root, name, ctx) {
   }, null, load) }, "Create its proxy");
   const controls = h("span", { class: "head-actions" });
   const head = heading("Service " + name, h("a", { class: "button", href: "#/services" }, "All services"), controls);
+  // the settings form gets the stored values before it is drawn (and again after a
+  // save), never from a later refresh: that would overwrite what the operator typed
+  await load();
+  if (service) update.set(service);
   fill(root, head, note,
     section("Container", infoBox, h("div", { class: "inline" }, proxyButton)),
     section("Ports", portsBox, disclosure("Add a port", addPort.node, false)),
     section("Output", h("div", { class: "inline" }, h("button", { type: "button", onclick: tail }, "Last lines"), followButton), logsView),
     section("Resource use", h("button", { type: "button", onclick: stats }, "Measure now"), statsBox),
     section("Settings", update.node));
-  await load();
   await tail();
   return () => { if (controller) controller.abort(); };
 }
