@@ -61,7 +61,7 @@ from oauthproxy.gateway.exchange import (
 from oauthproxy.gateway.headers import upstream_request_headers
 from oauthproxy.gateway.routing import Forward
 from oauthproxy.gateway.tunnel import Tunnel, open_tunnel
-from oauthproxy.gateway.upstream_client import UpstreamConnection
+from oauthproxy.gateway.upstream_client import UpstreamConnection, UpstreamProtocolError
 from oauthproxy.gateway.upstream_pool import UpstreamPool
 from oauthproxy.gateway.upstreams import UnusableUpstreamTLS, UpstreamConnector
 from oauthproxy.model import Proxy
@@ -303,6 +303,10 @@ class Forwarder:
         note_error(exchange.request, upstream_error(failure))
         if exchange.timed_out or failure.check(inet_error.TimeoutError):
             respond_error(exchange.request, 504, b"gateway timeout: the upstream did not answer\n")
+        elif failure.check(UpstreamProtocolError):
+            respond_error(
+                exchange.request, 502, b"bad gateway: the upstream's answer is not HTTP\n"
+            )
         else:
             respond_error(exchange.request, 502, b"bad gateway: the upstream is unreachable\n")
 

@@ -58,6 +58,21 @@ IDEMPOTENT = frozenset({b"GET", b"HEAD", b"OPTIONS", b"DELETE", b"TRACE"})
 _EMPTY_LENGTH_STATED = frozenset({b"PUT", b"POST"})
 
 
+def _response_parser(protocol: Any) -> httptools.HttpResponseParser:
+    """A response parser calling back into ``protocol``.
+
+    It takes a bare LF where a line of the head (or a chunk size line) should end in
+    CRLF, as RFC 9112 section 2.2 lets a recipient do, and as twisted.web's client and
+    nginx do: CGI scripts and small embedded servers write such heads.  Only a
+    response is read this way (requests from clients stay strict, see
+    :mod:`oauthproxy.serving.framing`), and its head is never passed on as it came: the
+    gateway writes its own, so a bare LF cannot reach a client.
+    """
+    parser = httptools.HttpResponseParser(protocol)
+    parser.set_dangerous_leniencies(lenient_optional_cr_before_lf=True)
+    return parser
+
+
 class UpstreamProtocolError(Exception):
     """The upstream broke HTTP/1.1: a bad head or body framing, an oversized head."""
 
@@ -115,7 +130,7 @@ class UpstreamConnection(Protocol):
         self.idle_since = 0.0
         self.connected = False
         self._handler: ResponseHandler | None = None
-        self._parser = httptools.HttpResponseParser(self)
+        self._parser = _response_parser(self)
         self._method = b""
         self._has_body = False
         self._body: IBodyProducer | None = None
@@ -260,7 +275,7 @@ class UpstreamConnection(Protocol):
             self._parser.feed_data(data)
         except _HeadOnly:
             self._reusable = self._reusable and data.endswith(b"\r\n\r\n")
-            self._parser = httptools.HttpResponseParser(self)
+            self._parser = _response_parser(self)
         except httptools.HttpParserUpgrade:
             self._protocol_error("101 Switching Protocols outside a WebSocket tunnel")
             return
@@ -268,7 +283,7 @@ class UpstreamConnection(Protocol):
             cause = e.__context__
             if isinstance(cause, _HeadOnly):
                 self._reusable = self._reusable and data.endswith(b"\r\n\r\n")
-                self._parser = httptools.HttpResponseParser(self)
+                self._parser = _response_parser(self)
             elif not self._done:
                 if isinstance(cause, UpstreamProtocolError):
                     self._protocol_error(str(cause))

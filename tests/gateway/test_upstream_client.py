@@ -267,6 +267,35 @@ class UpstreamClientTests(TestCase):
         self.assertEqual((got.body, got.end), (b"abcde", None))
         self.assertIs(pool.take(KEY), connection)
 
+    async def test_a_bare_lf_head_is_read(self) -> None:
+        """A head ending its lines in a bare LF, as CGI scripts write it, is read like a
+        CRLF one (RFC 9112 section 2.2; twisted.web's client did too)."""
+        _, pool = await self.start(answer(b"HTTP/1.1 200 OK\nX-A: 1\nContent-Length: 5\n\nhello"))
+        connection = await self.connect()
+        got = await self.exchange(connection)
+        self.assertEqual(got.head, (200, b"OK", [(b"X-A", b"1"), (b"Content-Length", b"5")], 5))
+        self.assertEqual((got.body, got.end), (b"hello", None))
+        self.assertIs(pool.take(KEY), connection)
+
+    async def test_a_bare_cr_in_a_head_is_still_refused(self) -> None:
+        """Only a missing CR is forgiven: a CR not followed by LF is a protocol error."""
+        await self.start(answer(b"HTTP/1.1 200 OK\r\nX-A: 1\rX-B: 2\r\nContent-Length: 0\r\n\r\n"))
+        connection = await self.connect()
+        got = await self.exchange(connection)
+        assert got.failure is not None
+        self.assertTrue(got.failure.check(UpstreamProtocolError))
+
+    async def test_chunk_size_lines_still_need_crlf(self) -> None:
+        """The body's framing stays strict (as twisted.web's was): a chunk size line
+        ending in a bare LF cuts the answer short."""
+        await self.start(
+            answer(b"HTTP/1.1 200 OK\r\nTransfer-Encoding: chunked\r\n\r\n3\nabc\r\n0\r\n\r\n")
+        )
+        connection = await self.connect()
+        got = await self.exchange(connection)
+        assert isinstance(got.end, Failure)
+        self.assertTrue(got.end.check(UpstreamProtocolError))
+
     async def test_close_delimited_answer_ends_cleanly_and_is_not_reused(self) -> None:
         """No length, no chunks: the body runs to the close, which is its end."""
         _, pool = await self.start(

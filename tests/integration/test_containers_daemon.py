@@ -205,8 +205,9 @@ class ServiceTests(TestCase):
         """
         api = await start_docker_daemon(self, self.dockerd)
         name, port = unique(self, self.dockerd), free_port()
-        # a CGI answering after 2 s (its head with CRLF: the gateway refuses bare LF)
-        cgi = r"printf 'Content-Type: text/plain\r\n\r\nslow\n'"
+        # a CGI answering after 2 s, its head in bare LFs as CGI scripts write it
+        # (busybox httpd passes that on: the gateway reads it, RFC 9112 section 2.2)
+        cgi = r"printf 'Content-Type: text/plain\n\nslow\n'"
         script = (
             f"mkdir -p /www/cgi-bin && printf '%s\\n' '#!/bin/sh' 'sleep 2' \"{cgi}\" "
             f"> /www/cgi-bin/slow && chmod +x /www/cgi-bin/slow && "

@@ -109,10 +109,23 @@ class OddUpstreamTests(TestCase):
         self.assertTrue(got.endswith(b"hello"))
 
     async def test_broken_answer_is_502_and_named(self) -> None:
-        """A status line that is not HTTP gets 502."""
+        """A status line that is not HTTP gets 502 saying so (not "unreachable")."""
         port = await self.start(_Upstream(answer(b"SSH-2.0-OpenSSH\r\n\r\n")))
         got = await raw_exchange(self, port, request())
         self.assertTrue(got.startswith(b"HTTP/1.1 502"), got)
+        self.assertTrue(got.endswith(b"bad gateway: the upstream's answer is not HTTP\n"), got)
+
+    async def test_bare_lf_answer_is_relayed_with_crlf(self) -> None:
+        """A head in bare LFs (a CGI script's) is read, and the client gets a CRLF head."""
+        port = await self.start(
+            _Upstream(answer(b"HTTP/1.1 200 OK\nX-Cgi: 1\nContent-Length: 2\n\nok"))
+        )
+        got = await raw_exchange(self, port, request())
+        top, _, body = got.partition(b"\r\n\r\n")
+        self.assertTrue(top.startswith(b"HTTP/1.1 200 OK\r\n"), got)
+        self.assertIn(b"\r\nX-Cgi: 1\r\n", top + b"\r\n")
+        self.assertNotIn(b"\n", top.replace(b"\r\n", b""))
+        self.assertEqual(body, b"ok")
 
     async def test_upstream_dying_mid_body_aborts_the_client(self) -> None:
         """Content-Length 100, 5 bytes, close: the client's connection is cut, never finished
