@@ -144,6 +144,12 @@ class _Relay(Protocol):
         self.transport.registerProducer(upstream.transport, True)  # type: ignore[attr-defined]
         self.transport.resumeProducing()  # type: ignore[attr-defined]
 
+    def drain(self) -> bool:
+        """The daemon stops (:func:`oauthproxy.serving.drain.drain`): a stream has no
+        request to stop after, so it is relayed on until a side closes it (False: not
+        closing), or the drain timeout aborts it."""
+        return False
+
     def dataReceived(self, data: bytes) -> None:
         """Client → container."""
         self.received += len(data)

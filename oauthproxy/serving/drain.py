@@ -10,6 +10,9 @@ wrapper (``_GenericHTTPChannelProtocol._channel``), which is all the listener se
   says ``Connection: close`` and the connection closes after it;
 - an HTTP/2 ``H2Connection``: once it has no open stream, it sends GOAWAY (no error)
   and closes; streams in flight finish first;
+- any other protocol with a ``drain()`` method of its own (a guarded port's TCP relay:
+  it has no request to stop after, so it runs until a side closes it or the timeout
+  aborts it, as nginx's and HAProxy's stream proxies do);
 - anything else is closed (after what was written is sent).
 """
 
@@ -40,6 +43,9 @@ def drain(protocol: object) -> bool:
 
         if isinstance(channel, H2Connection):
             return _drain_h2(channel)
+    own = getattr(channel, "drain", None)
+    if callable(own):
+        return bool(own())
     transport = getattr(channel, "transport", None)
     if transport is not None:
         transport.loseConnection()

@@ -198,10 +198,11 @@ class ServiceTests(TestCase):
         records = await api.eventually(logged, "the refusals in the request log")
         self.assertEqual({r["status"] for r in records} >= {401}, True)
 
-    async def test_sigterm_lets_a_guarded_port_request_finish(self) -> None:
-        """The drain covers guarded ports: a request in flight on a token port is answered.
+    async def test_sigterm_lets_guarded_port_requests_finish(self) -> None:
+        """The drain covers guarded ports: a request in flight on a token port (HTTP,
+        through the gateway) and one on a network-limited port (a TCP relay) are answered.
 
-        The container answers ``/cgi-bin/slow`` after 2 s; SIGTERM comes while it waits.
+        The container answers ``/cgi-bin/slow`` after 2 s; SIGTERM comes while both wait.
         """
         api = await start_docker_daemon(self, self.dockerd)
         name, port = unique(self, self.dockerd), free_port()
@@ -215,15 +216,21 @@ class ServiceTests(TestCase):
         )
         await api.ok("POST", "/services/", exposed(name, port, command=["sh", "-c", script]), 201)
         await api.eventually(lambda: serving(api, port), f"{name} answering on {port}")
-        tokened, token = free_port(), "the-port-token-0123456789"
+        tokened, relayed, token = free_port(), free_port(), "the-port-token-0123456789"
         await api.ok("POST", f"/services/{name}/ports",
                      {"name": "api", "host": tokened, "container": port,
                       "source_token": token}, 201)  # fmt: skip
+        await api.ok("POST", f"/services/{name}/ports",
+                     {"name": "tcp", "host": relayed, "container": port,
+                      "allowed_networks": ["127.0.0.0/8"]}, 201)  # fmt: skip
         await api.eventually(lambda: _status(api.http(tokened), 401), "the token port open")
+        await api.eventually(lambda: serving(api, relayed), "the relayed port open")
         slow = Deferred.fromCoroutine(api.http(tokened, "/cgi-bin/slow", {"X-Port-Token": token}))
+        relayed_slow = Deferred.fromCoroutine(api.http(relayed, "/cgi-bin/slow"))
         await deferLater(reactor, 0.5, lambda: None)
         exit_code = await api.daemon.stop()
         self.assertEqual(await slow, (200, b"slow\n"))
+        self.assertEqual(await relayed_slow, (200, b"slow\n"))
         self.assertTrue(api.daemon.exited_cleanly, exit_code)
 
     async def test_refusals_are_clear(self) -> None:
