@@ -8,12 +8,20 @@ of :func:`oauthproxy.containers.policy.clashes`: same protocol and port, and the
 same bind address or a wildcard on either side), and only then writes: a refused
 write changes nothing.  Redis runs the script atomically, so of two daemons
 wanting one port exactly one gets it.
+
+The environment is sealed at rest (it often holds passwords and API keys): with the
+daemon's secret box, a record's ``environment`` is kept as one pair
+``("=sealed", <sealed JSON of the pairs>)`` (``=`` cannot start a variable name, so no
+real environment looks like that), also inside ``previous``.  Records written before
+that are read as they are and sealed at their next write.
 """
 
 from __future__ import annotations
 
+import json
 import secrets
 
+from attrs import define, evolve
 from twisted.internet.defer import Deferred
 from zope.interface import implementer
 
@@ -21,9 +29,13 @@ from oauthproxy.containers.policy import Reservation, reservation_from_key
 from oauthproxy.errors import Conflict, NotFound
 from oauthproxy.interfaces import IDockerServiceStore
 from oauthproxy.model import DockerService
-from oauthproxy.storage.codec import KEY_FIELDS, encode
+from oauthproxy.storage.codec import KEY_FIELDS, decode, encode
+from oauthproxy.storage.crypto import SecretBox
 from oauthproxy.storage.events import Action
 from oauthproxy.storage.records import RedisRecordStore, _pairs
+
+#: the name of the one pair holding a sealed environment (no variable name has "=")
+SEALED_ENVIRONMENT = "=sealed"
 
 #: KEYS: records, events, ports.  ARGV: action, kind, key, record JSON ("" to delete), maxlen.
 #: Returns {"ok", event id} | {"conflict", detail, field} | {"not_found", detail}.
@@ -89,13 +101,58 @@ def port_conflict(detail: str) -> Conflict:
     return Conflict(detail, field="ports")
 
 
+def _environment_context(name: str) -> str:
+    """The associated data of a service's sealed environment: it opens on this service only."""
+    return f"docker_service:{name}:environment"
+
+
+def seal_service(box: SecretBox | None, service: DockerService) -> DockerService:
+    """``service`` as kept at rest: its environment (and its ``previous`` one) sealed."""
+    if box is None:
+        return service
+    environment = service.environment
+    if environment and environment[0][0] != SEALED_ENVIRONMENT:
+        sealed = box.seal(json.dumps(environment), _environment_context(service.name))
+        environment = ((SEALED_ENVIRONMENT, sealed),)
+    previous = service.previous
+    if previous is not None:
+        previous = encode(seal_service(box, decode(DockerService, previous)))
+    return evolve(service, environment=environment, previous=previous)
+
+
+def open_service(box: SecretBox | None, stored: DockerService) -> DockerService:
+    """``stored`` with its environment (and its ``previous`` one) opened."""
+    if box is None:
+        return stored
+    environment = stored.environment
+    if environment and environment[0][0] == SEALED_ENVIRONMENT:
+        pairs = json.loads(box.open(environment[0][1], _environment_context(stored.name)))
+        environment = tuple((str(name), str(value)) for name, value in pairs)
+    previous = stored.previous
+    if previous is not None:
+        previous = encode(open_service(box, decode(DockerService, previous)))
+    return evolve(stored, environment=environment, previous=previous)
+
+
 @implementer(IDockerServiceStore)
+@define
 class RedisDockerServiceStore(RedisRecordStore[DockerService]):
-    """Docker services keyed by name, ports reserved in ``ports`` (see the module docstring)."""
+    """Docker services keyed by name, ports reserved in ``ports``, the environment sealed
+    (see the module docstring)."""
+
+    box: SecretBox | None = None
+
+    def _to_stored(self, record: DockerService) -> DockerService:
+        """Seal the environment."""
+        return seal_service(self.box, record)
+
+    def _from_stored(self, record: DockerService) -> DockerService:
+        """Open the environment."""
+        return open_service(self.box, record)
 
     def _write(self, action: Action, key: str, record: DockerService | None) -> Deferred[str]:
         """Run the reserving write script; map its verdict to NotFound/Conflict; the event id."""
-        json = "" if record is None else encode(record)
+        json = "" if record is None else encode(self._to_stored(record))
 
         async def write() -> str:
             reply = await self.connection.eval(

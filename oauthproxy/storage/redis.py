@@ -30,7 +30,7 @@ from oauthproxy.storage.codec import decode, encode
 from oauthproxy.storage.connection import RedisConnection
 from oauthproxy.storage.coordination import RedisAccountKeyStore, RedisChallengeStore, RedisLocks
 from oauthproxy.storage.crypto import DecryptionError, SecretBox, open_certificate
-from oauthproxy.storage.docker_services import RedisDockerServiceStore
+from oauthproxy.storage.docker_services import RedisDockerServiceStore, open_service
 from oauthproxy.storage.events import (
     NO_EVENT_ID,
     READ_COUNT,
@@ -136,7 +136,13 @@ class RedisEventLog:
             check_not_trimmed(after, bool(kept), False)
 
     def _open(self, event: Event) -> Event:
-        """Decrypt the private key a certificate event carries (or a proxy's secret)."""
+        """Decrypt the private key a certificate event carries (or a proxy's secret, or
+        a Docker service's environment)."""
+        if event.kind == "docker_service" and event.record is not None:
+            service = decode(DockerService, event.record)
+            if not service.environment and service.previous is None:
+                return event
+            return evolve(event, record=encode(open_service(self.box, service)))
         if event.kind == "proxy" and event.record is not None:
             proxy = decode(Proxy, event.record)
             if proxy.github_client_secret is None:
@@ -275,7 +281,7 @@ def connect_storage(
         tokens=RedisTokenStore(connection, keys, "token", ApiToken, stream_maxlen),
         services=RedisServiceStore(connection, keys, "service", ExternalService, stream_maxlen),
         docker_services=RedisDockerServiceStore(
-            connection, keys, "docker_service", DockerService, stream_maxlen
+            connection, keys, "docker_service", DockerService, stream_maxlen, box=secret_box
         ),
         events=RedisEventLog(connection, keys, secret_box),
         challenges=RedisChallengeStore(connection, keys),

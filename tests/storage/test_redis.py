@@ -10,6 +10,7 @@ from __future__ import annotations
 import os
 import time
 
+from attrs import evolve
 from twisted.internet import reactor
 from twisted.internet.defer import Deferred, DeferredList, gatherResults
 from twisted.internet.task import deferLater
@@ -17,8 +18,9 @@ from twisted.trial.unittest import TestCase
 
 from oauthproxy.errors import Conflict, StorageUnavailable
 from oauthproxy.interfaces import IStorage
-from oauthproxy.model import Certificate, ExternalService, Proxy
+from oauthproxy.model import Certificate, DockerService, ExternalService, Proxy
 from oauthproxy.storage.address import RedisAddress
+from oauthproxy.storage.codec import decode, encode
 from oauthproxy.storage.crypto import DecryptionError, SecretBox
 from oauthproxy.storage.redis import RedisStorage, connect_storage
 from tests.support import redis as support_redis
@@ -65,6 +67,40 @@ class RedisStorageTests(TestCase):
         ]
         self.assertNotIn("TOP-SECRET", repr(raw))
         self.assertIn('"private_key_pem":"v1.', repr(raw[0]))
+
+    async def test_service_environments_are_encrypted_at_rest(self) -> None:
+        """A Docker service's environment (and the one kept in ``previous`` during an
+        update) is sealed in the record hash and the events, and reads back whole."""
+        storage = self.connect()
+        service = DockerService("web", "i:1", environment=(("DB_PASSWORD", "TOP-SECRET-1"),))
+        await storage.docker_services.create(service)
+        updated = evolve(
+            service,
+            environment=(("DB_PASSWORD", "TOP-SECRET-2"), ("MODE", "x")),
+            previous=encode(service),
+        )
+        await storage.docker_services.update(updated)
+        raw = [
+            self.server.command("HGETALL", "op:records:docker_service"),
+            self.server.command("XRANGE", "op:events", "-", "+"),
+        ]
+        self.assertNotIn("TOP-SECRET", repr(raw))
+        self.assertIn("=sealed", repr(raw[0]))
+        got = await storage.docker_services.get("web")
+        assert got is not None
+        self.assertEqual(got.environment, (("DB_PASSWORD", "TOP-SECRET-2"), ("MODE", "x")))
+        assert got.previous is not None
+        self.assertEqual(decode(DockerService, got.previous).environment, service.environment)
+        events = await storage.events.read("0-0", 0)
+        self.assertIn("TOP-SECRET-2", events[-1].record or "")
+
+    async def test_a_plain_environment_stored_earlier_still_reads(self) -> None:
+        """Records written before the environment was sealed read back as they are."""
+        plain = DockerService("old", "i:1", environment=(("A", "1"),))
+        self.server.command("HSET", "op:records:docker_service", "old", encode(plain))
+        got = await self.connect().docker_services.get("old")
+        assert got is not None
+        self.assertEqual(got.environment, (("A", "1"),))
 
     async def test_another_secret_key_cannot_read_private_keys(self) -> None:
         """A daemon with a different OAUTHPROXY_SECRET_KEY fails to open the key."""
