@@ -114,6 +114,31 @@ class RedisOverTlsTests(TestCase):
             f"laddr=127.0.0.1:{cluster.master.tls_port}", cluster.master.command("CLIENT", "LIST")
         )
 
+    async def test_sentinels_that_ask_for_client_certificates_get_ours(self) -> None:
+        """``sentinels://`` where every sentinel and server wants a client certificate:
+        the daemon shows its own to the sentinels and to the master they name."""
+        authority = TestAuthority.create()
+        files = tls_files(self, authority, "localhost", "127.0.0.1")
+        client, client_key, _ = tls_files(self, authority, "oauthproxy-client")
+        cluster = start_sentinel_cluster(self, replicas=1, tls_files=files, tls_client_auth=True)
+        daemon = await start_daemon(
+            self,
+            cluster.url,
+            env={
+                "OAUTHPROXY_REDIS_CA_BUNDLE": files[2],
+                "OAUTHPROXY_REDIS_CLIENT_CERT": client,
+                "OAUTHPROXY_REDIS_CLIENT_KEY": client_key,
+            },
+        )
+        code, body = await daemon.post(
+            "/proxy/targets/",
+            {"hostname": "ha-mtls.example.test", "target_url": "http://127.0.0.1:9"},
+            daemon.admin_token,
+        )
+        self.assertEqual(code, 201, body)  # confirmed: a replica has it too (WAIT)
+        for server in cluster.servers:
+            self.assertIn("ha-mtls.example.test", server.command("HKEYS", "op:records:proxy"))
+
     async def test_an_unknown_ca_is_named_while_the_daemon_waits(self) -> None:
         """Without the CA bundle the daemon says, within seconds, that TLS verification failed.
 

@@ -52,7 +52,7 @@ tls-port {tls_port}
 tls-cert-file {certificate}
 tls-key-file {key}
 tls-ca-cert-file {authority}
-tls-auth-clients no
+tls-auth-clients {client_auth}
 tls-replication yes
 """
 
@@ -66,6 +66,8 @@ class SentinelProcess:
     #: (certificate, key, CA) PEM files: also a TLS port, and TLS to the servers
     tls_files: tuple[str, str, str] | None = None
     tls_port: int | None = None
+    #: ask TLS clients for a certificate (``tls-auth-clients yes``)
+    tls_client_auth: bool = False
     process: subprocess.Popen[bytes] | None = None
 
     def start(self, master: int) -> None:
@@ -83,7 +85,11 @@ class SentinelProcess:
         if self.tls_files is not None:
             certificate, key, authority = self.tls_files
             config += _TLS_CONFIG.format(
-                tls_port=self.tls_port, certificate=certificate, key=key, authority=authority
+                tls_port=self.tls_port,
+                certificate=certificate,
+                key=key,
+                authority=authority,
+                client_auth="yes" if self.tls_client_auth else "no",
             )
         with open(path, "w") as f:
             f.write(config)
@@ -197,19 +203,24 @@ def start_sentinel_cluster(
     test: SynchronousTestCase,
     replicas: int = 1,
     tls_files: tuple[str, str, str] | None = None,
+    tls_client_auth: bool = False,
 ) -> SentinelCluster:
     """Start a master, ``replicas`` replicas and three sentinels, stopped in cleanups.
 
     With ``tls_files`` (certificate, key, CA) every server and sentinel also listens
     with TLS, and replication, monitoring and the sentinels' own traffic use it; the
-    certificate must name 127.0.0.1 (sentinels hand out addresses).
+    certificate must name 127.0.0.1 (sentinels hand out addresses).  With
+    ``tls_client_auth`` every TLS port also asks its clients for a certificate of
+    that CA (they show the same one to each other).
     """
-    master = RedisServer.for_test(test, tls_files=tls_files)
+    master = RedisServer.for_test(test, tls_files=tls_files, tls_client_auth=tls_client_auth)
     watched = master.tls_port if tls_files is not None else master.port
     assert watched is not None
     servers = []
     for _ in range(replicas):
-        replica = RedisServer.for_test(test, start=False, tls_files=tls_files)
+        replica = RedisServer.for_test(
+            test, start=False, tls_files=tls_files, tls_client_auth=tls_client_auth
+        )
         replica.replica_of = watched
         replica.start()
         servers.append(replica)
@@ -217,7 +228,7 @@ def start_sentinel_cluster(
     for _ in range(3):
         directory = tempfile.mkdtemp(prefix="oauthproxy-sentinel-")
         test.addCleanup(shutil.rmtree, directory, ignore_errors=True)
-        sentinel = SentinelProcess(directory, tls_files=tls_files)
+        sentinel = SentinelProcess(directory, tls_files=tls_files, tls_client_auth=tls_client_auth)
         if tls_files is not None:
             sentinel.tls_port = free_port()
         test.addCleanup(sentinel.stop)
