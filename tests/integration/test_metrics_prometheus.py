@@ -9,12 +9,14 @@ which scrapes the admin listener every second from loopback without a token.
 
 from __future__ import annotations
 
+import json
 from typing import Any
 
 import treq
 from twisted.internet import reactor
 from twisted.trial.unittest import TestCase
 
+from tests.metrics.test_dashboard import DASHBOARD
 from tests.support.backends import start_backend
 from tests.support.daemon import DaemonProcess, free_port, start_daemon
 from tests.support.prometheus import start_prometheus
@@ -106,6 +108,39 @@ class PrometheusTests(TestCase):
         self.assertGreater(resident, 10_000_000)
         listeners = await prometheus.query("oauthproxy_open_connections")
         self.assertEqual({r["metric"]["listener"] for r in listeners}, {"api", "http"})
+        await self.check_dashboard(prometheus)
+
+    async def check_dashboard(self, prometheus: Any) -> None:
+        """Every query of ``etc/grafana-dashboard.json`` runs in this Prometheus (with
+        Grafana's variables filled in as its "All" would), and the traffic panels show
+        this test's requests."""
+        with open(DASHBOARD, encoding="utf-8") as f:
+            panels = json.load(f)["panels"]
+        filled = {"$job": ".*", "$instance": ".*", "$proxy": ".*", "$__rate_interval": "5m"}
+        empty = []
+        for panel in panels:
+            for target in panel["targets"]:
+                expr = target["expr"]
+                for variable, value in filled.items():
+                    expr = expr.replace(variable, value)
+                if not await prometheus.query(expr):  # fails on a query Prometheus refuses
+                    empty.append(panel["title"])
+        with_data = {panel["title"] for panel in panels} - set(empty)
+        # what this daemon has: plain HTTP traffic, no certificate, no OAuth, no errors
+        expected = {
+            "Redis up",
+            "Event stream followed",
+            "Requests per second",
+            "Requests per second by status class",
+            "Request latency",
+            "Upstream response time (p99) by proxy",
+            "Requests per second by proxy",
+            "Bytes per second",
+            "Open connections and streams by listener",
+            "Request log",
+            "Process",
+        }
+        self.assertEqual(expected - with_data, set(), f"panels without data: {empty}")
 
 
 class MetricsAccessTests(TestCase):
