@@ -67,25 +67,9 @@ class RedisOverTlsTests(TestCase):
         """``tls-auth-clients yes`` (Redis' default): the daemon shows its client certificate."""
         authority = TestAuthority.create()
         files = tls_files(self, authority, "localhost")
-        client, client_key, _ = tls_files(self, authority, "oauthproxy-client")
         server = RedisServer.for_test(self, tls_files=files, tls_client_auth=True)
-        tls = {"OAUTHPROXY_REDIS_CA_BUNDLE": files[2]}
-        daemon = await start_daemon(
-            self,
-            f"rediss://localhost:{server.tls_port}/0",
-            env={
-                **tls,
-                "OAUTHPROXY_REDIS_CLIENT_CERT": client,
-                "OAUTHPROXY_REDIS_CLIENT_KEY": client_key,
-            },
-        )
-        code, body = await daemon.post(
-            "/proxy/targets/",
-            {"hostname": "mtls.example.test", "target_url": "http://127.0.0.1:9"},
-            daemon.admin_token,
-        )
-        self.assertEqual(code, 201, body)
-        self.assertIn("mtls.example.test", server.command("HKEYS", "op:records:proxy"))
+        url = f"rediss://localhost:{server.tls_port}/0"
+        await self.create_proxy_with_client_certificate(url, authority, files, [server])
 
     async def test_sentinels_over_tls_find_the_master_the_daemon_writes_to(self) -> None:
         """``sentinels://``: TLS to the sentinels and to the master they name (by address)."""
@@ -119,11 +103,25 @@ class RedisOverTlsTests(TestCase):
         the daemon shows its own to the sentinels and to the master they name."""
         authority = TestAuthority.create()
         files = tls_files(self, authority, "localhost", "127.0.0.1")
-        client, client_key, _ = tls_files(self, authority, "oauthproxy-client")
         cluster = start_sentinel_cluster(self, replicas=1, tls_files=files, tls_client_auth=True)
+        # confirmed only once a replica has it too (WAIT): every server holds it
+        await self.create_proxy_with_client_certificate(
+            cluster.url, authority, files, cluster.servers
+        )
+
+    async def create_proxy_with_client_certificate(
+        self,
+        url: str,
+        authority: TestAuthority,
+        files: tuple[str, str, str],
+        servers: list[RedisServer],
+    ) -> None:
+        """A daemon on ``url`` with its own client certificate (of ``authority``) creates a
+        proxy; each of ``servers`` holds it."""
+        client, client_key, _ = tls_files(self, authority, "oauthproxy-client")
         daemon = await start_daemon(
             self,
-            cluster.url,
+            url,
             env={
                 "OAUTHPROXY_REDIS_CA_BUNDLE": files[2],
                 "OAUTHPROXY_REDIS_CLIENT_CERT": client,
@@ -132,12 +130,12 @@ class RedisOverTlsTests(TestCase):
         )
         code, body = await daemon.post(
             "/proxy/targets/",
-            {"hostname": "ha-mtls.example.test", "target_url": "http://127.0.0.1:9"},
+            {"hostname": "mtls.example.test", "target_url": "http://127.0.0.1:9"},
             daemon.admin_token,
         )
-        self.assertEqual(code, 201, body)  # confirmed: a replica has it too (WAIT)
-        for server in cluster.servers:
-            self.assertIn("ha-mtls.example.test", server.command("HKEYS", "op:records:proxy"))
+        self.assertEqual(code, 201, body)
+        for server in servers:
+            self.assertIn("mtls.example.test", server.command("HKEYS", "op:records:proxy"))
 
     async def test_an_unknown_ca_is_named_while_the_daemon_waits(self) -> None:
         """Without the CA bundle the daemon says, within seconds, that TLS verification failed.
