@@ -61,10 +61,11 @@ _EMPTY_LENGTH_STATED = frozenset({b"PUT", b"POST"})
 def _response_parser(protocol: Any) -> httptools.HttpResponseParser:
     """A response parser calling back into ``protocol``.
 
-    It takes a bare LF where a line of the head (or a chunk size line) should end in
-    CRLF, as RFC 9112 section 2.2 lets a recipient do, and as twisted.web's client and
-    nginx do: CGI scripts and small embedded servers write such heads.  Only a
-    response is read this way (requests from clients stay strict, see
+    It takes a bare LF where a line of the head should end in CRLF, as RFC 9112
+    section 2.2 lets a recipient do, and as twisted.web's client and nginx do: CGI
+    scripts and small embedded servers write such heads.  The body's framing stays
+    strict (a chunk size line needs its CRLF, as twisted.web's did); only a response
+    is read this way (requests from clients stay strict, see
     :mod:`oauthproxy.serving.framing`), and its head is never passed on as it came: the
     gateway writes its own, so a bare LF cannot reach a client.
     """
