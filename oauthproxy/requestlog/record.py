@@ -61,7 +61,8 @@ class RequestRecord:
     status: int
     bytes_in: int = 0
     bytes_out: int = 0
-    #: seconds from the start of the request to its end; None when the start is unknown
+    #: seconds from the start of the request to its end (to the microsecond for a
+    #: finished request); None when the start is unknown
     duration: float | None = None
     scheme: str = "http"
     #: the authenticated user (set by the guard), if any
@@ -251,7 +252,7 @@ class RowMaker:
                         int(code),
                         bytes_in,
                         int(sent or 0),
-                        None if started is None else max(0.0, now - started),
+                        None if started is None else round(max(0.0, now - started) * 1e6) / 1e6,
                         scheme,
                         None if user is None else _text(user),
                         None if client_id is None else _text(client_id),

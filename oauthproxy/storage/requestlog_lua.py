@@ -5,8 +5,8 @@ together (ids from ``INCR <p>seq``), with the fields
 
 - ``r``: the records as one JSON array of rows (field order of
   :class:`~oauthproxy.requestlog.record.RequestRecord`), oldest first, without the
-  time (``T`` has it) and with the duration in whole microseconds (segments written
-  before that have the time first and the duration in seconds: readers take both);
+  time (``T`` has it), the duration in seconds (older segments have it in whole
+  microseconds, and the oldest the time first: readers take all three);
 - ``T``: their times, packed little-endian doubles (``struct`` ``<d``), ascending;
 - ``s``: how many of the oldest rows the count cap has trimmed away (they are skipped);
 - one field per index key the segment belongs to (``<p>idx:<index>:<value>``): the

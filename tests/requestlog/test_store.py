@@ -14,7 +14,7 @@ from twisted.internet.task import deferLater
 from twisted.trial.unittest import TestCase
 
 from oauthproxy.interfaces import IRequestLogStore
-from oauthproxy.requestlog.record import record_row
+from oauthproxy.requestlog.record import ROW_DURATION, record_row
 from oauthproxy.requestlog.writer import RequestLogWriter
 from oauthproxy.storage.crypto import SecretBox
 from oauthproxy.storage.redis import connect_storage
@@ -95,6 +95,28 @@ class RedisRequestLogStoreTests(contract.RequestLogStoreContract):
             await store.find("user", "octocat", record.time, record.time, 0, 5), [record]
         )
         self.assertEqual((await store.recent(None, 5))[0], [record])
+
+    async def test_segments_with_durations_in_microseconds_are_read(self) -> None:
+        """Segments whose rows keep the duration as whole microseconds (how the log was
+        written before the rows went to orjson as they are) still read back."""
+        store = self.make_store()
+        record = sample(1, duration=0.0125, user="octocat")
+        await store.write([record])
+        (segment,) = self.server.command("KEYS", "op:rlog:seg:*")
+        micros = [*record_row(record)[1:]]
+        micros[ROW_DURATION - 1] = 12500
+        self.server.command("HSET", segment, "r", json.dumps([micros]))
+        self.assertEqual(await store.get(record.correlation_id), record)
+        self.assertEqual((await store.recent(None, 5))[0], [record])
+
+    async def test_a_length_beyond_64_bits_is_kept_exactly(self) -> None:
+        """A client may declare any ``Content-Length``: a record with a byte count past
+        what orjson writes is stored all the same, with its neighbours, and read back."""
+        store = self.make_store()
+        huge = sample(1, bytes_in=10**30, correlation_id="1735689601-https-caf\u00e9")
+        await store.write([sample(0), huge])
+        self.assertEqual(await store.get(huge.correlation_id), huge)
+        self.assertEqual((await store.recent(None, 5))[0], [sample(0), huge])
 
 
 class RedisOutageTests(TestCase):
