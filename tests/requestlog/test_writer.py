@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -16,7 +17,7 @@ from oauthproxy.errors import StorageUnavailable
 from oauthproxy.interfaces import IRequestLogStore
 from oauthproxy.requestlog.noise import NoiseBudget
 from oauthproxy.requestlog.record import RequestRecord, Row, notes_for
-from oauthproxy.requestlog.writer import RequestLogWriter
+from oauthproxy.requestlog.writer import RequestLogWriter, _random_token
 from oauthproxy.testing import MemoryRequestLogStore, MemoryStorage
 from tests.requestlog.samples import T0, finish_request, sample
 
@@ -245,3 +246,31 @@ class StoreFailureKindsTests(SynchronousTestCase):
     def test_writer_provides_nothing_but_takes_a_store(self) -> None:
         """The memory twin provides IRequestLogStore (what the writer is typed against)."""
         self.assertTrue(IRequestLogStore.providedBy(MemoryStorage(Clock()).request_log))
+
+
+class CorrelationTokenTests(SynchronousTestCase):
+    """The random part of the correlation ids the writer makes."""
+
+    def test_tokens_are_eight_hex_digits_and_do_not_repeat(self) -> None:
+        """Made ahead in blocks, the tokens are still 8 hex digits and distinct across
+        several blocks (a repeat would make two requests share a correlation id)."""
+        tokens = [_random_token() for _ in range(2000)]
+        self.assertTrue(all(len(t) == 8 and int(t, 16) >= 0 for t in tokens))
+        self.assertEqual(len(set(tokens)), len(tokens))
+
+    def test_a_forked_child_makes_tokens_of_its_own(self) -> None:
+        """A worker forked after the parent made tokens ahead does not hand out the
+        parent's next ones (workers would repeat each other's correlation ids)."""
+        _random_token()  # the parent has tokens made ahead
+        read, write = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: report its next tokens and leave at once
+            os.write(write, " ".join(_random_token() for _ in range(8)).encode())
+            os._exit(0)
+        self.addCleanup(os.close, read)
+        os.close(write)
+        os.waitpid(pid, 0)
+        child = os.read(read, 1000).decode().split()
+        parent = [_random_token() for _ in range(8)]
+        self.assertEqual(len(child), 8)
+        self.assertFalse(set(child) & set(parent))
