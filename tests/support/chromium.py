@@ -225,7 +225,12 @@ class Page:
         )
 
     async def submit(self, form_id: str) -> None:
-        """Press the submit button of a form."""
+        """Press the submit button of a form once it can be pressed: a form disables it
+        while its last submission is on its way, and a click on it then does nothing."""
+        button = json.dumps(f"#{form_id} button[type=submit]")
+        await self.wait_for(
+            f"(document.querySelector({button}) || {{disabled: true}}).disabled === false"
+        )
         await self.click(f"#{form_id} button[type=submit]")
 
     async def click_button(self, label: str, within: str = "body") -> None:
