@@ -440,7 +440,10 @@ class SerialisedOrderTests(DaemonAcmeTestCase):
             if gate.held:
                 break
             await deferLater(reactor, 0.1, lambda: None)
-        self.assertTrue(gate.held, "the renewal never reached validation")
+        self.assertTrue(
+            gate.held,
+            "the renewal never reached validation:\n" + "\n".join(daemon.output[-20:]),
+        )
         code, body = await daemon.post("/certificates/conv/convert", {"staging": False}, token)
         self.assertEqual(code, 202, body)
         gate.open()
