@@ -208,6 +208,23 @@ class DaemonAcmeTestCase(TestCase):
         result: dict[str, Any] = body
         return result
 
+    async def renewal_held(
+        self, daemon: DaemonProcess, token: str, name: str, gate: ChallengeGate
+    ) -> bool:
+        """Ask for a renewal of ``name``; True once its validation is held at the shut
+        ``gate``, False if it was issued without one (Pebble reused an authorization)."""
+        before = (await self.certificate(daemon, token, name))["fingerprint_sha256"]
+        code, body = await daemon.post(f"/certificates/{name}/renew", {}, token)
+        self.assertEqual(code, 202, body)
+        for _ in range(int(WAIT / 0.1)):
+            if gate.held:
+                return True
+            record = await self.certificate(daemon, token, name)
+            if record["status"] == "ready" and record["fingerprint_sha256"] != before:
+                return False
+            await deferLater(reactor, 0.1, lambda: None)
+        return False
+
     async def wait_for_status(
         self, daemon: DaemonProcess, token: str, name: str, statuses: tuple[str, ...]
     ) -> dict[str, Any]:
@@ -434,12 +451,13 @@ class SerialisedOrderTests(DaemonAcmeTestCase):
         first = await self.wait_for_status(daemon, token, "conv", ("ready",))
         self.assertEqual(first["acme_directory_url"], staging)
         gate.is_open = False
-        code, body = await daemon.post("/certificates/conv/renew", {}, token)
-        self.assertEqual(code, 202, body)
-        for _ in range(int(WAIT / 0.1)):  # the renewal's validation is being held
-            if gate.held:
+        # Pebble reuses a valid authorization about once in 100 orders even with
+        # PEBBLE_AUTHZREUSE=0 (it tests rand.Intn(100) > percent): such a renewal ends
+        # without validating, so renew again until one is held at validation (bounded)
+        for _ in range(3):
+            ordered = pebble.order_count()
+            if await self.renewal_held(daemon, token, "conv", gate):
                 break
-            await deferLater(reactor, 0.1, lambda: None)
         self.assertTrue(
             gate.held,
             "the renewal never reached validation:\n" + "\n".join(daemon.output[-20:]),
@@ -454,7 +472,7 @@ class SerialisedOrderTests(DaemonAcmeTestCase):
                 record["acme_directory_url"] == production
                 and record["status"] == "ready"
                 and record["fingerprint_sha256"] != first["fingerprint_sha256"]
-                and pebble.order_count() >= 3
+                and pebble.order_count() >= ordered + 2
             ):
                 break
             await deferLater(reactor, 0.2, lambda: None)
@@ -463,4 +481,5 @@ class SerialisedOrderTests(DaemonAcmeTestCase):
             (False, production, "ready"),
             "\n".join(daemon.output[-15:]),
         )
-        self.assertEqual(pebble.order_count(), 3)  # issue, the superseded renewal, production
+        # since the held renewal was asked for: it (superseded), then production
+        self.assertEqual(pebble.order_count(), ordered + 2)
