@@ -400,7 +400,7 @@ def log_format(text: str, name: str) -> str:
     return value
 
 
-def ca_bundle(text: str, name: str) -> str | None:
+def pem_file(text: str, name: str) -> str | None:
     """A readable PEM file, or None."""
     text = text.strip()
     if text and not os.path.isfile(text):

@@ -172,6 +172,7 @@ async def wait_for_storage(storage: Any, reactor: Any, config: Config) -> None:
     deadline = reactor.seconds() + max(30.0, 3 * config.redis_timeout)
     reasons: list[str] = []
     diagnosing: defer.Deferred[None] | None = None
+    address = redis_address(config)
 
     def found(why: str | None) -> None:
         if why and (not reasons or reasons[-1] != why):
@@ -186,7 +187,6 @@ async def wait_for_storage(storage: Any, reactor: Any, config: Config) -> None:
                     f"Redis did not answer{reason}; is REDIS_URL right?", field="REDIS_URL"
                 )
             if diagnosing is None or diagnosing.called:
-                address = redis_address(config)
                 diagnosing = defer.Deferred.fromCoroutine(
                     diagnose(address, reactor, config.redis_timeout)
                 ).addCallbacks(found, lambda _: None)  # cancelled once Redis answers

@@ -66,7 +66,6 @@ from oauthproxy.requestlog.record import (
     finished_request,
     notes_for,
     record_row,
-    row_from_request,
 )
 
 _log = Logger()
@@ -183,7 +182,7 @@ class RequestLogWriter(Service):
         try:
             if self.emit_lines or notes_for(request).noise is not None:
                 self._access_log_now(request)
-            elif len(self._buffer) + len(self._finished) >= self.max_buffer:
+            elif self.buffered >= self.max_buffer:
                 self.dropped += 1
             else:
                 finished = self._finished
@@ -196,7 +195,12 @@ class RequestLogWriter(Service):
     def _access_log_now(self, request: Any) -> None:
         """Make the row of ``request`` now: noise (admitted or only counted) or a record
         also logged as an access-log line."""
-        row = row_from_request(request, self.clock.seconds(), self.new_token)
+        made = self._rows.rows(
+            [finished_request(request, self.clock.seconds())], self._unrecordable
+        )
+        if not made:
+            return
+        row = made[0]
         reason = notes_for(request).noise
         if reason is not None and not self.noise.admit(row[ROW_TIME], reason, row[ROW_HOST]):
             self.counted += 1
