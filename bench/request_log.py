@@ -1,10 +1,11 @@
 """What the request log costs per request: the hook, the flush, and Redis' share.
 
-Runs the writer as the daemon does (``RequestLogWriter.access_log`` on a finished
-``twisted.web`` request, then ``flush`` to a real redis-server it starts on loopback and
-stops by PID) and prints, per record:
+Runs the writer as the daemon does (the gateway's hook,
+:class:`~oauthproxy.requestlog.finished.FinishedRequests`, on a finished ``twisted.web``
+request with the writer as its one sink, then ``flush`` to a real redis-server it
+starts on loopback and stops by PID) and prints, per record:
 
-- the hook's CPU (building and queueing the record, on the request's path);
+- the hook's CPU (keeping the request, making its row, queueing it);
 - the flush's CPU in this process (encoding and sending a batch), and the longest
   flush of one ``flush_interval``'s worth of records at ``--rate`` requests a second
   (what one flush can hold the reactor for);
@@ -31,6 +32,7 @@ from twisted.internet import defer, task
 
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 from bench.metrics_hook import finished_request
+from oauthproxy.requestlog.finished import FinishedRequests
 from oauthproxy.requestlog.writer import RequestLogWriter
 from oauthproxy.storage.address import parse_redis_url
 from oauthproxy.storage.crypto import SecretBox
@@ -58,8 +60,10 @@ async def measure(reactor: Any, args: argparse.Namespace, redis_pid: int, port: 
         parse_redis_url(f"redis://127.0.0.1:{port}/0"), SecretBox.generate(), 10.0, reactor
     )
     writer = RequestLogWriter(storage.request_log, reactor, max_buffer=args.records * 2)
+    finished = FinishedRequests(reactor, [writer])
     request = finished_request()
-    writer.access_log(request)
+    finished.access_log(request)
+    finished.drain()
     await writer.flush()  # connected, script loaded: not part of the figures
     per_flush = max(1, int(args.rate * writer.flush_interval))
     hook = flush = 0.0
@@ -68,7 +72,8 @@ async def measure(reactor: Any, args: argparse.Namespace, redis_pid: int, port: 
     for start in range(0, args.records, per_flush):
         began = time.process_time()
         for _ in range(min(per_flush, args.records - start)):
-            writer.access_log(request)
+            finished.access_log(request)
+        finished.drain()
         hook += time.process_time() - began
         began, wall = time.process_time(), time.perf_counter()
         await writer.flush()

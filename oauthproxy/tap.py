@@ -67,6 +67,7 @@ from oauthproxy.gateway.tls import CertificateMapService
 from oauthproxy.logs import bridge_stdlib_logging, make_observer
 from oauthproxy.metrics.registry import Metrics
 from oauthproxy.oauth.proxies import resource_of
+from oauthproxy.requestlog.finished import FinishedRequests, RowSink
 from oauthproxy.requestlog.noise import NoiseBudget
 from oauthproxy.requestlog.writer import RequestLogWriter
 from oauthproxy.serving.heap import FrozenHeap
@@ -312,20 +313,28 @@ def compose(daemon: Daemon) -> list[Listener]:
     config, reactor, storage, mirror = daemon.config, daemon.reactor, daemon.storage, daemon.mirror
     assert storage is not None and mirror is not None, "compose runs after storage and mirror"
     metrics = Metrics(mirror, reactor)
-    hooks: list[Callable[[Any], None]] = [metrics.traffic.access_log]
-    writer = access_log = record = None
+    sinks: list[RowSink] = [metrics.traffic]
+    writer = guarded_log = record = None
     if config.request_log:
         budget = NoiseBudget(per_minute=config.request_log_noise_budget)
         writer = RequestLogWriter(storage.request_log, reactor, noise=budget)
         writer.setServiceParent(daemon.services)  # type: ignore[no-untyped-call]
-        access_log, record = writer.access_log, writer.record
-        hooks.append(access_log)
+        sinks.append(writer)
+        record = writer.record
+        # the guarded ports' HTTP requests are logged, not counted in the gateway's metrics
+        guarded = FinishedRequests(reactor, [writer])
+        guarded.setServiceParent(daemon.services)  # type: ignore[no-untyped-call]
+        guarded_log = guarded.access_log
+    # started after the writer, so stopped before it: what it keeps reaches the last flush
+    finished = FinishedRequests(reactor, sinks, authorization_server=metrics.traffic.admin_log)
+    finished.setServiceParent(daemon.services)  # type: ignore[no-untyped-call]
+    metrics.before_scrape = finished.drain
     gateway = build_gateway(
         config,
         reactor,
         storage,
         mirror,
-        access_log=fan_out(hooks),
+        access_log=finished.access_log,
         on_tls_connection=metrics.tls.watch,
         open_socket=daemon.open_socket or socket_endpoint,
     )
@@ -349,7 +358,7 @@ def compose(daemon: Daemon) -> list[Listener]:
     # the gateway's one hook (GatewayResource.render) asks the guard before forwarding
     gateway.site.resource.guard = oauth.guard
     daemon.cleanups.append(oauth.close)
-    containers = build_containers(config, reactor, storage, mirror, record, access_log)
+    containers = build_containers(config, reactor, storage, mirror, record, guarded_log)
     containers.start(daemon.services)
     daemon.cleanups.append(containers.close)
     daemon.drainables.append(containers.ports)
@@ -368,16 +377,6 @@ def compose(daemon: Daemon) -> list[Listener]:
         metrics,
     )
     return listeners + gateway.listeners
-
-
-def fan_out(hooks: list[Callable[[Any], None]]) -> Callable[[Any], None]:
-    """One access-log hook calling each of ``hooks`` in turn (metrics, request log)."""
-
-    def hook(request: Any) -> None:
-        for each in hooks:
-            each(request)
-
-    return hook
 
 
 @define(eq=False, slots=False)

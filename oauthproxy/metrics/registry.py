@@ -41,6 +41,10 @@ class Metrics:
     event_lag: EventLag = field(init=False)
     #: in a worker process: every worker's families, merged (None: this process only)
     gather: Callable[[], Awaitable[list[cluster.Family]]] | None = None
+    #: called before every exposition of this process' registry: the gateway's
+    #: finished requests are counted in batches, and a scrape sees every one of them
+    #: (:meth:`FinishedRequests.drain <oauthproxy.requestlog.finished.FinishedRequests.drain>`)
+    before_scrape: Callable[[], None] | None = None
 
     def __attrs_post_init__(self) -> None:
         """Register the runtime collectors and build the instruments."""
@@ -52,7 +56,7 @@ class Metrics:
             registry=self.registry,
         )  # fmt: skip
         info.labels(oauthproxy.__version__).set(1)
-        self.traffic = TrafficMetrics(self.registry, self.snapshots, self.clock)
+        self.traffic = TrafficMetrics(self.registry, self.snapshots)
         self.tls = TLSMetrics(self.registry)
         self.acme = AcmeMetrics(self.registry)
         self.event_lag = EventLag(self.registry, self.clock)
@@ -70,10 +74,14 @@ class Metrics:
     def render(self, accept: str | None) -> tuple[bytes, str]:
         """The exposition for a scraper sending ``Accept: accept``: (body, content type)."""
         encoder, content_type = choose_encoder(accept or "")
+        if self.before_scrape is not None:
+            self.before_scrape()
         return encoder(self.registry), content_type
 
     def families(self) -> list[cluster.Family]:
         """This process' families as plain data (what a worker hands its supervisor)."""
+        if self.before_scrape is not None:
+            self.before_scrape()
         return cluster.export(self.registry)
 
     async def exposition(self, accept: str | None) -> tuple[bytes, str]:

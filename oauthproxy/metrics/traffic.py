@@ -1,31 +1,44 @@
 """Request metrics: what the gateway's access-log hook sees, and the OAuth endpoints' answers.
 
-:meth:`TrafficMetrics.access_log` is hooked next to the request log's (the same
-finished requests, read as :func:`~oauthproxy.requestlog.record.record_from_request`
-reads them: status, latency, host, bytes, upstream error), so counts never depend
-on the request log's own sampling or drops.  Labels are bounded: ``proxy`` is a
-configured proxy's hostname or ``(none)`` (anonymous traffic cannot create
-series), ``method`` one of the common methods or ``OTHER``, ``reason`` one of
-:data:`ERROR_REASONS`.
+:meth:`TrafficMetrics.take` counts every finished gateway request from the rows that
+:class:`~oauthproxy.requestlog.finished.FinishedRequests` makes for the metrics and the
+request log alike (status, latency, host, bytes, upstream error), whether or not the
+request log is on, so counts never depend on the request log's own sampling or drops.
+Labels are bounded: ``proxy`` is a configured proxy's hostname or ``(none)``
+(anonymous traffic cannot create series), ``method`` one of the common methods or
+``OTHER``, ``reason`` one of :data:`ERROR_REASONS`.
 
 :meth:`TrafficMetrics.admin_log` watches the admin listener's finished requests
 for the OAuth endpoints (``/token``, ``/register``, ``/revoke``): tokens issued by
 grant type, refusals by status, registrations and revocations; the gateway's hook
-hands it the requests the authorization server answered on the issuer's host.
+hands it the requests the authorization server answered on the issuer's host, at once.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 from urllib.parse import parse_qs
 
 from attrs import define, field
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from twisted.internet.interfaces import IReactorTime
 from twisted.logger import Logger
 
 from oauthproxy.interfaces import ISnapshotSource
-from oauthproxy.requestlog.record import RequestRecord, notes_for
+from oauthproxy.requestlog.record import (
+    ROW_BYTES_IN,
+    ROW_BYTES_OUT,
+    ROW_DURATION,
+    ROW_ERROR,
+    ROW_HOST,
+    ROW_METHOD,
+    ROW_STATUS,
+    RequestNotes,
+    RequestRecord,
+    Row,
+    record_row,
+    status_class,
+)
 
 #: seconds: from 1 ms to a minute (a read timeout is 60 s by default)
 LATENCY_BUCKETS = (
@@ -70,7 +83,6 @@ class TrafficMetrics:
 
     registry: CollectorRegistry
     snapshots: ISnapshotSource
-    clock: IReactorTime
     requests: Counter = field(init=False)
     duration: Histogram = field(init=False)
     upstream_duration: Histogram = field(init=False)
@@ -128,70 +140,71 @@ class TrafficMetrics:
             registry=r,
         )  # fmt: skip
 
-    def access_log(self, request: Any) -> None:
-        """The gateway's access-log hook: count the finished ``request``.
+    def take(self, rows: Sequence[Row], notes: Sequence[RequestNotes | None]) -> None:
+        """Count finished gateway requests, given as their rows and notes (a
+        :class:`~oauthproxy.requestlog.finished.RowSink`).
 
-        Reads what :func:`~oauthproxy.requestlog.record.record_from_request` reads
-        (status, host, method, bytes, the notes' start, upstream time and error)
-        without building a record: this runs for every request.  Never raises into
-        twisted.web (the request log's hook comes next): a request that cannot be
-        counted is logged, which is a bug, not an expected condition.
+        The batch is added up first (requests per host, method and status; bytes,
+        durations and errors per host), so a counter is touched once per distinct
+        label set and batch, not once per request.
         """
-        try:
-            notes = notes_for(request)
-            started = notes.started
-            host = request.getRequestHostname().decode("utf-8", "replace").lower()
-            bytes_in = notes.bytes_in
-            if bytes_in is None:
-                length: list[bytes] = request.requestHeaders.getRawHeaders(b"content-length") or []
-                bytes_in = int(length[0]) if len(length) == 1 and length[0].isdigit() else 0
-            self._count(
-                host,
-                request.method.decode("ascii", "replace"),
-                int(request.code),
-                None if started is None else max(0.0, self.clock.seconds() - started),
-                notes.upstream_seconds,
-                notes.error,
-                bytes_in,
-                int(getattr(request, "sentLength", 0) or 0),
+        counts: dict[tuple[str, str, int], int] = {}
+        per_host: dict[str, tuple[list[int], list[float], list[float]]] = {}
+        errors: list[tuple[str, str]] = []
+        for row, note in zip(rows, notes, strict=True):
+            host, method, status = row[ROW_HOST], row[ROW_METHOD], row[ROW_STATUS]
+            key = (host, method, status)
+            counts[key] = counts.get(key, 0) + 1
+            sums = per_host.get(host)
+            if sums is None:
+                sums = per_host[host] = ([0, 0], [], [])
+            sums[0][0] += row[ROW_BYTES_IN]
+            sums[0][1] += row[ROW_BYTES_OUT]
+            duration = row[ROW_DURATION]
+            if duration is not None:
+                sums[1].append(duration)
+            if note is not None and note.upstream_seconds is not None:
+                sums[2].append(note.upstream_seconds)
+            error = row[ROW_ERROR]
+            if error:
+                errors.append((host, error))
+        proxies = self.snapshots.current.proxies
+        for (host, method, status), count in counts.items():
+            self._requests_of(
+                host if host in proxies else NO_PROXY,
+                method if method in METHODS else "OTHER",
+                status_class(status),
+            ).inc(count)
+        for host, ((bytes_in, bytes_out), durations, upstream) in per_host.items():
+            duration, upstream_duration, received, sent = self._per_proxy_of(
+                host if host in proxies else NO_PROXY
             )
-            if notes.authorization_server:
-                self.admin_log(request)
-        except Exception:
-            _log.failure("could not count a finished request in the metrics")
+            for seconds in durations:
+                duration.observe(seconds)
+            for seconds in upstream:
+                upstream_duration.observe(seconds)
+            if bytes_in:
+                received.inc(bytes_in)
+            if bytes_out:
+                sent.inc(bytes_out)
+        for host, error in errors:
+            proxy = host if host in proxies else NO_PROXY
+            self.upstream_errors.labels(proxy, error_reason(error)).inc()
 
     def observe(self, record: RequestRecord, upstream_seconds: float | None = None) -> None:
         """Count one finished gateway request given as its request-log record."""
-        self._count(
-            record.host,
-            record.method,
-            record.status,
-            record.duration,
-            upstream_seconds,
-            record.error,
-            record.bytes_in,
-            record.bytes_out,
-        )
+        self.take([record_row(record)], [RequestNotes(upstream_seconds=upstream_seconds)])
 
-    def _count(
-        self,
-        host: str,
-        method: str,
-        status: int,
-        duration: float | None,
-        upstream_seconds: float | None,
-        error: str | None,
-        bytes_in: int,
-        bytes_out: int,
-    ) -> None:
-        """Count one request (children of labelled metrics are cached: no lookup per call)."""
-        proxy = host if host in self.snapshots.current.proxies else NO_PROXY
-        status_class = f"{status // 100}xx" if 100 <= status < 600 else "5xx"
-        key = (proxy, method if method in METHODS else "OTHER", status_class)
+    def _requests_of(self, proxy: str, method: str, status_class: str) -> Any:
+        """The requests counter of these labels (children are cached: no lookup per call)."""
+        key = (proxy, method, status_class)
         counter = self._requests.get(key)
         if counter is None:
             counter = self._requests[key] = self.requests.labels(*key)
-        counter.inc()
+        return counter
+
+    def _per_proxy_of(self, proxy: str) -> tuple[Any, Any, Any, Any]:
+        """The duration, upstream duration, bytes in and bytes out children of ``proxy``."""
         per_proxy = self._per_proxy.get(proxy)
         if per_proxy is None:
             per_proxy = self._per_proxy[proxy] = (
@@ -200,16 +213,7 @@ class TrafficMetrics:
                 self.bytes_in.labels(proxy),
                 self.bytes_out.labels(proxy),
             )
-        if duration is not None:
-            per_proxy[0].observe(duration)
-        if upstream_seconds is not None:
-            per_proxy[1].observe(upstream_seconds)
-        if bytes_in:
-            per_proxy[2].inc(bytes_in)
-        if bytes_out:
-            per_proxy[3].inc(bytes_out)
-        if error:
-            self.upstream_errors.labels(proxy, error_reason(error)).inc()
+        return per_proxy
 
     def admin_log(self, request: Any) -> None:
         """The admin listener's access hook: count the OAuth endpoints' answers.

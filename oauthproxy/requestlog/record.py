@@ -136,10 +136,25 @@ Row: TypeAlias = tuple[Any, ...]
 _FIELDS = tuple(a.name for a in attrs.fields(RequestRecord))
 record_row: Callable[[RequestRecord], Row] = operator.attrgetter(*_FIELDS)
 #: positions of the fields in a :data:`Row`
-ROW_TIME, ROW_CLIENT_IP, ROW_HOST, ROW_STATUS, ROW_DURATION, ROW_USER, ROW_CLIENT_ID, ROW_ERROR = (
+(
+    ROW_TIME,
+    ROW_CLIENT_IP,
+    ROW_METHOD,
+    ROW_HOST,
+    ROW_STATUS,
+    ROW_BYTES_IN,
+    ROW_BYTES_OUT,
+    ROW_DURATION,
+    ROW_USER,
+    ROW_CLIENT_ID,
+    ROW_ERROR,
+) = (
     _FIELDS.index(name)
-    for name in ("time", "client_ip", "host", "status", "duration", "user", "client_id", "error")
-)
+    for name in (
+        "time", "client_ip", "method", "host", "status", "bytes_in", "bytes_out", "duration",
+        "user", "client_id", "error",
+    )
+)  # fmt: skip
 
 #: what the access-log hook keeps of a finished request until its row is made
 #: (:func:`finished_request`, :class:`RowMaker`): references to what the request
@@ -209,9 +224,15 @@ class RowMaker:
         factory=lambda: _Texts(lambda path: _text(path, MAX_PATH)), init=False, repr=False
     )
 
-    def rows(self, finished: Iterable[Finished], failed: Callable[[], None]) -> list[Row]:
+    def rows(
+        self,
+        finished: Iterable[Finished],
+        failed: Callable[[], None],
+        notes_of_rows: list[RequestNotes | None] | None = None,
+    ) -> list[Row]:
         """The rows of ``finished``, in order; ``failed`` is called for each request whose
-        row cannot be made (a bug: it is left out)."""
+        row cannot be made (a bug: it is left out).  ``notes_of_rows``, if given, gets
+        the notes of each row's request, in the same order."""
         rows: list[Row] = []
         append, new_token = rows.append, self.new_token
         hosts, methods, paths = self._hosts, self._methods, self._paths
@@ -260,6 +281,8 @@ class RowMaker:
                         None if error is None else _text(error),
                     )
                 )
+                if notes_of_rows is not None:
+                    notes_of_rows.append(notes)
             except Exception:
                 failed()
         return rows

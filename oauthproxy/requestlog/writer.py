@@ -13,13 +13,9 @@ Redis and the daemon about 100 us whatever its size (the Lua write script, the
 Deferreds), so 400 instead of 200 saved 0.7 us per request.  The Redis store writes a
 batch as a few segments, not a key per record (:mod:`oauthproxy.storage.requestlog`).
 
-The hook itself only keeps references to what the finished request holds
-(:func:`~oauthproxy.requestlog.record.finished_request`); their rows are made
-``make_rows_every`` requests at a time by a
-:class:`~oauthproxy.requestlog.record.RowMaker`, which decodes each repeating host,
-method and path once.  In the saturated daemon that halved the hook's share of the
-log's cost (``bench/run_gateway.sh``): the rows are made while what they are made
-from is still in the CPU's caches, and little of it is held for long.
+The rows come from :class:`~oauthproxy.requestlog.finished.FinishedRequests`, which reads
+each finished gateway request once, makes rows in batches and hands them to the metrics
+and to :meth:`RequestLogWriter.take`; TCP relays hand over whole records (:meth:`record`).
 
 While the store is unavailable the records stay buffered (one batch is retried per
 tick), so a short Redis outage loses nothing until the buffer fills; the outage is
@@ -31,19 +27,13 @@ Anonymous noise (requests the gateway marked with a reason: unknown host, refuse
 credentials...) goes through a :class:`~oauthproxy.requestlog.noise.NoiseBudget`: a
 few become records each minute, every one is counted, and the counts are flushed
 with the records, so a flood of such requests costs Redis a bounded amount.
-
-:meth:`access_log` is the hook for ``GatewaySite(..., access_log=writer.access_log)``.
 """
 
 from __future__ import annotations
 
-import os
-import random
-import secrets
 from collections import deque
-from collections.abc import Callable
+from collections.abc import Sequence
 from itertools import islice
-from typing import Any
 
 from attrs import define, field
 from twisted.application.service import Service
@@ -58,45 +48,14 @@ from oauthproxy.requestlog.noise import NoiseBudget
 from oauthproxy.requestlog.record import (
     ROW_HOST,
     ROW_TIME,
-    Finished,
+    RequestNotes,
     RequestRecord,
     Row,
-    RowMaker,
     access_line,
-    finished_request,
-    notes_for,
     record_row,
 )
 
 _log = Logger()
-
-
-#: correlation ids need to be unique, not secret (they are shown to operators and are
-#: no credential): a generator seeded from the OS, once per process (a forked worker
-#: reseeds, so workers never repeat each other), is far cheaper per request than
-#: reading the OS's randomness each time
-_tokens = random.Random(secrets.randbits(128))
-#: tokens made ahead, ``_TOKENS_AHEAD`` at a time: one ``getrandbits`` and one ``hex``
-#: for all of them costs a third of making each on its own
-_ahead: list[str] = []
-_TOKENS_AHEAD = 256
-
-
-def _reseed() -> None:
-    """In a forked child: a seed of its own, and none of the parent's tokens made ahead."""
-    _tokens.seed(secrets.randbits(128))
-    _ahead.clear()
-
-
-os.register_at_fork(after_in_child=_reseed)
-
-
-def _random_token() -> str:
-    """The random part of a correlation id: 8 hex digits."""
-    if not _ahead:
-        digits = _tokens.getrandbits(32 * _TOKENS_AHEAD).to_bytes(4 * _TOKENS_AHEAD).hex()
-        _ahead.extend(digits[i : i + 8] for i in range(0, 8 * _TOKENS_AHEAD, 8))
-    return _ahead.pop()
 
 
 @define(eq=False)
@@ -108,11 +67,8 @@ class RequestLogWriter(Service):
     flush_interval: float = 0.25
     max_buffer: int = 10_000
     batch_size: int = 400
-    #: finished requests kept before their rows are made (see the module docstring)
-    make_rows_every: int = 64
     #: also emit each record as an access-log line (twisted.logger, level info)
     emit_lines: bool = False
-    new_token: Callable[[], str] = _random_token
     #: records dropped because the buffer was full
     dropped: int = field(default=0, init=False)
     #: records the store accepted
@@ -121,31 +77,22 @@ class RequestLogWriter(Service):
     lost: int = field(default=0, init=False)
     #: failed write attempts (each outage tick counts once)
     failures: int = field(default=0, init=False)
-    #: requests whose record could not be built (a bug; logged)
-    unrecordable: int = field(default=0, init=False)
     #: anonymous noise: which requests become records, and the counts of all of them
     noise: NoiseBudget = field(factory=NoiseBudget)
     #: noise requests only counted, not recorded
     counted: int = field(default=0, init=False)
     #: the records waiting, as rows (``record_row``)
     _buffer: deque[Row] = field(factory=deque, init=False)
-    #: finished requests whose rows are not made yet
-    _finished: list[Finished] = field(factory=list, init=False)
-    _rows: RowMaker = field(init=False)
     _outage: bool = field(default=False, init=False)
     _dropped_at_outage: int = field(default=0, init=False)
     _loop: LoopingCall | None = field(default=None, init=False)
     #: one flush at a time (the timer's and the one at shutdown must not share a batch)
     _flushing: DeferredLock = field(factory=DeferredLock, init=False)
 
-    def __attrs_post_init__(self) -> None:
-        """Make rows with this writer's correlation-id tokens."""
-        self._rows = RowMaker(self.new_token)
-
     @property
     def buffered(self) -> int:
         """Records waiting to be written."""
-        return len(self._buffer) + len(self._finished)
+        return len(self._buffer)
 
     def stats(self) -> dict[str, int]:
         """The counters, for health and ``/logs/stats``."""
@@ -155,69 +102,34 @@ class RequestLogWriter(Service):
             "written": self.written,
             "lost": self.lost,
             "failures": self.failures,
-            "unrecordable": self.unrecordable,
             "noise_counted": self.counted,
         }
 
     def record(self, record: RequestRecord) -> None:
         """Queue ``record`` for the next flush; drop and count it if the buffer is full."""
-        self._queue(record_row(record))
-
-    def _queue(self, row: Row) -> None:
-        """Queue the record ``row``; drop and count it if the buffer is full."""
-        if self.buffered >= self.max_buffer:
+        if len(self._buffer) >= self.max_buffer:
             self.dropped += 1
             return
-        self._buffer.append(row)
+        self._buffer.append(record_row(record))
 
-    def access_log(self, request: Any) -> None:
-        """The gateway's access-log hook: record the finished ``request``.
-
-        Keeps what the record is made of; every ``make_rows_every`` requests (and at
-        each flush) their rows are made together (:meth:`_make_rows`).  Noise (the
-        budget needs its host now) and records also logged as access-log lines get
-        their row at once.  Never raises into twisted.web: a request whose record
-        cannot be built is counted and logged (that is a bug, not an expected condition).
-        """
-        try:
-            if self.emit_lines or notes_for(request).noise is not None:
-                self._access_log_now(request)
-            elif self.buffered >= self.max_buffer:
+    def take(self, rows: Sequence[Row], notes: Sequence[RequestNotes | None]) -> None:
+        """Queue the records of finished requests (a
+        :class:`~oauthproxy.requestlog.finished.RowSink`): ``notes`` are their requests'
+        notes, in the same order.  Noise goes through the budget; a full buffer drops
+        and counts the rest."""
+        buffer, room = self._buffer, self.max_buffer - len(self._buffer)
+        for row, note in zip(rows, notes, strict=True):
+            reason = None if note is None else note.noise
+            if reason is not None and not self.noise.admit(row[ROW_TIME], reason, row[ROW_HOST]):
+                self.counted += 1
+                continue
+            if room <= 0:
                 self.dropped += 1
-            else:
-                finished = self._finished
-                finished.append(finished_request(request, self.clock.seconds()))
-                if len(finished) >= self.make_rows_every:
-                    self._make_rows()
-        except Exception:
-            self._unrecordable()
-
-    def _access_log_now(self, request: Any) -> None:
-        """Make the row of ``request`` now: noise (admitted or only counted) or a record
-        also logged as an access-log line."""
-        made = self._rows.rows(
-            [finished_request(request, self.clock.seconds())], self._unrecordable
-        )
-        if not made:
-            return
-        row = made[0]
-        reason = notes_for(request).noise
-        if reason is not None and not self.noise.admit(row[ROW_TIME], reason, row[ROW_HOST]):
-            self.counted += 1
-            return
-        self._queue(row)
-        if self.emit_lines:
-            _log.info("{access_line}", access_line=access_line(RequestRecord(*row)))
-
-    def _unrecordable(self) -> None:
-        """Count and log a request whose record could not be built."""
-        self.unrecordable += 1
-        _log.failure("could not build the request-log record of a request")
-
-    def _make_rows(self) -> None:
-        """Turn the finished requests into rows, queued after the rows already waiting."""
-        finished, self._finished = self._finished, []
-        self._buffer.extend(self._rows.rows(finished, self._unrecordable))
+                continue
+            room -= 1
+            buffer.append(row)
+            if self.emit_lines:
+                _log.info("{access_line}", access_line=access_line(RequestRecord(*row)))
 
     def startService(self) -> None:
         """Start flushing every ``flush_interval`` seconds."""
@@ -263,7 +175,6 @@ class RequestLogWriter(Service):
             except Exception:
                 self.failures += 1
                 _log.failure("request log: the store refused the noise counts")
-        self._make_rows()
         # what came in while a batch was on its way waits for the next tick: one write
         # per tick, not a trickle of tiny ones behind it
         due = len(self._buffer)

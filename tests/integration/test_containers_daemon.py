@@ -193,10 +193,12 @@ class ServiceTests(TestCase):
 
         async def logged() -> Any:
             found = await api.ok("GET", "/logs/search?limit=50")
-            return [r for r in found["items"] if r["status"] in (401, 403)]
+            refused = [r for r in found["items"] if r["status"] in (401, 403)]
+            # the HTTP refusal's record is made with its batch (at most 0.25 s later)
+            return refused if any(r["status"] == 401 for r in refused) else None
 
         records = await api.eventually(logged, "the refusals in the request log")
-        self.assertEqual({r["status"] for r in records} >= {401}, True)
+        self.assertIn(401, {r["status"] for r in records})
 
     async def test_sigterm_lets_guarded_port_requests_finish(self) -> None:
         """The drain covers guarded ports: a request in flight on a token port (HTTP,

@@ -1,7 +1,8 @@
-"""The writer's hook on the real GatewaySite: every finished request becomes a record.
+"""The request log on the real GatewaySite: every finished request becomes a record.
 
 Driven in memory (StringTransport, Clock): this pins down that ``GatewaySite(...,
-access_log=writer.access_log)`` is all the composition root needs.
+access_log=finished.access_log)``, with the writer among the sinks of ``finished``, is
+all the composition root needs.
 """
 
 from __future__ import annotations
@@ -13,13 +14,14 @@ from twisted.trial.unittest import SynchronousTestCase
 
 from oauthproxy.config import Config
 from oauthproxy.gateway.site import GatewaySite
+from oauthproxy.requestlog.finished import FinishedRequests
 from oauthproxy.requestlog.writer import RequestLogWriter
 from oauthproxy.testing import MemoryStorage
 from tests.requestlog.samples import T0, Answering
 
 
 class GatewayHookTests(SynchronousTestCase):
-    """GatewaySite + RequestLogWriter.access_log."""
+    """GatewaySite + FinishedRequests + RequestLogWriter."""
 
     def setUp(self) -> None:
         """A GatewaySite answering 201 whose access log is a started writer."""
@@ -29,8 +31,11 @@ class GatewayHookTests(SynchronousTestCase):
         self.writer = RequestLogWriter(self.storage.request_log, self.clock)
         self.writer.startService()
         self.addCleanup(self.writer.stopService)
+        finished = FinishedRequests(self.clock, [self.writer])
+        finished.startService()
+        self.addCleanup(finished.stopService)
         site = GatewaySite(
-            Answering(201, b"created"), Config(), self.clock, access_log=self.writer.access_log
+            Answering(201, b"created"), Config(), self.clock, access_log=finished.access_log
         )
         self.protocol = site.buildProtocol(IPv4Address("TCP", "203.0.113.5", 40000))
         self.transport = StringTransport(peerAddress=IPv4Address("TCP", "203.0.113.5", 40000))
@@ -47,8 +52,9 @@ class GatewayHookTests(SynchronousTestCase):
             b"X-Forwarded-For: 10.9.9.9\r\nAuthorization: Bearer SECRET\r\n\r\n"
         )
         self.assertIn(b"201", self.transport.value())
+        self.clock.advance(0.25)
         self.assertEqual(self.writer.buffered, 1)
-        self.clock.advance(1.0)
+        self.clock.advance(0.25)
         [record] = self.storage.request_log.records.values()
         self.assertEqual(
             (record.client_ip, record.host, record.method, record.path, record.status),
@@ -64,7 +70,7 @@ class GatewayHookTests(SynchronousTestCase):
             b"GET /a HTTP/1.1\r\nHost: app.example\r\n\r\n"
             b"GET /b HTTP/1.1\r\nHost: app.example\r\n\r\n"
         )
-        self.clock.advance(1.0)
+        self.clock.pump([0.25] * 4)
         records = sorted(self.storage.request_log.records.values(), key=lambda r: r.path)
         self.assertEqual([r.path for r in records], ["/a", "/b"])
         self.assertNotEqual(records[0].correlation_id, records[1].correlation_id)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Sequence
 from typing import Any
 
@@ -15,9 +14,10 @@ from zope.interface import implementer
 
 from oauthproxy.errors import StorageUnavailable
 from oauthproxy.interfaces import IRequestLogStore
+from oauthproxy.requestlog.finished import FinishedRequests
 from oauthproxy.requestlog.noise import NoiseBudget
-from oauthproxy.requestlog.record import RequestRecord, Row, notes_for
-from oauthproxy.requestlog.writer import RequestLogWriter, _random_token
+from oauthproxy.requestlog.record import RequestRecord, Row, notes_for, record_row
+from oauthproxy.requestlog.writer import RequestLogWriter
 from oauthproxy.testing import MemoryRequestLogStore, MemoryStorage
 from tests.requestlog.samples import T0, finish_request, sample
 
@@ -71,6 +71,13 @@ class WriterTests(SynchronousTestCase):
         writer.startService()
         self.addCleanup(lambda: writer.running and writer.stopService())
         return writer
+
+    def hook(self, writer: RequestLogWriter) -> Any:
+        """The gateway's access-log hook with ``writer`` as its one sink (as composed)."""
+        finished = FinishedRequests(self.clock, [writer])
+        finished.startService()
+        self.addCleanup(lambda: finished.running and finished.stopService())
+        return finished.access_log
 
     def stored(self) -> list[str]:
         """Correlation ids in the store, oldest first."""
@@ -179,16 +186,18 @@ class WriterTests(SynchronousTestCase):
         self.assertEqual(len(self.store.batches), 1)
         self.assertEqual(writer.written, 1)
 
-    def test_access_log_hook_records_the_finished_request(self) -> None:
-        """The gateway hook builds the record at the clock's time and queues it."""
+    def test_finished_requests_are_recorded(self) -> None:
+        """A finished request's row, taken from the gateway's hook, is recorded at the
+        clock's time of its end."""
         writer = self.writer()
+        hook = self.hook(writer)
         self.clock.advance(0.5)
 
         def started(request: Any) -> None:
             notes_for(request).started = self.clock.seconds() - 0.2
 
-        finish_request(writer.access_log, b"/hello?token=SECRET", code=202, before=started)
-        self.clock.advance(1.0)
+        finish_request(hook, b"/hello?token=SECRET", code=202, before=started)
+        self.clock.pump([0.25] * 4)
         [record] = self.storage.request_log.records.values()
         self.assertEqual((record.path, record.status, record.time), ("/hello", 202, T0 + 0.5))
         self.assertAlmostEqual(record.duration or 0, 0.2)
@@ -197,32 +206,33 @@ class WriterTests(SynchronousTestCase):
         """Issue 10 defect 2: a flood of unknown-host requests keeps ``per_minute`` records
         a minute; every one of them is counted (per minute, reason and host)."""
         writer = self.writer(noise=NoiseBudget(per_minute=3))
+        hook = self.hook(writer)
 
         def unknown(request: Any) -> None:
             notes_for(request).noise = "unknown_host"
 
-        for n in range(50):
+        for n in range(150):
             host = f"h{n % 5}.example".encode()
-            finish_request(writer.access_log, headers={b"host": host}, code=404, before=unknown)
-        finish_request(writer.access_log)  # ordinary requests are not budgeted
-        self.clock.advance(1.0)
+            finish_request(hook, headers={b"host": host}, code=404, before=unknown)
+        finish_request(hook)  # ordinary requests are not budgeted
+        self.clock.pump([0.25] * 4)
         self.assertEqual(len(self.storage.request_log.records), 4)
-        self.assertEqual(writer.counted, 47)
+        self.assertEqual(writer.counted, 147)
         counts = self.successResultOf(self.storage.request_log.noise(T0, T0 + 60))
-        self.assertEqual(sum(c.count for c in counts), 50)
+        self.assertEqual(sum(c.count for c in counts), 150)
         self.assertEqual({c.host for c in counts}, {f"h{n}.example" for n in range(5)})
 
-    def test_access_log_hook_survives_a_broken_request(self) -> None:
-        """A request the record cannot be built from is counted and logged, not raised."""
-        writer = self.writer()
-        writer.access_log(object())
-        self.assertEqual((writer.unrecordable, writer.buffered), (1, 0))
-        self.assertEqual(len(self.flushLoggedErrors(AttributeError)), 1)
+    def test_taking_rows_into_a_full_buffer_drops_and_counts_them(self) -> None:
+        """Rows taken from the hook past ``max_buffer`` are dropped and counted."""
+        writer = self.writer(max_buffer=3)
+        writer.take([record_row(sample(n)) for n in range(5)], [None] * 5)
+        self.assertEqual((writer.buffered, writer.dropped), (3, 2))
 
     def test_access_lines_only_when_asked(self) -> None:
-        """With emit_lines the hook also logs the access line (without the query)."""
+        """With emit_lines the writer also logs each access line (without the query)."""
         writer = self.writer(emit_lines=True)
-        finish_request(writer.access_log, b"/x?access_token=SECRET")
+        finish_request(self.hook(writer), b"/x?access_token=SECRET")
+        self.clock.advance(0.25)
         lines = [e["access_line"] for e in self.events if "access_line" in e]
         self.assertEqual(len(lines), 1)
         self.assertIn('"GET /x"', lines[0])
@@ -246,31 +256,3 @@ class StoreFailureKindsTests(SynchronousTestCase):
     def test_writer_provides_nothing_but_takes_a_store(self) -> None:
         """The memory twin provides IRequestLogStore (what the writer is typed against)."""
         self.assertTrue(IRequestLogStore.providedBy(MemoryStorage(Clock()).request_log))
-
-
-class CorrelationTokenTests(SynchronousTestCase):
-    """The random part of the correlation ids the writer makes."""
-
-    def test_tokens_are_eight_hex_digits_and_do_not_repeat(self) -> None:
-        """Made ahead in blocks, the tokens are still 8 hex digits and distinct across
-        several blocks (a repeat would make two requests share a correlation id)."""
-        tokens = [_random_token() for _ in range(2000)]
-        self.assertTrue(all(len(t) == 8 and int(t, 16) >= 0 for t in tokens))
-        self.assertEqual(len(set(tokens)), len(tokens))
-
-    def test_a_forked_child_makes_tokens_of_its_own(self) -> None:
-        """A worker forked after the parent made tokens ahead does not hand out the
-        parent's next ones (workers would repeat each other's correlation ids)."""
-        _random_token()  # the parent has tokens made ahead
-        read, write = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: report its next tokens and leave at once
-            os.write(write, " ".join(_random_token() for _ in range(8)).encode())
-            os._exit(0)
-        self.addCleanup(os.close, read)
-        os.close(write)
-        os.waitpid(pid, 0)
-        child = os.read(read, 1000).decode().split()
-        parent = [_random_token() for _ in range(8)]
-        self.assertEqual(len(child), 8)
-        self.assertFalse(set(child) & set(parent))
