@@ -22,7 +22,6 @@ from urllib.parse import parse_qs
 
 from attrs import define, field
 from prometheus_client import CollectorRegistry, Counter, Histogram
-from twisted.logger import Logger
 
 from oauthproxy.interfaces import ISnapshotSource
 from oauthproxy.requestlog.record import (
@@ -65,7 +64,6 @@ ERROR_REASONS = (
 GRANT_TYPES = frozenset({"authorization_code", "refresh_token", "client_credentials"})
 #: bytes of a token request's body read for its grant type (the server refuses larger ones)
 _MAX_FORM = 64 * 1024
-_log = Logger()
 
 
 def error_reason(text: str) -> str:

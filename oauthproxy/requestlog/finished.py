@@ -114,15 +114,19 @@ class FinishedRequests(Service):
         """
         try:
             finished = finished_request(request, self.clock.seconds())
-            notes = finished[1]
-            if notes is not None and notes.authorization_server and self.authorization_server:
-                self.authorization_server(request)
-            pending = self._pending
-            pending.append(finished)
-            if len(pending) >= self.every:
-                self.drain()
         except Exception:
             self._unrecordable()
+            return
+        pending = self._pending
+        pending.append(finished)
+        notes = finished[1]
+        if notes is not None and notes.authorization_server and self.authorization_server:
+            try:
+                self.authorization_server(request)
+            except Exception:
+                _log.failure("could not count an answer of the authorization server")
+        if len(pending) >= self.every:
+            self.drain()
 
     def drain(self) -> None:
         """Make the rows of the requests kept so far and hand them to every sink."""

@@ -112,6 +112,22 @@ class FinishedRequestsTests(SynchronousTestCase):
         finished.drain()
         self.assertEqual(len(self.sinks[0].batches[0][0]), 2)
 
+    def test_a_failing_authorization_server_hook_loses_no_row(self) -> None:
+        """Should the OAuth metrics fail on a request, it is logged, and the request
+        still reaches the sinks."""
+
+        def broken(request: Any) -> None:
+            raise RuntimeError("cannot read the form")
+
+        def issuer(request: Any) -> None:
+            notes_for(request).authorization_server = True
+
+        finished = self.finished(authorization_server=broken)
+        finish_request(finished.access_log, b"/token", method=b"POST", before=issuer)
+        finished.drain()
+        self.assertEqual(len(self.sinks[0].batches[0][0]), 1)
+        self.assertEqual(len(self.flushLoggedErrors(RuntimeError)), 1)
+
 
 class CorrelationTokenTests(SynchronousTestCase):
     """The random part of the correlation ids the rows get."""
