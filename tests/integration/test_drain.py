@@ -167,6 +167,27 @@ class DrainTests(TestCase):
         await daemon.capture.ended
         self.assertTrue(daemon.exited_cleanly, "\n".join(daemon.output[-10:]))
 
+    async def test_requests_answered_just_before_sigterm_are_in_the_request_log(self) -> None:
+        """The requests answered in the last moments before SIGTERM are recorded: the
+        hook keeps them (and makes their rows 64 at a time), and at shutdown it hands them
+        to the writer before the writer's last flush (tap.compose's order of services)."""
+        backend = await start_backend(self, reactor)
+        redis = RedisServer.for_test(self)
+        key = {"OAUTHPROXY_SECRET_KEY": base64.urlsafe_b64encode(os.urandom(32)).decode()}
+        daemon, port = await serving_daemon(self, backend, env=key, redis_url=redis.url)
+        wire = await WireClient.connect(self, port)
+        for n in range(5):  # fewer than a batch, and all within one flush interval
+            wire.send(get(HOST, f"/last-{n}"))
+            self.assertEqual((await wire.read_answer()).status, 200)
+        terminate(daemon)
+        await daemon.capture.ended
+        self.assertTrue(daemon.exited_cleanly, "\n".join(daemon.output[-10:]))
+        again = await start_daemon(self, redis_url=redis.url, env=key)
+        code, found = await again.get(f"/logs/host/{HOST}?limit=50", token=daemon.admin_token)
+        self.assertEqual(code, 200, found)
+        paths = sorted(record["path"] for record in found["items"])
+        self.assertEqual(paths, [f"/last-{n}" for n in range(5)])
+
 
 class RollingRestartTests(TestCase):
     """Two daemons behind HAProxy, restarted one after the other under load."""
