@@ -126,27 +126,49 @@ def log_cost(fig: Figures) -> None:
 
 
 def workers_table(fig: Figures, n: str) -> None:
-    """1 worker (the log-on pass) vs N workers (the workers pass), gateway and nginx."""
+    """1 worker (the log-on pass) vs N workers (the workers pass), gateway and nginx.
+
+    wrk and the origin run on the same cores: "wrk + origin" is their CPU per request
+    in the N-worker run, and "ceiling x" what N workers could reach at most on this
+    machine's cores with the gateway's and their CPU per request as measured (cores
+    x 1e6 / (gateway + wrk + origin us/req), over one worker's req/s): where the
+    workers are saturated, the throughput N workers can show on a machine they share
+    with the load generator.
+    """
     target = f"gateway-w{n}"
+    cores = os.cpu_count() or 1
     print(f"\n### 1 worker vs {n} (gateway --workers {n}, log on; nginx worker_processes {n})\n")
     print(
         f"| cell | gateway 1 req/s | gateway {n} req/s | x | nginx 1 req/s | nginx {n} req/s "
-        f"| x | gateway {n} x nginx {n} | gateway {n} p99 ms | gateway {n} CPU us/req |"
+        f"| x | gateway {n} x nginx {n} | gateway {n} p99 ms | gateway {n} CPU us/req "
+        f"| wrk + origin CPU us/req | ceiling x on {cores} cores |"
     )
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
     for cell in fig.cells():
         many = fig.get("workers", target, cell, "rps")
         if many is None:
             continue
         one = fig.get("log-on", "gateway", cell, "rps")
         n1, nn = fig.get("log-on", "nginx", cell, "rps"), fig.get("workers", "nginx", cell, "rps")
+        cpu = fig.get("workers", target, cell, "proxy_cpu_us_per_req")
+        wrk = fig.get("workers", target, cell, "wrk_cpu_pct")
+        origin = fig.get("workers", target, cell, "origin_cpu_pct")
+        others = None if wrk is None or origin is None else (wrk + origin) / 100 * 1e6 / many
+        ceiling = None
+        if cpu is not None and others is not None and one:
+            ceiling = cores * 1e6 / (cpu + others) / one
         print(
             f"| /{cell[0]} c{cell[1]} | {fmt(one, '%.0f')} | {many:.0f} "
             f"| {fmt(ratio(many, one), '%.2f')} | {fmt(n1, '%.0f')} | {fmt(nn, '%.0f')} "
             f"| {fmt(ratio(nn, n1), '%.2f')} | {fmt(ratio(many, nn), '%.3f')} "
             f"| {fmt(ms(fig.get('workers', target, cell, 'p99_us')), '%.3f')} "
-            f"| {fmt(fig.get('workers', target, cell, 'proxy_cpu_us_per_req'), '%.1f')} |"
+            f"| {fmt(cpu, '%.1f')} | {fmt(others, '%.1f')} | {fmt(ceiling, '%.2f')} |"
         )
+    print(
+        f"\nceiling x = what {n} workers could reach at most here: {cores} cores x 1e6 /"
+        " (the gateway's + wrk's + the origin's CPU us/req in this run), over one worker's"
+        " req/s; it applies where the workers are saturated (c50), not at c1."
+    )
 
 
 def tls_table(fig: Figures) -> None:

@@ -19,7 +19,8 @@
 # At the end it prints, per cell, req/s, p50/p99 and CPU us/req of the gateway
 # with the log on and off, nginx and tw-agent, the ratios the issue asks for
 # (x tw-agent, x nginx, by req/s and by CPU), what the log costs (CPU and p99),
-# and with WORKERS the 1-worker vs N-worker ratios of the gateway and nginx.
+# and with WORKERS the 1-worker vs N-worker ratios of the gateway and nginx, with
+# the ceiling that the cores shared with wrk and the origin allow.
 # `run_gateway.sh --report DIR` prints that again from a finished run.
 #
 # Knobs (environment, defaults in brackets):
